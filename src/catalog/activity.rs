@@ -1,0 +1,84 @@
+//! Other sessions: who holds locks on the tables, who has a long transaction
+//! open. A DDL statement queues behind both, and everything queues behind it.
+
+use super::query;
+use crate::error::Result;
+use postgres::GenericClient;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub pid: i32,
+    pub user: String,
+    pub application: String,
+    pub state: String,
+    /// Seconds since the session's transaction began, if one is open.
+    pub transaction_age_s: Option<f64>,
+    /// Relation locks it holds or waits for on the tables, e.g. `RowExclusiveLock on public.t`.
+    pub locks: Vec<String>,
+    /// Its current or last query, shortened; hidden when it may hold a secret.
+    pub query: String,
+}
+
+/// Queries that can carry a password are never shown.
+pub fn redact_query(query: &str) -> String {
+    let lower = query.to_ascii_lowercase();
+    if lower.contains("password") || lower.contains("passwd") || lower.contains("secret") {
+        return "<hidden: the query may contain a secret>".to_string();
+    }
+    let one_line: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 160 {
+        format!("{}…", one_line.chars().take(160).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+const SESSIONS_SQL: &str = "\
+SELECT a.pid, coalesce(a.usename::text, ''), coalesce(a.application_name, ''), coalesce(a.state, ''),
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8,
+       ARRAY(SELECT l.mode || CASE WHEN l.granted THEN '' ELSE ' (waiting)' END || ' on ' || l.relation::regclass::text
+               FROM pg_locks l
+              WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.relation = ANY($1)
+              ORDER BY 1),
+       coalesce(a.query, '')
+  FROM pg_stat_activity a
+ WHERE a.pid <> pg_backend_pid()
+   AND a.datname = current_database()
+   AND (EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.relation = ANY($1))
+        OR a.xact_start < clock_timestamp() - make_interval(secs => $2))
+ ORDER BY a.xact_start NULLS LAST";
+
+/// Sessions holding or awaiting locks on `relations`, or with a transaction
+/// open longer than `long_transaction_s`.
+pub fn sessions(
+    client: &mut impl GenericClient,
+    relations: &[u32],
+    long_transaction_s: f64,
+) -> Result<Vec<SessionInfo>> {
+    Ok(
+        query(client, SESSIONS_SQL, &[&relations, &long_transaction_s])?
+            .iter()
+            .map(|r| SessionInfo {
+                pid: r.get(0),
+                user: r.get(1),
+                application: r.get(2),
+                state: r.get(3),
+                transaction_age_s: r.get(4),
+                locks: r.get(5),
+                query: redact_query(&r.get::<_, String>(6)),
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_other_sessions_queries_are_hidden() {
+        assert!(!redact_query("ALTER ROLE app PASSWORD 'x'").contains('x'));
+        assert_eq!(redact_query("SELECT  1\n FROM t"), "SELECT 1 FROM t");
+    }
+}

@@ -1,0 +1,201 @@
+//! The live foreign key: its definition read back from `pg_constraint`, the
+//! exact comparisons PostgreSQL uses for it, and its partition copies.
+
+use super::query;
+use crate::error::{Error, Result};
+use crate::sql::foreign_key::{FkAction, ForeignKeyDef, MatchType};
+use crate::sql::ident::{Ident, QualifiedName};
+use crate::sql::orphans::{KeyComparison, Operator};
+use postgres::GenericClient;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveConstraint {
+    #[serde(skip)]
+    pub oid: u32,
+    pub definition: ForeignKeyDef,
+    /// `convalidated`: false for a constraint added NOT VALID and not yet validated.
+    pub validated: bool,
+    /// `conenforced` (PostgreSQL 18+); always true before 18.
+    pub enforced: bool,
+    /// `pg_get_constraintdef`, with every name schema-qualified.
+    pub pg_definition: String,
+    /// The unique index on the parent that the constraint depends on.
+    pub parent_index: Option<String>,
+    /// `ON DELETE SET NULL (cols)` column lists (PostgreSQL 15+), which playbooks cannot express yet.
+    pub on_delete_set_columns: Vec<String>,
+    #[serde(skip)]
+    pub keys: Vec<KeyComparison>,
+    /// Copies PostgreSQL made on partitions (child side or parent side).
+    pub copies: Vec<ConstraintCopy>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConstraintCopy {
+    pub table: String,
+    pub references: String,
+    pub validated: bool,
+}
+
+/// What the catalog holds under the playbook's constraint name on the child table.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Found(Box<LiveConstraint>),
+    Absent,
+    /// A constraint with that name exists but is not a foreign key.
+    NotAForeignKey {
+        contype: String,
+    },
+}
+
+fn constraint_sql(server_version: i32) -> String {
+    let enforced = if server_version >= 180000 {
+        "c.conenforced"
+    } else {
+        "true"
+    };
+    let set_cols = if server_version >= 150000 {
+        "ARRAY(SELECT a.attname::text FROM unnest(c.confdelsetcols) k(n) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)"
+    } else {
+        "ARRAY[]::text[]"
+    };
+    format!(
+        "\
+SELECT c.oid, c.contype::text, c.confupdtype::text, c.confdeltype::text, c.confmatchtype::text,
+       c.condeferrable, c.condeferred, c.convalidated, {enforced},
+       pg_get_constraintdef(c.oid), nullif(c.conindid, 0)::regclass::text,
+       pn.nspname::text, p.relname::text, {set_cols}
+  FROM pg_constraint c
+  LEFT JOIN pg_class p ON p.oid = c.confrelid
+  LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE c.conrelid = $1 AND c.conname = $2"
+    )
+}
+
+const KEYS_SQL: &str = "\
+SELECT fa.attname::text, pa.attname::text,
+       opn.nspname::text, o.oprname::text,
+       CASE WHEN pa.atttypid <> o.oprleft THEN ltn.nspname::text END, lt.typname::text,
+       CASE WHEN fa.atttypid <> o.oprright THEN rtn.nspname::text END, rt.typname::text,
+       CASE WHEN pa.attcollation <> fa.attcollation AND pa.attcollation <> 0 THEN colln.nspname::text END,
+       coll.collname::text
+  FROM pg_constraint c,
+       unnest(c.conkey, c.confkey, c.conpfeqop) WITH ORDINALITY AS k(fk_att, pk_att, eqop, ord)
+  JOIN pg_attribute fa ON fa.attnum = k.fk_att
+  JOIN pg_attribute pa ON pa.attnum = k.pk_att
+  JOIN pg_operator o ON o.oid = k.eqop
+  JOIN pg_namespace opn ON opn.oid = o.oprnamespace
+  JOIN pg_type lt ON lt.oid = o.oprleft JOIN pg_namespace ltn ON ltn.oid = lt.typnamespace
+  JOIN pg_type rt ON rt.oid = o.oprright JOIN pg_namespace rtn ON rtn.oid = rt.typnamespace
+  LEFT JOIN pg_collation coll ON coll.oid = pa.attcollation
+  LEFT JOIN pg_namespace colln ON colln.oid = coll.collnamespace
+ WHERE c.oid = $1 AND fa.attrelid = c.conrelid AND pa.attrelid = c.confrelid
+ ORDER BY k.ord";
+
+const COPIES_SQL: &str = "\
+WITH RECURSIVE copies AS (
+    SELECT oid, conrelid, confrelid, convalidated FROM pg_constraint WHERE conparentid = $1
+    UNION ALL
+    SELECT c.oid, c.conrelid, c.confrelid, c.convalidated
+      FROM pg_constraint c JOIN copies p ON c.conparentid = p.oid)
+SELECT conrelid::regclass::text, confrelid::regclass::text, convalidated FROM copies ORDER BY 1, 2";
+
+fn qualified(schema: Option<String>, name: String) -> QualifiedName {
+    QualifiedName::new(
+        Ident::from_catalog(schema.unwrap_or_default()),
+        Ident::from_catalog(name),
+    )
+}
+
+/// Reads the named constraint of `child` (whose name the playbook gives).
+pub fn lookup(
+    client: &mut impl GenericClient,
+    server_version: i32,
+    child_oid: u32,
+    child: &QualifiedName,
+    name: &Ident,
+) -> Result<Lookup> {
+    let sql = constraint_sql(server_version);
+    let rows = query(client, &sql, &[&child_oid, &name.as_str()])?;
+    let Some(row) = rows.first() else {
+        return Ok(Lookup::Absent);
+    };
+    let contype: String = row.get(1);
+    if contype != "f" {
+        return Ok(Lookup::NotAForeignKey { contype });
+    }
+    let oid: u32 = row.get(0);
+    let bad = |what: &str, code: String| {
+        Error::internal(format!("unexpected {what} code {code:?} in pg_constraint"))
+    };
+    let on_update: String = row.get(2);
+    let on_delete: String = row.get(3);
+    let matching: String = row.get(4);
+    let key_rows = query(client, KEYS_SQL, &[&oid])?;
+    let mut columns = Vec::new();
+    let mut ref_columns = Vec::new();
+    let mut keys = Vec::new();
+    for k in &key_rows {
+        let fk_column = Ident::from_catalog(k.get::<_, String>(0));
+        let pk_column = Ident::from_catalog(k.get::<_, String>(1));
+        let symbol: String = k.get(3);
+        if !Operator::is_valid_symbol(&symbol) {
+            return Err(Error::internal(format!(
+                "the constraint's equality operator {symbol:?} is not an operator name fkctl can write safely"
+            )));
+        }
+        let cast = |schema: Option<String>, name: String| schema.map(|s| qualified(Some(s), name));
+        keys.push(KeyComparison {
+            fk_column: fk_column.clone(),
+            pk_column: pk_column.clone(),
+            operator: Operator {
+                schema: Ident::from_catalog(k.get::<_, String>(2)),
+                symbol,
+                pk_cast: cast(k.get(4), k.get(5)),
+                fk_cast: cast(k.get(6), k.get(7)),
+            },
+            collation: k
+                .get::<_, Option<String>>(8)
+                .map(|s| qualified(Some(s), k.get::<_, Option<String>>(9).unwrap_or_default())),
+        });
+        columns.push(fk_column);
+        ref_columns.push(pk_column);
+    }
+    let definition = ForeignKeyDef {
+        name: name.clone(),
+        table: child.clone(),
+        columns,
+        ref_table: qualified(
+            row.get(11),
+            row.get::<_, Option<String>>(12).unwrap_or_default(),
+        ),
+        ref_columns,
+        on_delete: FkAction::from_catalog_code(&on_delete)
+            .ok_or_else(|| bad("confdeltype", on_delete.clone()))?,
+        on_update: FkAction::from_catalog_code(&on_update)
+            .ok_or_else(|| bad("confupdtype", on_update.clone()))?,
+        match_type: MatchType::from_catalog_code(&matching)
+            .ok_or_else(|| bad("confmatchtype", matching.clone()))?,
+        deferrable: row.get(5),
+        initially_deferred: row.get(6),
+    };
+    let copies = query(client, COPIES_SQL, &[&oid])?
+        .iter()
+        .map(|r| ConstraintCopy {
+            table: r.get(0),
+            references: r.get(1),
+            validated: r.get(2),
+        })
+        .collect();
+    Ok(Lookup::Found(Box::new(LiveConstraint {
+        oid,
+        definition,
+        validated: row.get(7),
+        enforced: row.get(8),
+        pg_definition: row.get(9),
+        parent_index: row.get(10),
+        on_delete_set_columns: row.get(13),
+        keys,
+        copies,
+    })))
+}

@@ -1,0 +1,64 @@
+//! Foreign keys that point at the child table: deleting (purging) child rows
+//! fires their actions, so the DBA must see them before anything is removed.
+
+use super::query;
+use crate::error::Result;
+use crate::sql::foreign_key::FkAction;
+use postgres::GenericClient;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DependentKey {
+    pub name: String,
+    /// The table whose rows reference the child table.
+    pub table: String,
+    pub columns: Vec<String>,
+    pub on_delete: FkAction,
+    pub on_update: FkAction,
+    pub validated: bool,
+}
+
+impl DependentKey {
+    /// What deleting a referenced child row does to this table.
+    pub fn effect_of_delete(&self) -> String {
+        match self.on_delete {
+            FkAction::Cascade => format!("deletes the referencing rows of {}", self.table),
+            FkAction::SetNull => {
+                format!("sets {}.({}) to NULL", self.table, self.columns.join(", "))
+            }
+            FkAction::SetDefault => format!(
+                "sets {}.({}) to their defaults",
+                self.table,
+                self.columns.join(", ")
+            ),
+            FkAction::NoAction | FkAction::Restrict => {
+                format!("is refused while {} still references the row", self.table)
+            }
+        }
+    }
+}
+
+const DEPENDENTS_SQL: &str = "\
+SELECT c.conname::text, c.conrelid::regclass::text,
+       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, ord)
+               JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.ord),
+       c.confdeltype::text, c.confupdtype::text, c.convalidated
+  FROM pg_constraint c
+ WHERE c.contype = 'f' AND c.confrelid = $1 AND c.conparentid = 0
+ ORDER BY 2, 1";
+
+pub fn referencing(client: &mut impl GenericClient, table_oid: u32) -> Result<Vec<DependentKey>> {
+    Ok(query(client, DEPENDENTS_SQL, &[&table_oid])?
+        .iter()
+        .map(|r| DependentKey {
+            name: r.get(0),
+            table: r.get(1),
+            columns: r.get(2),
+            on_delete: FkAction::from_catalog_code(&r.get::<_, String>(3))
+                .unwrap_or(FkAction::NoAction),
+            on_update: FkAction::from_catalog_code(&r.get::<_, String>(4))
+                .unwrap_or(FkAction::NoAction),
+            validated: r.get(5),
+        })
+        .collect())
+}

@@ -1,0 +1,47 @@
+//! Indexes on the foreign-key columns of the child table.
+
+use super::query;
+use crate::error::Result;
+use postgres::GenericClient;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexInfo {
+    pub name: String,
+    pub definition: String,
+    pub valid: bool,
+    /// Its leading columns are exactly the FK columns (in any order), so
+    /// PostgreSQL can use it to find the children of a parent row.
+    pub covers_foreign_key: bool,
+}
+
+const INDEXES_SQL: &str = "\
+SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), i.indisvalid, i.indkey::int2[]
+  FROM pg_index i
+ WHERE i.indrelid = $1
+ ORDER BY 1";
+
+/// Indexes of `table_oid` that contain at least one of the FK columns.
+pub fn on_columns(
+    client: &mut impl GenericClient,
+    table_oid: u32,
+    fk_attnums: &[i16],
+) -> Result<Vec<IndexInfo>> {
+    let mut out = Vec::new();
+    for r in query(client, INDEXES_SQL, &[&table_oid])? {
+        let keys: Vec<i16> = r.get(3);
+        if !keys.iter().any(|k| fk_attnums.contains(k)) {
+            continue;
+        }
+        let leading = keys.get(..fk_attnums.len()).unwrap_or(&[]);
+        let covers =
+            leading.len() == fk_attnums.len() && fk_attnums.iter().all(|a| leading.contains(a));
+        out.push(IndexInfo {
+            name: r.get(0),
+            definition: r.get(1),
+            valid: r.get(2),
+            covers_foreign_key: covers,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,220 @@
+//! Reading the live database: everything fkctl needs to know about one
+//! foreign key, taken in a single read-only snapshot so that all the facts
+//! agree with each other. Names are always bound as parameters.
+
+pub mod activity;
+pub mod constraint;
+pub mod dependents;
+pub mod indexes;
+pub mod relations;
+
+use crate::error::{Error, Result};
+use crate::playbook::{Playbook, Position};
+use crate::sql::ident::QualifiedName;
+use crate::sql::orphans::OrphanQuery;
+use postgres::types::ToSql;
+use postgres::{GenericClient, IsolationLevel, Row};
+use serde::Serialize;
+
+pub use constraint::{LiveConstraint, Lookup};
+
+/// Runs a catalog query; failures carry the SQL for the message.
+pub(crate) fn query(
+    client: &mut impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>> {
+    client
+        .query(sql, params)
+        .map_err(|e| Error::from_postgres(&e, sql))
+}
+
+/// Sessions with a transaction open longer than this are reported.
+pub const LONG_TRANSACTION_S: f64 = 60.0;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub version: String,
+    pub version_num: i32,
+    pub database: String,
+    pub deadlock_timeout_ms: i64,
+}
+
+/// Everything observed about one foreign key in one database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub server: Server,
+    pub child: relations::Relation,
+    pub parent: relations::Relation,
+    pub child_columns: Vec<relations::Column>,
+    pub parent_columns: Vec<relations::Column>,
+    #[serde(skip)]
+    pub constraint: Lookup,
+    /// Foreign keys of other tables that reference the child table.
+    pub referencing_child: Vec<dependents::DependentKey>,
+    pub child_indexes: Vec<indexes::IndexInfo>,
+    pub sessions: Vec<activity::SessionInfo>,
+    /// The exact orphan query: from the constraint's own operators when it
+    /// exists, from the playbook's definition when it does not.
+    pub orphan_query: OrphanQuery,
+}
+
+impl Inspection {
+    pub fn live(&self) -> Option<&LiveConstraint> {
+        match &self.constraint {
+            Lookup::Found(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+fn missing(playbook: &Playbook, at: Position, what: String, environment: &str) -> Error {
+    Error::precondition(what)
+        .with("environment", environment)
+        .with("playbook", playbook.locate(at))
+        .next("check the name in the playbook (unquoted names fold to lower case; quote mixed-case names) and the database the connection points at")
+}
+
+fn find_relation(
+    tx: &mut impl GenericClient,
+    playbook: &Playbook,
+    name: &QualifiedName,
+    at: Position,
+    environment: &str,
+) -> Result<relations::Relation> {
+    relations::find(tx, name)?.ok_or_else(|| {
+        missing(
+            playbook,
+            at,
+            format!("table {name} does not exist"),
+            environment,
+        )
+    })
+}
+
+fn find_columns(
+    tx: &mut impl GenericClient,
+    playbook: &Playbook,
+    relation: &relations::Relation,
+    names: &[crate::sql::ident::Ident],
+    positions: &[Position],
+    environment: &str,
+) -> Result<Vec<relations::Column>> {
+    let found = relations::columns(tx, relation.oid, names)?;
+    found
+        .into_iter()
+        .zip(names.iter().zip(positions))
+        .map(|(column, (name, at))| {
+            column.ok_or_else(|| {
+                missing(
+                    playbook,
+                    *at,
+                    format!("column {name} does not exist in table {}", relation.name),
+                    environment,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Reads everything about the playbook's constraint, in one snapshot.
+pub fn inspect(
+    client: &mut postgres::Client,
+    playbook: &Playbook,
+    environment: &str,
+) -> Result<Inspection> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(|e| Error::from_postgres(&e, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))?;
+    // pg_get_constraintdef and ::regclass qualify every name that the
+    // search_path would not find; an empty path qualifies them all.
+    tx.batch_execute("SET LOCAL search_path = ''")
+        .map_err(|e| Error::from_postgres(&e, "SET LOCAL search_path = ''"))?;
+    let settings = query(
+        &mut tx,
+        "SELECT current_setting('server_version'), current_setting('server_version_num')::int4, current_database()::text,
+                (SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout')",
+        &[],
+    )?;
+    let row = settings
+        .first()
+        .ok_or_else(|| Error::internal("the server returned no settings row"))?;
+    let server = Server {
+        version: row.get(0),
+        version_num: row.get(1),
+        database: row.get(2),
+        deadlock_timeout_ms: row.get(3),
+    };
+    let fk = &playbook.constraint;
+    let at = &playbook.positions;
+    let child = find_relation(&mut tx, playbook, &fk.table, at.table, environment)?;
+    let parent = find_relation(&mut tx, playbook, &fk.ref_table, at.ref_table, environment)?;
+    let child_columns = find_columns(
+        &mut tx,
+        playbook,
+        &child,
+        &fk.columns,
+        &at.columns,
+        environment,
+    )?;
+    let parent_columns = find_columns(
+        &mut tx,
+        playbook,
+        &parent,
+        &fk.ref_columns,
+        &at.ref_columns,
+        environment,
+    )?;
+    let lookup = constraint::lookup(&mut tx, server.version_num, child.oid, &fk.table, &fk.name)?;
+    let mut orphan_query = OrphanQuery::from_definition(fk);
+    orphan_query.child_partitioned = child.partitioned;
+    orphan_query.parent_partitioned = parent.partitioned;
+    match &lookup {
+        Lookup::Found(live) => {
+            orphan_query.match_type = live.definition.match_type;
+            orphan_query.parent = live.definition.ref_table.clone();
+            orphan_query.keys = live.keys.clone();
+        }
+        _ => {
+            for (key, (c, p)) in orphan_query
+                .keys
+                .iter_mut()
+                .zip(child_columns.iter().zip(&parent_columns))
+            {
+                if c.collation != p.collation {
+                    key.collation = p.collation.clone();
+                }
+            }
+        }
+    }
+    let referencing_child = dependents::referencing(&mut tx, child.oid)?;
+    let attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
+    let child_indexes = indexes::on_columns(&mut tx, child.oid, &attnums)?;
+    let mut watched: Vec<u32> = vec![child.oid, parent.oid];
+    let partition_oids = query(
+        &mut tx,
+        "SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass) UNION SELECT relid FROM pg_catalog.pg_partition_tree($2::oid::regclass)",
+        &[&child.oid, &parent.oid],
+    )?;
+    watched.extend(partition_oids.iter().map(|r| r.get::<_, u32>(0)));
+    watched.sort_unstable();
+    watched.dedup();
+    let sessions = activity::sessions(&mut tx, &watched, LONG_TRANSACTION_S)?;
+    tx.commit()
+        .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
+    Ok(Inspection {
+        server,
+        child,
+        parent,
+        child_columns,
+        parent_columns,
+        constraint: lookup,
+        referencing_child,
+        child_indexes,
+        sessions,
+        orphan_query,
+    })
+}

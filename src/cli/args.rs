@@ -1,0 +1,92 @@
+//! The command line, and nothing else: parsing and help text live here,
+//! the work lives in `commands`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fkctl",
+    version,
+    about = "Remove a PostgreSQL foreign key safely, staging then production, and put it back in an incident",
+    long_about = "fkctl runs one foreign-key change, described by a YAML playbook, step by step: \
+it checks the live constraint and its orphaned rows, plans every statement with the locks it takes, \
+and (in later commands) drops the constraint or restores it without losing a row.\n\n\
+Exit codes: 0 ok, 1 internal error, 2 usage or playbook error, 3 database unreachable, \
+4 precondition failed (drift, missing object, orphans over limit), 5 lock not acquired, \
+6 failed mid-way (safe to re-run), 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON document on stdout; messages and progress go to stderr.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// Environment to connect to (a name from the playbook's `environments`).
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: String,
+    /// Use this connection string for environment NAME instead of the variable the playbook names.
+    #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
+    pub dsn: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check playbooks offline; exit 2 with file:line:column on the first problem of each.
+    Lint {
+        #[arg(required = true, value_name = "PLAYBOOK")]
+        playbooks: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Show the live constraint beside the playbook's, drift field by field, and what dropping it changes.
+    Inspect {
+        playbook: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Count (and sample) orphaned rows: exactly the rows VALIDATE CONSTRAINT would reject.
+    Orphans {
+        playbook: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+        /// Also show up to N orphaned rows.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        sample: u32,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Print the ordered steps of the drop (or rollback) with their SQL, locks and checks.
+    Plan {
+        playbook: PathBuf,
+        /// Plan from this environment's live catalog instead of the playbook alone.
+        #[arg(long = "env", value_name = "NAME")]
+        env: Option<String>,
+        #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
+        dsn: Vec<(String, String)>,
+        /// Plan the rollback (ADD ... NOT VALID, archived purge, VALIDATE) instead of the drop.
+        #[arg(long)]
+        rollback: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+}

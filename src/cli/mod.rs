@@ -1,0 +1,3 @@
+//! Argument parsing; see `args`.
+
+pub mod args;

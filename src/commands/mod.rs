@@ -1,0 +1,121 @@
+//! One module per command: each loads what it needs, asks the core, and
+//! hands the result to a renderer. No SQL is written here.
+
+mod inspect;
+mod lint;
+mod orphans;
+mod plan;
+
+use crate::cli::args::{Cli, Command};
+use crate::connect::Target;
+use crate::error::{Error, Kind, Result};
+use crate::playbook::{self, Playbook};
+use clap::CommandFactory;
+use std::io::Write;
+use std::path::Path;
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Lint { playbooks, output } => lint::run(&playbooks, output),
+        Command::Inspect {
+            playbook,
+            connection,
+            output,
+        } => inspect::run(&playbook, &connection, output),
+        Command::Orphans {
+            playbook,
+            connection,
+            sample,
+            output,
+        } => orphans::run(&playbook, &connection, sample, output),
+        Command::Plan {
+            playbook,
+            env,
+            dsn,
+            rollback,
+            output,
+        } => plan::run(&playbook, env.as_deref(), &dsn, rollback, output),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "fkctl", &mut buf);
+            write_stdout(&String::from_utf8_lossy(&buf))
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| Error::internal(format!("cannot render the man page: {e}")))?;
+            write_stdout(&String::from_utf8_lossy(&buf))
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`fkctl plan x | head`) is not an error.
+pub fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::internal(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+pub fn write_json(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))?;
+    write_stdout(&(text + "\n"))
+}
+
+/// The playbook, and the named environment in it.
+pub fn load_with_env(path: &Path, env: &str) -> Result<(Playbook, playbook::Environment)> {
+    let playbook = playbook::load(path)?;
+    let environment = playbook.environment(env).cloned().ok_or_else(|| {
+        Error::usage(format!(
+            "environment {env:?} is not in {}; it has: {}",
+            path.display(),
+            playbook
+                .environments
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    Ok((playbook, environment))
+}
+
+/// Connects to a playbook environment.
+pub fn connect(
+    environment: &playbook::Environment,
+    overrides: &[(String, String)],
+) -> Result<(Target, postgres::Client)> {
+    let target = Target::resolve(environment, overrides)?;
+    let client = target.connect()?;
+    Ok((target, client))
+}
+
+/// Inspects the live constraint; errors are labelled with the environment and step.
+pub fn inspect_live(
+    client: &mut postgres::Client,
+    playbook: &Playbook,
+    env: &str,
+    step: &str,
+) -> Result<crate::catalog::Inspection> {
+    crate::catalog::inspect(client, playbook, env).map_err(|e| label(e, env, step))
+}
+
+pub fn label(mut e: Error, env: &str, step: &str) -> Error {
+    if !e.context.iter().any(|(l, _)| l == "environment") {
+        e.context
+            .insert(0, ("environment".to_string(), env.to_string()));
+    }
+    if !e.context.iter().any(|(l, _)| l == "step") {
+        e.context.insert(1, ("step".to_string(), step.to_string()));
+    }
+    if e.next.is_none() && e.kind == Kind::Unreachable {
+        e.next = Some(
+            "the connection was lost: check the server, then run the same command again".into(),
+        );
+    }
+    e
+}

@@ -1,0 +1,57 @@
+use super::{connect, inspect_live, label, load_with_env, write_json, write_stdout};
+use crate::census;
+use crate::cli::args::{Connection, Output};
+use crate::error::Result;
+use crate::render;
+use crate::report::OrphanReport;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn spinner(message: String) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+pub fn run(path: &Path, connection: &Connection, sample: u32, output: Output) -> Result<()> {
+    let env = connection.env.as_str();
+    let (playbook, environment) = load_with_env(path, env)?;
+    let (_, mut client) = connect(&environment, &connection.dsn)?;
+    let inspection = inspect_live(&mut client, &playbook, env, "read the live catalog")?;
+    let query = &inspection.orphan_query;
+    let started = Instant::now();
+    let bar = spinner(format!(
+        "counting orphans in {} ({env})",
+        playbook.constraint.table
+    ));
+    let counted = census::count(&mut client, query);
+    bar.finish_and_clear();
+    let orphan_count = counted.map_err(|e| label(e, env, "count orphans"))?;
+    let elapsed_ms = started.elapsed().as_millis();
+    let rows = if sample > 0 && orphan_count > 0 {
+        census::sample(&mut client, query, i64::from(sample))
+            .map_err(|e| label(e, env, "sample orphans"))?
+    } else {
+        Vec::new()
+    };
+    let report = OrphanReport {
+        environment: env.to_string(),
+        constraint: playbook.constraint.name.display(),
+        table: playbook.constraint.table.display(),
+        references: playbook.constraint.ref_table.display(),
+        state: crate::report::state_of(&inspection.constraint),
+        orphan_count,
+        elapsed_ms,
+        sql: query.count_sql(),
+        sample: rows,
+    };
+    match output {
+        Output::Json => write_json(&report),
+        Output::Text => write_stdout(&render::orphans::text(&report)),
+    }
+}

@@ -1,0 +1,329 @@
+//! From a playbook environment to a live connection, the way libpq would
+//! make it: connection string from the environment variable the playbook
+//! names (or `--dsn NAME=...`), `PG*` variables for what it leaves out,
+//! `~/.pgpass` for the password, and `sslmode` up to `verify-full`.
+//!
+//! A [`Target`] can describe itself for messages; that description never
+//! includes the password.
+
+mod dsn;
+mod pgpass;
+
+use crate::error::{describe_postgres, Error, Kind, Result};
+use crate::playbook::Environment;
+use native_tls::{Certificate, TlsConnector};
+use postgres::config::SslMode;
+use postgres::{Client, Config};
+use postgres_native_tls::MakeTlsConnector;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// libpq's sslmode, all six of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// A resolved connection: what to connect to, and how to say so safely.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub environment: String,
+    config: Config,
+    tls: TlsMode,
+    root_cert: Option<PathBuf>,
+    /// `host=.. port=.. dbname=.. user=.. sslmode=..`, never the password.
+    pub description: String,
+}
+
+/// `--dsn NAME=CONNSTRING` overrides, by environment name.
+pub type Overrides = [(String, String)];
+
+pub fn parse_override(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, dsn)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
+            Ok((name.to_string(), dsn.to_string()))
+        }
+        _ => Err("expected NAME=CONNSTRING, e.g. staging='host=db1 dbname=app'".to_string()),
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Target {
+    /// Resolves the connection for one playbook environment.
+    pub fn resolve(environment: &Environment, overrides: &Overrides) -> Result<Target> {
+        let text = match overrides.iter().rev().find(|(n, _)| n == &environment.name) {
+            Some((_, dsn)) => dsn.clone(),
+            None => std::env::var(&environment.dsn_env).map_err(|_| {
+                Error::usage(format!(
+                    "no connection string for environment {:?}: the variable {} is not set",
+                    environment.name, environment.dsn_env
+                ))
+                .next(format!(
+                    "export {}='host=... dbname=... user=...' (or a postgresql:// URI), or pass --dsn {}=...",
+                    environment.dsn_env, environment.name
+                ))
+            })?,
+        };
+        Target::from_dsn(&environment.name, &text).map_err(|e| {
+            e.with("environment", environment.name.clone())
+                .with("variable", environment.dsn_env.clone())
+        })
+    }
+
+    /// Builds a target from a connection string, with libpq's defaults.
+    pub fn from_dsn(environment: &str, text: &str) -> Result<Target> {
+        let pairs = dsn::parse(text).map_err(Error::usage)?;
+        let mut config = Config::new();
+        let mut host = env("PGHOST");
+        let mut hostaddr = env("PGHOSTADDR");
+        let mut port = env("PGPORT");
+        let mut user = env("PGUSER");
+        let mut password = env("PGPASSWORD");
+        let mut dbname = env("PGDATABASE");
+        let mut sslmode = env("PGSSLMODE");
+        let mut root_cert = env("PGSSLROOTCERT");
+        let mut passfile = None;
+        let mut connect_timeout = env("PGCONNECT_TIMEOUT");
+        let mut application_name = env("PGAPPNAME");
+        for (key, value) in pairs {
+            match key.as_str() {
+                "host" => host = Some(value),
+                "hostaddr" => hostaddr = Some(value),
+                "port" => port = Some(value),
+                "user" => user = Some(value),
+                "password" => password = Some(value),
+                "dbname" => dbname = Some(value),
+                "sslmode" => sslmode = Some(value),
+                "sslrootcert" => root_cert = Some(value),
+                "passfile" => passfile = Some(PathBuf::from(value)),
+                "connect_timeout" => connect_timeout = Some(value),
+                "application_name" => application_name = Some(value),
+                "options" => {
+                    config.options(&value);
+                }
+                "target_session_attrs" => {
+                    let attrs = match value.as_str() {
+                        "any" => postgres::config::TargetSessionAttrs::Any,
+                        "read-write" => postgres::config::TargetSessionAttrs::ReadWrite,
+                        _ => return Err(Error::usage("target_session_attrs must be any or read-write")),
+                    };
+                    config.target_session_attrs(attrs);
+                }
+                "sslcert" | "sslkey" => {
+                    return Err(Error::usage(format!(
+                        "{key} (client certificates) is not supported yet; use password or trust authentication"
+                    )))
+                }
+                other => {
+                    return Err(Error::usage(format!(
+                        "unknown connection parameter {other:?}; known: host hostaddr port user password dbname sslmode sslrootcert passfile connect_timeout application_name options target_session_attrs"
+                    )))
+                }
+            }
+        }
+        let host = host.unwrap_or_else(|| "localhost".to_string());
+        let hosts: Vec<&str> = host.split(',').collect();
+        for h in &hosts {
+            if h.starts_with('/') {
+                config.host_path(h);
+            } else {
+                config.host(h);
+            }
+        }
+        if let Some(addr) = &hostaddr {
+            for a in addr.split(',') {
+                let ip = a
+                    .parse()
+                    .map_err(|_| Error::usage(format!("hostaddr {a:?} is not an IP address")))?;
+                config.hostaddr(ip);
+            }
+        }
+        let ports: Vec<u16> = match &port {
+            None => vec![5432],
+            Some(p) => p
+                .split(',')
+                .map(|p| if p.is_empty() { Ok(5432) } else { p.parse() })
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| Error::usage(format!("port {p:?} is not a port number")))?,
+        };
+        for p in &ports {
+            config.port(*p);
+        }
+        let user = match user.or_else(|| env("USER")).or_else(|| env("LOGNAME")) {
+            Some(u) => u,
+            None => {
+                return Err(Error::usage(
+                    "no user: set user= in the connection string or PGUSER",
+                ))
+            }
+        };
+        config.user(&user);
+        let dbname = dbname.unwrap_or_else(|| user.clone());
+        config.dbname(&dbname);
+        if password.is_none() {
+            if let Some(file) = passfile.or_else(pgpass::default_path) {
+                password = pgpass::lookup(&file, hosts[0], ports[0], &dbname, &user);
+            }
+        }
+        if let Some(p) = &password {
+            config.password(p);
+        }
+        let timeout = match connect_timeout {
+            None => 10,
+            Some(t) => t
+                .parse::<u64>()
+                .map_err(|_| Error::usage("connect_timeout must be a whole number of seconds"))?,
+        };
+        if timeout > 0 {
+            config.connect_timeout(Duration::from_secs(timeout));
+        }
+        config.application_name(application_name.as_deref().unwrap_or("fkctl"));
+        let tls = match sslmode.as_deref().unwrap_or("prefer") {
+            "disable" => TlsMode::Disable,
+            "allow" => TlsMode::Allow,
+            "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-ca" => TlsMode::VerifyCa,
+            "verify-full" => TlsMode::VerifyFull,
+            other => {
+                return Err(Error::usage(format!(
+                    "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                )))
+            }
+        };
+        config.ssl_mode(match tls {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Allow | TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        let root_cert = root_cert.map(PathBuf::from).or_else(|| {
+            let default = PathBuf::from(env("HOME")?).join(".postgresql/root.crt");
+            default.exists().then_some(default)
+        });
+        let description = format!(
+            "host={} port={} dbname={} user={} sslmode={}",
+            host,
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            dbname,
+            user,
+            sslmode.as_deref().unwrap_or("prefer")
+        );
+        Ok(Target {
+            environment: environment.to_string(),
+            config,
+            tls,
+            root_cert,
+            description,
+        })
+    }
+
+    fn tls_connector(&self) -> Result<MakeTlsConnector> {
+        let mut builder = TlsConnector::builder();
+        // libpq verifies the chain for verify-ca and verify-full, and for
+        // require when a root certificate is available; never otherwise.
+        let verify_chain = match self.tls {
+            TlsMode::VerifyCa | TlsMode::VerifyFull => true,
+            TlsMode::Require => self.root_cert.is_some(),
+            _ => false,
+        };
+        if verify_chain {
+            match self.root_cert.as_deref() {
+                Some(p) if p.as_os_str() == "system" => {}
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        Error::usage(format!("cannot read sslrootcert {}: {e}", path.display()))
+                    })?;
+                    let certs = Certificate::stack_from_pem(&pem).map_err(|e| {
+                        Error::usage(format!("sslrootcert {} holds no usable certificate: {e}", path.display()))
+                    })?;
+                    builder.disable_built_in_roots(true);
+                    for cert in certs {
+                        builder.add_root_certificate(cert);
+                    }
+                }
+                None => {
+                    return Err(Error::usage(format!(
+                        "sslmode={} needs a root certificate: set sslrootcert=/path/to/root.crt (or sslrootcert=system), or create ~/.postgresql/root.crt",
+                        if self.tls == TlsMode::VerifyCa { "verify-ca" } else { "verify-full" }
+                    )))
+                }
+            }
+        } else {
+            builder.danger_accept_invalid_certs(true);
+        }
+        if self.tls != TlsMode::VerifyFull {
+            builder.danger_accept_invalid_hostnames(true);
+        }
+        let connector = builder
+            .build()
+            .map_err(|e| Error::internal(format!("cannot set up TLS: {e}")))?;
+        Ok(MakeTlsConnector::new(connector))
+    }
+
+    /// Connects and prepares the session: fkctl's own SQL relies on
+    /// standard-conforming string literals.
+    pub fn connect(&self) -> Result<Client> {
+        let tls = self.tls_connector()?;
+        let mut client = self.config.connect(tls).map_err(|e| {
+            let (kind, said) = describe_postgres(&e);
+            let kind = if kind == Kind::Interrupted { kind } else { Kind::Unreachable };
+            Error::new(kind, format!("cannot connect to the {} database", self.environment))
+                .with("environment", self.environment.clone())
+                .with("connection", self.description.clone())
+                .with("postgres", said)
+                .next("check that the server is up and reachable, and that the connection string, user and password are right")
+        })?;
+        client
+            .batch_execute("SET standard_conforming_strings = on")
+            .map_err(|e| Error::from_postgres(&e, "SET standard_conforming_strings = on"))?;
+        Ok(client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_never_contains_the_password() {
+        let t = Target::from_dsn(
+            "staging",
+            "host=db1 user=ops password=hunter2 dbname=app sslmode=disable",
+        );
+        let t = t.ok();
+        let d = t
+            .as_ref()
+            .map(|t| t.description.clone())
+            .unwrap_or_default();
+        assert!(d.contains("host=db1") && d.contains("dbname=app"), "{d}");
+        assert!(!d.contains("hunter2"));
+        assert!(!format!("{:?}", t.map(|t| t.description)).contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_sslmode_is_a_usage_error() {
+        let e = Target::from_dsn("x", "host=db1 user=u sslmode=sometimes").err();
+        assert_eq!(e.map(|e| e.kind), Some(Kind::Usage));
+    }
+
+    #[test]
+    fn overrides_parse() {
+        assert_eq!(
+            parse_override("staging=host=db1 dbname=x"),
+            Ok(("staging".to_string(), "host=db1 dbname=x".to_string()))
+        );
+        assert!(parse_override("=x").is_err());
+    }
+}

@@ -1,0 +1,428 @@
+//! The steps of a drop and of a rollback.
+
+use super::{Check, Expect, Lock, LockMode, Observed, Operation, Plan, Status, Step};
+use crate::catalog::Lookup;
+use crate::playbook::{duration, OrphanPolicy, Playbook};
+use crate::sql::checks;
+use crate::sql::foreign_key::FkAction;
+use crate::sql::ident::Ident;
+use crate::sql::orphans::OrphanQuery;
+use crate::sql::purge;
+
+/// First major version that can add a NOT VALID foreign key to a partitioned table.
+const PARTITIONED_NOT_VALID_VERSION: i32 = 180000;
+
+fn lock(relation: &str, mode: LockMode) -> Lock {
+    Lock {
+        relation: relation.to_string(),
+        mode,
+    }
+}
+
+fn timeouts(playbook: &Playbook) -> Vec<String> {
+    vec![
+        format!(
+            "SET LOCAL lock_timeout = '{}'",
+            duration::human(playbook.safety.lock_timeout)
+        ),
+        format!(
+            "SET LOCAL statement_timeout = '{}'",
+            duration::human(playbook.safety.statement_timeout)
+        ),
+    ]
+}
+
+struct Context<'a> {
+    playbook: &'a Playbook,
+    observed: Option<&'a Observed<'a>>,
+    child: String,
+    parent: String,
+    orphans: OrphanQuery,
+    notes: Vec<String>,
+}
+
+impl<'a> Context<'a> {
+    fn new(playbook: &'a Playbook, observed: Option<&'a Observed<'a>>) -> Context<'a> {
+        let fk = &playbook.constraint;
+        let mut notes = Vec::new();
+        let orphans = match observed {
+            Some(o) => o.inspection.orphan_query.clone(),
+            None => {
+                notes.push("Planned from the playbook alone: whether each step must run, the constraint's exact equality operators and any partitions are read from the database when it runs (`--env NAME` plans from the live catalog).".to_string());
+                OrphanQuery::from_definition(fk)
+            }
+        };
+        let child_partitions = observed.map_or(0, |o| o.inspection.child.partitions.len());
+        let child = if child_partitions > 0 {
+            format!("{} (and its {child_partitions} partitions)", fk.table)
+        } else {
+            fk.table.display()
+        };
+        Context {
+            playbook,
+            observed,
+            child,
+            parent: fk.ref_table.display(),
+            orphans,
+            notes,
+        }
+    }
+
+    fn lookup(&self) -> Option<&Lookup> {
+        self.observed.map(|o| &o.inspection.constraint)
+    }
+
+    fn exists_check(&self, expect: i64) -> Check {
+        Check {
+            what: if expect == 1 {
+                "the constraint exists on the child table".into()
+            } else {
+                "the constraint is not on the child table".into()
+            },
+            sql: checks::constraint_exists_sql(&self.playbook.constraint),
+            expect: Expect::Equals(expect),
+        }
+    }
+
+    fn orphan_count_check(&self, limit: u64) -> Check {
+        Check {
+            what: format!("orphaned rows (rows VALIDATE would reject), at most {limit}"),
+            sql: self.orphans.count_sql(),
+            expect: Expect::AtMost(i64::try_from(limit).unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn finish(self, operation: Operation, mut steps: Vec<Step>) -> Plan {
+        for (i, step) in steps.iter_mut().enumerate() {
+            step.number = i + 1;
+        }
+        let fk = &self.playbook.constraint;
+        Plan {
+            operation,
+            change: self.playbook.change.clone(),
+            constraint: fk.name.display(),
+            table: fk.table.display(),
+            environment: self.observed.map(|o| o.environment.to_string()),
+            basis: match self.observed {
+                Some(o) => format!("live catalog of {}", o.environment),
+                None => "playbook".to_string(),
+            },
+            steps,
+            notes: self.notes,
+        }
+    }
+}
+
+fn step(id: &'static str, title: &str, why: &str) -> Step {
+    Step {
+        number: 0,
+        id,
+        title: title.to_string(),
+        why: why.to_string(),
+        statements: Vec::new(),
+        transaction: false,
+        repeat: None,
+        locks: Vec::new(),
+        lock_retries: None,
+        before: None,
+        after: None,
+        status: Status::Unknown,
+    }
+}
+
+/// Drop: check, count, snapshot, drop under a short lock timeout, verify gone.
+pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
+    let mut cx = Context::new(playbook, observed);
+    let fk = &playbook.constraint;
+    let status = match cx.lookup() {
+        None => Status::Unknown,
+        Some(Lookup::Found(_)) => Status::Pending,
+        Some(Lookup::Absent) => Status::AlreadyDone("the constraint is already absent".into()),
+        Some(Lookup::NotAForeignKey { contype }) => {
+            cx.notes.push(format!("A constraint named {} exists but is not a foreign key (contype {contype}); fkctl drop will refuse.", fk.name));
+            Status::Pending
+        }
+    };
+    if let Some(Lookup::Found(live)) = cx.lookup() {
+        let drift = super::drift::compare(fk, &live.definition);
+        if !drift.is_empty() {
+            cx.notes.push(format!(
+                "The live constraint differs from the playbook ({}); fkctl drop stops at step 1 until they agree.",
+                drift.iter().map(|d| d.field).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+
+    let mut verify = step(
+        "verify-definition",
+        "Check the live constraint matches the playbook",
+        "Every field of pg_constraint is compared with the playbook (fkctl inspect); any drift stops the change before DDL.",
+    );
+    verify.before = Some(cx.exists_check(1));
+    verify.status = status.clone();
+
+    let mut census = step(
+        "count-orphans",
+        "Count orphaned rows",
+        "A valid foreign key has none; a NOT VALID one may. One anti-join pass over the child table.",
+    );
+    census.locks = vec![
+        lock(&cx.child, LockMode::AccessShare),
+        lock(&cx.parent, LockMode::AccessShare),
+    ];
+    census.before = Some(cx.orphan_count_check(playbook.safety.max_orphans_before_drop));
+    census.status = status.clone();
+
+    let mut snapshot = step(
+        "snapshot-definition",
+        "Record the live definition",
+        "What rollback restores: pg_get_constraintdef with every name schema-qualified, and every catalog field.",
+    );
+    snapshot.transaction = true;
+    snapshot.statements = vec![
+        "SET LOCAL search_path = ''".to_string(),
+        checks::constraint_definition_sql(fk),
+    ];
+    snapshot.status = status.clone();
+
+    let mut drop = step(
+        "drop-constraint",
+        "Drop the constraint",
+        "ACCESS EXCLUSIVE on both tables: a waiting DROP queues all traffic behind it, so it waits at most lock_timeout, then rolls back, backs off and retries.",
+    );
+    drop.transaction = true;
+    drop.statements = timeouts(playbook);
+    drop.statements.push(fk.drop_sql());
+    drop.locks = vec![
+        lock(&cx.child, LockMode::AccessExclusive),
+        lock(&cx.parent, LockMode::AccessExclusive),
+    ];
+    drop.lock_retries = Some(playbook.safety.lock_retries);
+    drop.before = Some(cx.exists_check(1));
+    drop.after = Some(Check {
+        what: "the constraint is gone from the child table and every partition".into(),
+        sql: checks::constraint_anywhere_sql(fk),
+        expect: Expect::Equals(0),
+    });
+    drop.status = status;
+
+    let stops = what_stops(playbook);
+    cx.notes.push(stops);
+    cx.finish(Operation::Drop, vec![verify, census, snapshot, drop])
+}
+
+/// What PostgreSQL stops doing once the constraint is gone.
+fn what_stops(playbook: &Playbook) -> String {
+    let fk = &playbook.constraint;
+    let on_delete = match fk.on_delete {
+        FkAction::Cascade => format!(
+            "deleting a {} row will no longer delete its {} rows",
+            fk.ref_table, fk.table
+        ),
+        FkAction::SetNull => format!(
+            "deleting a {} row will no longer set {} keys to NULL",
+            fk.ref_table, fk.table
+        ),
+        FkAction::SetDefault => format!(
+            "deleting a {} row will no longer reset {} keys to their defaults",
+            fk.ref_table, fk.table
+        ),
+        FkAction::NoAction | FkAction::Restrict => format!(
+            "deleting a {} row that still has {} rows will no longer be refused",
+            fk.ref_table, fk.table
+        ),
+    };
+    format!(
+        "Once dropped: {on_delete}; rows of {} may reference missing {} rows (orphans).",
+        fk.table, fk.ref_table
+    )
+}
+
+/// Rollback: ADD NOT VALID, census, archived purge, verify, VALIDATE.
+pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
+    let mut cx = Context::new(playbook, observed);
+    let fk = &playbook.constraint;
+    let schema = Ident::from_catalog(purge::DEFAULT_SCHEMA);
+    let present = observed.and_then(Observed::present);
+    let (add_status, rest_status) = match (observed, present) {
+        (None, _) => (Status::Unknown, Status::Unknown),
+        (Some(_), None) => (Status::Pending, Status::Pending),
+        (Some(_), Some(false)) => (
+            Status::AlreadyDone("the constraint is present, NOT VALID".into()),
+            Status::Pending,
+        ),
+        (Some(_), Some(true)) => (
+            Status::AlreadyDone("the constraint is present and valid".into()),
+            Status::AlreadyDone("the constraint is present and valid".into()),
+        ),
+    };
+    if let Some(o) = observed {
+        let i = o.inspection;
+        if i.child.partitioned && i.server.version_num < PARTITIONED_NOT_VALID_VERSION {
+            cx.notes.push(format!(
+                "{} is partitioned and PostgreSQL {} refuses ADD FOREIGN KEY ... NOT VALID on a partitioned table (allowed from 18). The per-partition path (NOT VALID and VALIDATE on each partition, then attach on the parent) is not implemented yet: do not run this rollback on this server.",
+                fk.table, i.server.version
+            ));
+        }
+        let risky: Vec<String> = i
+            .referencing_child
+            .iter()
+            .filter(|d| !d.on_delete.blocks())
+            .map(|d| format!("{} ({})", d.name, d.effect_of_delete()))
+            .collect();
+        if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
+            cx.notes.push(format!(
+                "Deleting orphans fires other foreign keys that reference {}: {}. Those rows would change without being archived: fkctl rollback refuses to purge until this is handled.",
+                fk.table,
+                risky.join("; ")
+            ));
+        }
+    }
+
+    let mut add = step(
+        "add-not-valid",
+        "Add the constraint NOT VALID",
+        "A catalog change only, no scan: from its commit on, PostgreSQL checks every new and updated row.",
+    );
+    add.transaction = true;
+    add.statements = timeouts(playbook);
+    add.statements.push(fk.add_not_valid_sql());
+    add.locks = vec![
+        lock(&cx.child, LockMode::ShareRowExclusive),
+        lock(&cx.parent, LockMode::ShareRowExclusive),
+    ];
+    add.lock_retries = Some(playbook.safety.lock_retries);
+    add.before = Some(cx.exists_check(0));
+    add.after = Some(cx.exists_check(1));
+    add.status = add_status;
+
+    let mut census = step(
+        "count-orphans",
+        "Count orphaned rows",
+        "Exactly the rows VALIDATE would reject; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
+    );
+    census.locks = vec![
+        lock(&cx.child, LockMode::AccessShare),
+        lock(&cx.parent, LockMode::AccessShare),
+    ];
+    census.before = Some(cx.orphan_count_check(playbook.rollback.max_orphans));
+    census.status = rest_status.clone();
+
+    let mut steps = vec![add, census];
+    let batch = playbook.rollback.batch_size;
+    match playbook.rollback.orphans {
+        OrphanPolicy::Abort => {
+            let mut stop = step(
+                "refuse-orphans",
+                "Stop if any orphan exists (policy: abort)",
+                "The playbook forbids removing rows: with orphans present the rollback stops here and changes nothing more.",
+            );
+            stop.before = Some(Check {
+                what: "no orphaned row exists".into(),
+                sql: cx.orphans.exists_sql(),
+                expect: Expect::IsFalse,
+            });
+            stop.locks = vec![
+                lock(&cx.child, LockMode::AccessShare),
+                lock(&cx.parent, LockMode::AccessShare),
+            ];
+            stop.status = rest_status.clone();
+            steps.push(stop);
+        }
+        policy => {
+            let mut archive = step(
+                "prepare-archive",
+                "Create fkctl's archive table if missing",
+                "Every purged row is written here, whole, in the same statement that removes it.",
+            );
+            archive.statements = purge::create_archive_sql(&schema);
+            archive.status = rest_status.clone();
+
+            let mut collect = step(
+                "collect-orphans",
+                "List the orphaned rows' addresses",
+                "One pass over the child table; the batches below touch only listed rows.",
+            );
+            collect.statements = purge::collect_sql(&cx.orphans);
+            collect.locks = vec![
+                lock(&cx.child, LockMode::AccessShare),
+                lock(&cx.parent, LockMode::AccessShare),
+            ];
+            collect.status = rest_status.clone();
+
+            let (id, title, sql) = if policy == OrphanPolicy::Nullify {
+                (
+                    "nullify-orphans",
+                    "Set orphaned keys to NULL, archiving each row first",
+                    purge::nullify_batch_sql(&cx.orphans, batch, &schema),
+                )
+            } else {
+                (
+                    "purge-orphans",
+                    "Delete orphaned rows, archiving each one",
+                    purge::delete_batch_sql(&cx.orphans, batch, &schema),
+                )
+            };
+            let mut purge_step = step(
+                id,
+                title,
+                "Each batch re-checks the orphan condition at that moment and commits on its own: row locks are brief, no long transaction holds back vacuum, and a row is always either in its table or in the archive.",
+            );
+            purge_step.transaction = true;
+            purge_step.statements = vec![sql];
+            purge_step.repeat = Some(format!("per batch of up to {batch} rows until the list is empty; $1 = run id, $2 = change, $3 = constraint name"));
+            purge_step.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
+            purge_step.after = Some(Check {
+                what: "every listed row was handled".into(),
+                sql: purge::remaining_listed_sql(),
+                expect: Expect::Equals(0),
+            });
+            purge_step.status = rest_status.clone();
+            steps.extend([archive, collect, purge_step]);
+        }
+    }
+
+    let mut verify = step(
+        "verify-no-orphans",
+        "Verify no orphan remains",
+        "VALIDATE would fail on any remaining orphan; checking first gives a clear answer instead.",
+    );
+    verify.before = Some(Check {
+        what: "no orphaned row exists".into(),
+        sql: cx.orphans.exists_sql(),
+        expect: Expect::IsFalse,
+    });
+    verify.locks = vec![
+        lock(&cx.child, LockMode::AccessShare),
+        lock(&cx.parent, LockMode::AccessShare),
+    ];
+    verify.status = rest_status.clone();
+
+    let mut validate = step(
+        "validate-constraint",
+        "Validate the constraint",
+        "Scans the child under SHARE UPDATE EXCLUSIVE: reads and writes go on. No statement timeout (the scan takes as long as the table needs), but still a short lock timeout.",
+    );
+    validate.transaction = true;
+    validate.statements = vec![
+        format!(
+            "SET LOCAL lock_timeout = '{}'",
+            duration::human(playbook.safety.lock_timeout)
+        ),
+        "SET LOCAL statement_timeout = 0".to_string(),
+        fk.validate_sql(),
+    ];
+    validate.locks = vec![
+        lock(&cx.child, LockMode::ShareUpdateExclusive),
+        lock(&cx.parent, LockMode::RowShare),
+    ];
+    validate.lock_retries = Some(playbook.safety.lock_retries);
+    validate.after = Some(Check {
+        what: "the constraint is validated".into(),
+        sql: checks::constraint_validated_sql(fk),
+        expect: Expect::IsTrue,
+    });
+    validate.status = rest_status;
+    steps.extend([verify, validate]);
+    cx.finish(Operation::Rollback, steps)
+}

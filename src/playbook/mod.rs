@@ -1,0 +1,167 @@
+//! Playbooks: one foreign-key change per YAML file.
+//!
+//! [`load`] reads a file and returns a fully checked [`Playbook`], or a
+//! [`PlaybookError`] naming `file:line:column`. Nothing here touches a database.
+
+pub mod duration;
+mod raw;
+mod validate;
+
+use crate::sql::foreign_key::ForeignKeyDef;
+use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::parse_str;
+
+/// A line and column in a playbook file, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Position {
+    pub line: u64,
+    pub column: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaybookError {
+    pub path: PathBuf,
+    /// None when the file could not be read at all.
+    pub position: Option<Position>,
+    pub message: String,
+}
+
+impl fmt::Display for PlaybookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some(p) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                self.message
+            ),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// What happens to orphaned child rows during a rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrphanPolicy {
+    /// Delete them in batches, archiving each row in the same transaction.
+    ArchiveDelete,
+    /// Set the key columns to NULL, archiving the old values.
+    Nullify,
+    /// Stop and change nothing.
+    Abort,
+}
+
+impl OrphanPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            OrphanPolicy::ArchiveDelete => "archive-delete",
+            OrphanPolicy::Nullify => "nullify",
+            OrphanPolicy::Abort => "abort",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Environment {
+    pub name: String,
+    /// The environment variable holding this environment's connection string.
+    pub dsn_env: String,
+    /// Production-like: confirmations require typing the name.
+    pub protected: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Safety {
+    #[serde(with = "duration_ms")]
+    pub lock_timeout: Duration,
+    #[serde(with = "duration_ms")]
+    pub statement_timeout: Duration,
+    pub lock_retries: u32,
+    pub max_orphans_before_drop: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollbackSettings {
+    pub orphans: OrphanPolicy,
+    pub batch_size: u32,
+    pub max_orphans: u64,
+}
+
+/// Where the constraint's parts were written, so that a problem found later
+/// against a live database (a missing table, a missing column) names the line.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ConstraintPositions {
+    pub name: Position,
+    pub table: Position,
+    pub columns: Vec<Position>,
+    pub ref_table: Position,
+    pub ref_columns: Vec<Position>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Playbook {
+    pub path: PathBuf,
+    pub version: u32,
+    pub change: String,
+    pub summary: String,
+    pub links: Vec<String>,
+    pub constraint: ForeignKeyDef,
+    pub environments: Vec<Environment>,
+    pub safety: Safety,
+    pub rollback: RollbackSettings,
+    #[serde(skip)]
+    pub positions: ConstraintPositions,
+}
+
+impl Playbook {
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// `path:line:column` of a position in this playbook, for messages.
+    pub fn locate(&self, position: Position) -> String {
+        format!(
+            "{}:{}:{}",
+            self.path.display(),
+            position.line,
+            position.column
+        )
+    }
+}
+
+/// Reads and checks one playbook file.
+pub fn load(path: &Path) -> Result<Playbook, PlaybookError> {
+    let bytes = std::fs::read(path).map_err(|e| PlaybookError {
+        path: path.to_path_buf(),
+        position: None,
+        message: format!("cannot read the playbook: {e}"),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..offset];
+        let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        let column = before.iter().rev().take_while(|b| **b != b'\n').count() as u64 + 1;
+        PlaybookError {
+            path: path.to_path_buf(),
+            position: Some(Position { line, column }),
+            message: "the playbook is not valid UTF-8".to_string(),
+        }
+    })?;
+    parse_str(&text, path)
+}
+
+mod duration_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::duration::human(*d))
+    }
+}

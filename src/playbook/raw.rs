@@ -1,0 +1,80 @@
+//! The playbook exactly as written: serde structs that keep the position of
+//! every value a later check may need to point at.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlaybook {
+    pub version: Spanned<u32>,
+    pub change: Spanned<String>,
+    pub summary: Spanned<String>,
+    #[serde(default)]
+    pub links: Vec<Spanned<String>>,
+    pub constraint: Spanned<RawConstraint>,
+    pub environments: Spanned<Vec<Spanned<RawEnvironment>>>,
+    #[serde(default)]
+    pub safety: Option<Spanned<RawSafety>>,
+    #[serde(default)]
+    pub rollback: Option<Spanned<RawRollback>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConstraint {
+    pub name: Spanned<String>,
+    pub table: Spanned<String>,
+    pub columns: Spanned<Vec<Spanned<String>>>,
+    pub references: Spanned<RawReferences>,
+    #[serde(default)]
+    pub on_delete: Option<Spanned<String>>,
+    #[serde(default)]
+    pub on_update: Option<Spanned<String>>,
+    #[serde(default, rename = "match")]
+    pub match_type: Option<Spanned<String>>,
+    #[serde(default)]
+    pub deferrable: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub initially_deferred: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReferences {
+    pub table: Spanned<String>,
+    pub columns: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvironment {
+    pub name: Spanned<String>,
+    pub dsn_env: Spanned<String>,
+    #[serde(default)]
+    pub protected: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSafety {
+    #[serde(default)]
+    pub lock_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub statement_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub lock_retries: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub max_orphans_before_drop: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollback {
+    #[serde(default)]
+    pub orphans: Option<Spanned<String>>,
+    #[serde(default)]
+    pub batch_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub max_orphans: Option<Spanned<u64>>,
+}

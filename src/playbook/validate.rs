@@ -1,0 +1,403 @@
+//! From the raw YAML structs to a checked [`Playbook`]. Every refusal names
+//! the position of the offending value.
+
+use super::raw::{RawConstraint, RawEnvironment, RawPlaybook, RawRollback, RawSafety};
+use super::{
+    duration, ConstraintPositions, Environment, OrphanPolicy, Playbook, PlaybookError, Position,
+    RollbackSettings, Safety,
+};
+use crate::sql::foreign_key::{FkAction, ForeignKeyDef, MatchType};
+use crate::sql::ident::{Ident, IdentError, QualifiedName};
+use serde_saphyr::{Location, Spanned};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+/// PostgreSQL's INDEX_MAX_KEYS: the most columns a foreign key can have.
+const MAX_KEY_COLUMNS: usize = 32;
+pub const SUPPORTED_VERSION: u32 = 1;
+
+struct Checker<'a> {
+    path: &'a Path,
+}
+
+fn position(location: Location) -> Position {
+    Position {
+        line: location.line(),
+        column: location.column(),
+    }
+}
+
+impl Checker<'_> {
+    fn error<T>(&self, location: Location, message: impl Into<String>) -> Result<T, PlaybookError> {
+        Err(PlaybookError {
+            path: self.path.to_path_buf(),
+            position: Some(position(location)),
+            message: message.into(),
+        })
+    }
+
+    fn ident(&self, field: &str, value: &Spanned<String>) -> Result<Ident, PlaybookError> {
+        Ident::parse(&value.value).or_else(|e| self.ident_error(field, value, e))
+    }
+
+    fn qualified(
+        &self,
+        field: &str,
+        value: &Spanned<String>,
+    ) -> Result<QualifiedName, PlaybookError> {
+        QualifiedName::parse(&value.value).or_else(|e| self.ident_error(field, value, e))
+    }
+
+    fn ident_error<T>(
+        &self,
+        field: &str,
+        value: &Spanned<String>,
+        e: IdentError,
+    ) -> Result<T, PlaybookError> {
+        self.error(value.referenced, format!("{field}: {e}"))
+    }
+
+    fn columns(
+        &self,
+        field: &str,
+        list: &Spanned<Vec<Spanned<String>>>,
+    ) -> Result<(Vec<Ident>, Vec<Position>), PlaybookError> {
+        if list.value.is_empty() {
+            return self.error(
+                list.referenced,
+                format!("{field}: at least one column is required"),
+            );
+        }
+        if list.value.len() > MAX_KEY_COLUMNS {
+            return self.error(
+                list.referenced,
+                format!("{field}: a foreign key has at most {MAX_KEY_COLUMNS} columns"),
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut names = Vec::new();
+        let mut positions = Vec::new();
+        for column in &list.value {
+            let name = self.ident(field, column)?;
+            if !seen.insert(name.clone()) {
+                return self.error(
+                    column.referenced,
+                    format!("{field}: column {name} is listed twice"),
+                );
+            }
+            names.push(name);
+            positions.push(position(column.referenced));
+        }
+        Ok((names, positions))
+    }
+
+    fn action(
+        &self,
+        field: &str,
+        value: &Option<Spanned<String>>,
+    ) -> Result<FkAction, PlaybookError> {
+        let Some(value) = value else {
+            return Ok(FkAction::NoAction);
+        };
+        match value.value.as_str() {
+            "no_action" => Ok(FkAction::NoAction),
+            "restrict" => Ok(FkAction::Restrict),
+            "cascade" => Ok(FkAction::Cascade),
+            "set_null" => Ok(FkAction::SetNull),
+            "set_default" => Ok(FkAction::SetDefault),
+            other => self.error(
+                value.referenced,
+                format!("{field}: unknown action {other:?}; expected one of no_action, restrict, cascade, set_null, set_default"),
+            ),
+        }
+    }
+
+    fn constraint(
+        &self,
+        raw: &Spanned<RawConstraint>,
+    ) -> Result<(ForeignKeyDef, ConstraintPositions), PlaybookError> {
+        let c = &raw.value;
+        let name = self.ident("constraint.name", &c.name)?;
+        let table = self.qualified("constraint.table", &c.table)?;
+        let (columns, column_positions) = self.columns("constraint.columns", &c.columns)?;
+        let refs = &c.references.value;
+        let ref_table = self.qualified("constraint.references.table", &refs.table)?;
+        let (ref_columns, ref_positions) =
+            self.columns("constraint.references.columns", &refs.columns)?;
+        if columns.len() != ref_columns.len() {
+            return self.error(
+                refs.columns.referenced,
+                format!(
+                    "constraint.references.columns: {} referenced column(s) for {} referencing column(s); the lists must pair up one to one",
+                    ref_columns.len(),
+                    columns.len()
+                ),
+            );
+        }
+        let on_delete = self.action("constraint.on_delete", &c.on_delete)?;
+        let on_update = self.action("constraint.on_update", &c.on_update)?;
+        let match_type = match &c.match_type {
+            None => MatchType::Simple,
+            Some(m) => match m.value.as_str() {
+                "simple" => MatchType::Simple,
+                "full" => MatchType::Full,
+                "partial" => {
+                    return self.error(
+                        m.referenced,
+                        "constraint.match: MATCH PARTIAL is not implemented by PostgreSQL",
+                    )
+                }
+                other => return self.error(
+                    m.referenced,
+                    format!(
+                        "constraint.match: unknown match type {other:?}; expected simple or full"
+                    ),
+                ),
+            },
+        };
+        let deferrable = c.deferrable.as_ref().is_some_and(|d| d.value);
+        let initially_deferred = c.initially_deferred.as_ref().is_some_and(|d| d.value);
+        if let Some(d) = &c.initially_deferred {
+            if d.value && !deferrable {
+                return self.error(d.referenced, "constraint.initially_deferred: a constraint can only be initially deferred if it is deferrable: add `deferrable: true`");
+            }
+        }
+        let fk = ForeignKeyDef {
+            name,
+            table,
+            columns,
+            ref_table,
+            ref_columns,
+            on_delete,
+            on_update,
+            match_type,
+            deferrable,
+            initially_deferred,
+        };
+        let positions = ConstraintPositions {
+            name: position(c.name.referenced),
+            table: position(c.table.referenced),
+            columns: column_positions,
+            ref_table: position(refs.table.referenced),
+            ref_columns: ref_positions,
+        };
+        Ok((fk, positions))
+    }
+
+    fn slug(&self, field: &str, value: &Spanned<String>) -> Result<String, PlaybookError> {
+        let text = value.value.trim();
+        let ok = !text.is_empty()
+            && text.len() <= 100
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !ok {
+            return self.error(
+                value.referenced,
+                format!(
+                    "{field}: {:?} must be 1 to 100 characters of letters, digits, '-', '_' or '.'",
+                    value.value
+                ),
+            );
+        }
+        Ok(text.to_string())
+    }
+
+    fn environments(
+        &self,
+        raw: &Spanned<Vec<Spanned<RawEnvironment>>>,
+    ) -> Result<Vec<Environment>, PlaybookError> {
+        if raw.value.is_empty() {
+            return self.error(
+                raw.referenced,
+                "environments: at least one environment is required",
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for env in &raw.value {
+            let e = &env.value;
+            let name = self.slug("environments.name", &e.name)?;
+            if !seen.insert(name.clone()) {
+                return self.error(
+                    e.name.referenced,
+                    format!("environments.name: {name:?} appears twice"),
+                );
+            }
+            let var = e.dsn_env.value.trim();
+            let var_ok = !var.is_empty()
+                && !var.starts_with(|c: char| c.is_ascii_digit())
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !var_ok {
+                return self.error(
+                    e.dsn_env.referenced,
+                    format!("environments.dsn_env: {:?} is not an environment variable name (letters, digits and '_'); put the connection string in that variable, not here", e.dsn_env.value),
+                );
+            }
+            out.push(Environment {
+                name,
+                dsn_env: var.to_string(),
+                protected: e.protected.as_ref().is_some_and(|p| p.value),
+            });
+        }
+        Ok(out)
+    }
+
+    fn duration(
+        &self,
+        field: &str,
+        value: &Option<Spanned<String>>,
+        default: Duration,
+    ) -> Result<Duration, PlaybookError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let d = duration::parse(&value.value)
+            .or_else(|e| self.error(value.referenced, format!("{field}: {e}")))?;
+        if d.is_zero() {
+            return self.error(
+                value.referenced,
+                format!("{field}: 0 means no timeout at all; fkctl never waits without one"),
+            );
+        }
+        Ok(d)
+    }
+
+    fn safety(&self, raw: &Option<Spanned<RawSafety>>) -> Result<Safety, PlaybookError> {
+        let defaults = RawSafety {
+            lock_timeout: None,
+            statement_timeout: None,
+            lock_retries: None,
+            max_orphans_before_drop: None,
+        };
+        let s = raw.as_ref().map(|s| &s.value).unwrap_or(&defaults);
+        let lock_timeout = self.duration(
+            "safety.lock_timeout",
+            &s.lock_timeout,
+            Duration::from_millis(500),
+        )?;
+        if let Some(v) = &s.lock_timeout {
+            if lock_timeout > Duration::from_secs(60) {
+                return self.error(v.referenced, "safety.lock_timeout: over a minute; every query on the table would queue behind fkctl that long. Keep it short (below deadlock_timeout, 1s by default) and let retries do the waiting");
+            }
+        }
+        let statement_timeout = self.duration(
+            "safety.statement_timeout",
+            &s.statement_timeout,
+            Duration::from_secs(30),
+        )?;
+        let lock_retries = s.lock_retries.as_ref().map_or(8, |r| r.value);
+        if let Some(r) = &s.lock_retries {
+            if r.value > 1000 {
+                return self.error(r.referenced, "safety.lock_retries: at most 1000");
+            }
+        }
+        Ok(Safety {
+            lock_timeout,
+            statement_timeout,
+            lock_retries,
+            max_orphans_before_drop: s.max_orphans_before_drop.as_ref().map_or(0, |m| m.value),
+        })
+    }
+
+    fn rollback(
+        &self,
+        raw: &Option<Spanned<RawRollback>>,
+    ) -> Result<RollbackSettings, PlaybookError> {
+        let defaults = RawRollback {
+            orphans: None,
+            batch_size: None,
+            max_orphans: None,
+        };
+        let r = raw.as_ref().map(|r| &r.value).unwrap_or(&defaults);
+        let orphans = match &r.orphans {
+            None => OrphanPolicy::ArchiveDelete,
+            Some(p) => match p.value.as_str() {
+                "archive-delete" => OrphanPolicy::ArchiveDelete,
+                "nullify" => OrphanPolicy::Nullify,
+                "abort" => OrphanPolicy::Abort,
+                other => return self.error(p.referenced, format!("rollback.orphans: unknown policy {other:?}; expected archive-delete, nullify or abort")),
+            },
+        };
+        let batch_size = r.batch_size.as_ref().map_or(1000, |b| b.value);
+        if let Some(b) = &r.batch_size {
+            if b.value == 0 || b.value > 1_000_000 {
+                return self.error(b.referenced, "rollback.batch_size: must be between 1 and 1000000 (small batches keep row locks brief)");
+            }
+        }
+        Ok(RollbackSettings {
+            orphans,
+            batch_size,
+            max_orphans: r.max_orphans.as_ref().map_or(100_000, |m| m.value),
+        })
+    }
+
+    fn playbook(&self, raw: RawPlaybook) -> Result<Playbook, PlaybookError> {
+        if raw.version.value != SUPPORTED_VERSION {
+            return self.error(
+                raw.version.referenced,
+                format!(
+                    "version: {} is not supported; this fkctl reads version {SUPPORTED_VERSION}",
+                    raw.version.value
+                ),
+            );
+        }
+        let change = self.slug("change", &raw.change)?;
+        let summary = raw.summary.value.trim().to_string();
+        if summary.is_empty() {
+            return self.error(raw.summary.referenced, "summary: must not be empty");
+        }
+        let mut links = Vec::new();
+        for link in &raw.links {
+            let l = link.value.trim();
+            if l.is_empty() || l.contains(char::is_whitespace) {
+                return self.error(
+                    link.referenced,
+                    format!("links: {:?} is not a link", link.value),
+                );
+            }
+            links.push(l.to_string());
+        }
+        let (constraint, positions) = self.constraint(&raw.constraint)?;
+        Ok(Playbook {
+            path: self.path.to_path_buf(),
+            version: raw.version.value,
+            change,
+            summary,
+            links,
+            constraint,
+            environments: self.environments(&raw.environments)?,
+            safety: self.safety(&raw.safety)?,
+            rollback: self.rollback(&raw.rollback)?,
+            positions,
+        })
+    }
+}
+
+/// Parses playbook text; `path` is used in messages only.
+pub fn parse_str(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
+    let mut options = serde_saphyr::options::Options::default();
+    options.with_snippet = false;
+    let raw: RawPlaybook = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        let location = e.location();
+        let mut message = e.to_string();
+        if let Some(l) = location {
+            let suffix = format!(" at line {}, column {}", l.line(), l.column());
+            if let Some(stripped) = message.strip_suffix(&suffix) {
+                message = stripped.to_string();
+            }
+        }
+        let message = message.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+        PlaybookError {
+            path: path.to_path_buf(),
+            position: Some(
+                location
+                    .map(position)
+                    .unwrap_or(Position { line: 1, column: 1 }),
+            ),
+            message,
+        }
+    })?;
+    Checker { path }.playbook(raw)
+}

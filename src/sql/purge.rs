@@ -1,0 +1,96 @@
+//! SQL for removing orphans without losing them: the archive table, the one
+//! pass that collects orphan row addresses, and the per-batch statement that
+//! deletes (or nullifies) a batch and archives it in the same statement.
+//!
+//! The child table is scanned once to collect addresses (`tableoid`, `ctid`:
+//! ctid alone is not unique across partitions); each batch then touches only
+//! its own rows by address, re-checking the orphan condition at that moment,
+//! so a parent row that has come back saves its child. A row whose address
+//! changed in between is skipped and found again by the final census.
+
+use super::ident::{quote_literal, Ident, QualifiedName};
+use super::orphans::OrphanQuery;
+
+/// fkctl's own schema (journal and archive).
+pub const DEFAULT_SCHEMA: &str = "fkctl";
+const ARCHIVE_TABLE: &str = "archived_rows";
+/// Session-local list of orphan addresses, rebuilt on every (re)run.
+pub const ORPHAN_LIST: &str = "pg_temp.fkctl_orphan_rows";
+
+pub fn archive_table(schema: &Ident) -> QualifiedName {
+    QualifiedName::new(schema.clone(), Ident::from_catalog(ARCHIVE_TABLE))
+}
+
+pub fn create_archive_sql(schema: &Ident) -> Vec<String> {
+    vec![
+        format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, run_id text NOT NULL, change text NOT NULL, constraint_name text NOT NULL, source_table text NOT NULL, action text NOT NULL, row_data jsonb NOT NULL, archived_at timestamptz NOT NULL DEFAULT now())",
+            archive_table(schema).quoted()
+        ),
+    ]
+}
+
+/// One scan of the child: the address of every orphan.
+pub fn collect_sql(query: &OrphanQuery) -> Vec<String> {
+    vec![
+        format!("DROP TABLE IF EXISTS {ORPHAN_LIST}"),
+        format!(
+            "CREATE TEMPORARY TABLE fkctl_orphan_rows AS SELECT fk.tableoid AS rel, fk.ctid AS row_id FROM {} WHERE {}",
+            query.child_from(),
+            query.predicate()
+        ),
+    ]
+}
+
+fn take_batch(batch_size: u32) -> String {
+    format!(
+        "batch AS (DELETE FROM {ORPHAN_LIST} WHERE (rel, row_id) IN (SELECT rel, row_id FROM {ORPHAN_LIST} LIMIT {batch_size}) RETURNING rel, row_id)"
+    )
+}
+
+/// Deletes one batch and archives every deleted row, whole, in one statement.
+/// Parameters: $1 run id, $2 change, $3 constraint name.
+pub fn delete_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) -> String {
+    format!(
+        "WITH {}, purged AS (DELETE FROM {} USING batch WHERE fk.tableoid = batch.rel AND fk.ctid = batch.row_id AND {} RETURNING fk.tableoid::regclass::text AS source_table, to_jsonb(fk) AS row_data) INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'delete', row_data FROM purged",
+        take_batch(batch_size),
+        query.child_from(),
+        query.predicate(),
+        archive_table(schema).quoted()
+    )
+}
+
+/// Sets the key columns of one batch to NULL, archiving each row as it was.
+/// Parameters as for [`delete_batch_sql`].
+pub fn nullify_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) -> String {
+    let set = query
+        .keys
+        .iter()
+        .map(|k| format!("{} = NULL", k.fk_column.quoted()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} JOIN batch ON fk.tableoid = batch.rel AND fk.ctid = batch.row_id WHERE {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING fk.tableoid::regclass::text AS source_table, old.row_data) INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'nullify', row_data FROM changed",
+        take_batch(batch_size),
+        query.child_from(),
+        query.predicate(),
+        query.child_from(),
+        archive_table(schema).quoted()
+    )
+}
+
+/// How many listed orphan addresses are still to be handled.
+pub fn remaining_listed_sql() -> String {
+    format!("SELECT count(*) FROM {ORPHAN_LIST}")
+}
+
+/// How many rows the archive holds for this change and constraint.
+pub fn archived_count_sql(schema: &Ident, change: &str, constraint: &Ident) -> String {
+    format!(
+        "SELECT count(*) FROM {} WHERE change = {} AND constraint_name = {}",
+        archive_table(schema).quoted(),
+        quote_literal(change),
+        quote_literal(constraint.as_str())
+    )
+}

@@ -1,0 +1,122 @@
+//! Finding a PostgreSQL to test against (and, later, to run the demo on),
+//! and giving each caller a fresh database of its own.
+//!
+//! Discovery, in order: `FKCTL_TEST_DSN`; a local server at
+//! `host=localhost user=postgres`; else a throwaway cluster started from the
+//! local PostgreSQL binaries in a temporary directory (as the `postgres` OS
+//! user when running as root, since initdb refuses root). A watchdog process
+//! stops that cluster and removes its directory when this process exits.
+
+mod cluster;
+
+use crate::error::{Error, Result};
+use crate::sql::ident::Ident;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+/// A reachable server and how to reach it as a superuser.
+#[derive(Debug)]
+pub struct Server {
+    /// Connection string without dbname.
+    pub base_dsn: String,
+    pub started_here: bool,
+}
+
+impl Server {
+    pub fn dsn_for(&self, dbname: &str) -> String {
+        format!("{} dbname={dbname}", self.base_dsn)
+    }
+
+    pub fn admin(&self) -> Result<postgres::Client> {
+        postgres::Client::connect(&self.dsn_for("postgres"), postgres::NoTls).map_err(|e| {
+            Error::new(
+                crate::error::Kind::Unreachable,
+                format!("cannot connect to the test server: {e}"),
+            )
+        })
+    }
+}
+
+fn answers(base: &str) -> bool {
+    let dsn = format!("{base} dbname=postgres connect_timeout=3");
+    postgres::Client::connect(&dsn, postgres::NoTls)
+        .and_then(|mut c| c.simple_query("SELECT 1"))
+        .is_ok()
+}
+
+fn discover() -> Result<Server> {
+    if let Ok(dsn) = std::env::var("FKCTL_TEST_DSN") {
+        if !dsn.trim().is_empty() {
+            return Ok(Server {
+                base_dsn: dsn,
+                started_here: false,
+            });
+        }
+    }
+    let local = "host=localhost user=postgres".to_string();
+    if std::env::var_os("FKCTL_TEST_FORCE_CLUSTER").is_none() && answers(&local) {
+        return Ok(Server {
+            base_dsn: local,
+            started_here: false,
+        });
+    }
+    let base_dsn = cluster::start_throwaway()?;
+    Ok(Server {
+        base_dsn,
+        started_here: true,
+    })
+}
+
+static SERVER: OnceLock<std::result::Result<Server, String>> = OnceLock::new();
+
+/// The shared server for this process, found (or started) once.
+pub fn server() -> Result<&'static Server> {
+    SERVER
+        .get_or_init(|| discover().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| Error::internal(format!("no PostgreSQL to test against: {e}")))
+}
+
+/// A database created for one caller and dropped when it goes out of scope.
+pub struct TestDatabase {
+    pub name: String,
+    pub dsn: String,
+    server: &'static Server,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDatabase {
+    pub fn create(prefix: &str) -> Result<TestDatabase> {
+        let server = server()?;
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("fkctl_{prefix}_{}_{n}", std::process::id());
+        let quoted = Ident::from_catalog(name.clone()).quoted();
+        server
+            .admin()?
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {quoted}; CREATE DATABASE {quoted}"
+            ))
+            .map_err(|e| Error::internal(format!("cannot create test database {name}: {e}")))?;
+        Ok(TestDatabase {
+            dsn: server.dsn_for(&name),
+            name,
+            server,
+        })
+    }
+
+    pub fn connect(&self) -> Result<postgres::Client> {
+        postgres::Client::connect(&self.dsn, postgres::NoTls)
+            .map_err(|e| Error::internal(format!("cannot connect to {}: {e}", self.name)))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let quoted = Ident::from_catalog(self.name.clone()).quoted();
+        if let Ok(mut admin) = self.server.admin() {
+            // WITH (FORCE) ends sessions a failed test left behind (PostgreSQL 13+).
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"));
+        }
+    }
+}
