@@ -196,7 +196,7 @@ pub fn inspect(
     let mut watched: Vec<u32> = vec![child.oid, parent.oid];
     let partition_oids = query(
         &mut tx,
-        "SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass) UNION SELECT relid FROM pg_catalog.pg_partition_tree($2::oid::regclass)",
+        "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass) UNION SELECT relid::oid FROM pg_catalog.pg_partition_tree($2::oid::regclass)",
         &[&child.oid, &parent.oid],
     )?;
     watched.extend(partition_oids.iter().map(|r| r.get::<_, u32>(0)));

@@ -148,12 +148,14 @@ impl Checker<'_> {
                         "constraint.match: MATCH PARTIAL is not implemented by PostgreSQL",
                     )
                 }
-                other => return self.error(
-                    m.referenced,
-                    format!(
+                other => {
+                    return self.error(
+                        m.referenced,
+                        format!(
                         "constraint.match: unknown match type {other:?}; expected simple or full"
                     ),
-                ),
+                    )
+                }
             },
         };
         let deferrable = c.deferrable.as_ref().is_some_and(|d| d.value);

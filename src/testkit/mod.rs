@@ -92,12 +92,31 @@ impl TestDatabase {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("fkctl_{prefix}_{}_{n}", std::process::id());
         let quoted = Ident::from_catalog(name.clone()).quoted();
-        server
-            .admin()?
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {quoted}; CREATE DATABASE {quoted}"
-            ))
-            .map_err(|e| Error::internal(format!("cannot create test database {name}: {e}")))?;
+        let mut admin = server.admin()?;
+        // Separate statements: CREATE DATABASE refuses to run inside the
+        // implicit transaction of a multi-statement query. template0 never has
+        // sessions, so parallel creations do not collide on it; retry anyway.
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {quoted}"));
+        let sql = format!("CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8'");
+        let mut attempt = 0;
+        loop {
+            match admin.batch_execute(&sql) {
+                Ok(()) => break,
+                Err(e)
+                    if attempt < 20
+                        && e.code() == Some(&postgres::error::SqlState::OBJECT_IN_USE) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+                }
+                Err(e) => {
+                    let (_, said) = crate::error::describe_postgres(&e);
+                    return Err(Error::internal(format!(
+                        "cannot create test database {name}: {said}"
+                    )));
+                }
+            }
+        }
         Ok(TestDatabase {
             dsn: server.dsn_for(&name),
             name,

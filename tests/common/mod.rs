@@ -1,0 +1,122 @@
+//! Shared helpers for integration tests: a real PostgreSQL database per test
+//! (see fkctl::testkit) and running the real fkctl binary.
+#![allow(dead_code)]
+
+use fkctl::testkit::TestDatabase;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn database(prefix: &str) -> TestDatabase {
+    match TestDatabase::create(prefix) {
+        Ok(db) => db,
+        Err(e) => panic!("test setup: {e}"),
+    }
+}
+
+pub fn exec(db: &TestDatabase, sql: &str) {
+    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    if let Err(e) = client.batch_execute(sql) {
+        panic!(
+            "test setup SQL failed: {}\n{sql}",
+            fkctl::error::describe_postgres(&e).1
+        );
+    }
+}
+
+pub fn scalar_i64(db: &TestDatabase, sql: &str) -> i64 {
+    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    client
+        .query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        .get(0)
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("fkctl-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        TempDir(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A playbook with one environment called `test`.
+pub fn playbook(constraint_yaml: &str) -> String {
+    format!(
+        "version: 1\nchange: test-change\nsummary: a test change\nconstraint:\n{constraint_yaml}\nenvironments:\n  - {{ name: test, dsn_env: FKCTL_TEST_ONLY_DSN }}\n"
+    )
+}
+
+pub fn fkctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fkctl"))
+        .args(args)
+        .env_remove("FKCTL_TEST_ONLY_DSN")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run fkctl: {e}"))
+}
+
+pub fn fkctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fkctl"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run fkctl: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs fkctl with `--env test --dsn test=<db>` and `--output json`, expecting success.
+pub fn json(
+    command: &str,
+    playbook: &Path,
+    db: &TestDatabase,
+    extra: &[&str],
+) -> serde_json::Value {
+    let dsn = format!("test={}", db.dsn);
+    let path = playbook.display().to_string();
+    let mut args = vec![
+        command,
+        path.as_str(),
+        "--env",
+        "test",
+        "--dsn",
+        dsn.as_str(),
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = fkctl(&args);
+    assert!(
+        out.status.success(),
+        "fkctl {command} failed ({:?}):\n{}",
+        out.status.code(),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON from fkctl {command}: {e}\n{}", stdout(&out)))
+}
