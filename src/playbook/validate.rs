@@ -377,6 +377,19 @@ impl Checker<'_> {
     }
 }
 
+/// The YAML library's wording, in the words of someone editing a playbook.
+fn plain_words(message: &str) -> String {
+    let replaced = match message {
+        "invalid u32" | "invalid u64" => "expected a whole number, 0 or more",
+        "expected sequence start" => "expected a list, e.g. [a, b]",
+        "expected mapping start" => "expected a mapping of keys to values (key: value)",
+        "expected string scalar" => "expected a text value",
+        "unexpected end of input" => "the playbook is empty or ends too early",
+        other => other,
+    };
+    replaced.to_string()
+}
+
 /// Parses playbook text; `path` is used in messages only.
 pub fn parse_str(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
     let mut options = serde_saphyr::options::Options::default();
@@ -390,7 +403,8 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
                 message = stripped.to_string();
             }
         }
-        let message = message.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+        let message =
+            plain_words(&message.replace(", set DuplicateKeyPolicy in Options if acceptable", ""));
         PlaybookError {
             path: path.to_path_buf(),
             position: Some(
