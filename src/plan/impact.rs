@@ -17,12 +17,18 @@ pub struct Impact {
 
 fn action_effect(fk: &ForeignKeyDef, event: &str, action: FkAction) -> String {
     let (parent, child) = (fk.ref_table.display(), fk.table.display());
+    // What the action reacts to: deleting a parent row, or changing its key.
+    let what = if event == "delete" {
+        "deletes"
+    } else {
+        "key changes"
+    };
     match action {
         FkAction::Cascade if event == "delete" => format!("ON DELETE CASCADE: deleting a {parent} row deletes its {child} rows; after the drop those rows stay behind as orphans"),
         FkAction::Cascade => format!("ON UPDATE CASCADE: changing a {parent} key updates its {child} rows; after the drop they keep the old key"),
-        FkAction::SetNull => format!("ON {} SET NULL: {event}s of {parent} rows set the {child} key to NULL; after the drop the old key stays", event.to_uppercase()),
-        FkAction::SetDefault => format!("ON {} SET DEFAULT: {event}s of {parent} rows reset the {child} key; after the drop the old key stays", event.to_uppercase()),
-        FkAction::NoAction | FkAction::Restrict => format!("ON {} {}: {event}s of {parent} rows still referenced by {child} are refused; after the drop they succeed and leave orphans", event.to_uppercase(), action.sql()),
+        FkAction::SetNull => format!("ON {} SET NULL: {what} of {parent} rows set the {child} key to NULL; after the drop the old key stays", event.to_uppercase()),
+        FkAction::SetDefault => format!("ON {} SET DEFAULT: {what} of {parent} rows reset the {child} key; after the drop the old key stays", event.to_uppercase()),
+        FkAction::NoAction | FkAction::Restrict => format!("ON {} {}: {what} of {parent} rows still referenced by {child} are refused; after the drop they succeed and leave orphans", event.to_uppercase(), action.sql()),
     }
 }
 
