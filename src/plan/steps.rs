@@ -426,3 +426,117 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     steps.extend([verify, validate]);
     cx.finish(Operation::Rollback, steps)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::build;
+    use std::path::Path;
+
+    fn playbook(rollback: &str) -> Playbook {
+        let text = format!(
+            "version: 1\nchange: c\nsummary: s\nconstraint:\n  name: fk_rails_f300456b63\n  table: ci_pipeline_chat_data\n  columns: [chat_name_id]\n  references: {{ table: chat_names, columns: [id] }}\n  on_delete: cascade\nenvironments: [{{ name: staging, dsn_env: X }}]\nsafety: {{ lock_timeout: 250ms, statement_timeout: 15s, lock_retries: 3 }}\nrollback: {rollback}\n"
+        );
+        match crate::playbook::parse_str(&text, Path::new("t.yml")) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn ids(plan: &Plan) -> Vec<&'static str> {
+        plan.steps.iter().map(|s| s.id).collect()
+    }
+
+    #[test]
+    fn drop_runs_under_short_timeouts_and_checks_before_and_after() {
+        let plan = build(Operation::Drop, &playbook("{}"), None);
+        assert_eq!(
+            ids(&plan),
+            [
+                "verify-definition",
+                "count-orphans",
+                "snapshot-definition",
+                "drop-constraint"
+            ]
+        );
+        let drop = &plan.steps[3];
+        assert_eq!(
+            drop.statements,
+            [
+                "SET LOCAL lock_timeout = '250ms'",
+                "SET LOCAL statement_timeout = '15s'",
+                r#"ALTER TABLE "public"."ci_pipeline_chat_data" DROP CONSTRAINT "fk_rails_f300456b63""#,
+            ]
+        );
+        assert!(drop.transaction);
+        assert_eq!(drop.lock_retries, Some(3));
+        assert!(drop
+            .locks
+            .iter()
+            .all(|l| l.mode == LockMode::AccessExclusive));
+        assert_eq!(drop.locks.len(), 2);
+        assert_eq!(
+            drop.after.as_ref().map(|c| &c.expect),
+            Some(&Expect::Equals(0))
+        );
+        assert!(plan.steps.iter().all(|s| s.status == Status::Unknown));
+        assert_eq!(
+            plan.steps[1].before.as_ref().map(|c| &c.expect),
+            Some(&Expect::AtMost(0))
+        );
+    }
+
+    #[test]
+    fn rollback_archives_deletes_in_batches_then_validates() {
+        let plan = build(Operation::Rollback, &playbook("{ batch_size: 250 }"), None);
+        assert_eq!(
+            ids(&plan),
+            [
+                "add-not-valid",
+                "count-orphans",
+                "prepare-archive",
+                "collect-orphans",
+                "purge-orphans",
+                "verify-no-orphans",
+                "validate-constraint"
+            ]
+        );
+        assert!(plan.steps[0].statements[2].ends_with("ON DELETE CASCADE NOT VALID"));
+        let purge = &plan.steps[4];
+        assert!(purge.statements[0].contains("LIMIT 250"));
+        assert!(purge.statements[0].contains(r#"INSERT INTO "fkctl"."archived_rows""#));
+        assert!(purge.repeat.is_some());
+        let validate = &plan.steps[6];
+        assert_eq!(validate.statements[1], "SET LOCAL statement_timeout = 0");
+        assert_eq!(validate.locks[0].mode, LockMode::ShareUpdateExclusive);
+        assert_eq!(
+            validate.after.as_ref().map(|c| &c.expect),
+            Some(&Expect::IsTrue)
+        );
+    }
+
+    #[test]
+    fn abort_policy_stops_instead_of_purging() {
+        let plan = build(Operation::Rollback, &playbook("{ orphans: abort }"), None);
+        assert_eq!(
+            ids(&plan),
+            [
+                "add-not-valid",
+                "count-orphans",
+                "refuse-orphans",
+                "verify-no-orphans",
+                "validate-constraint"
+            ]
+        );
+    }
+
+    #[test]
+    fn nullify_policy_sets_keys_to_null_and_archives_old_rows() {
+        let plan = build(Operation::Rollback, &playbook("{ orphans: nullify }"), None);
+        let step = plan.steps.iter().find(|s| s.id == "nullify-orphans");
+        let sql = step.map(|s| s.statements[0].clone()).unwrap_or_default();
+        assert!(sql.contains(r#"SET "chat_name_id" = NULL"#), "{sql}");
+        assert!(sql.contains("'nullify'"), "{sql}");
+        assert!(!ids(&plan).contains(&"purge-orphans"));
+    }
+}
