@@ -54,15 +54,7 @@ fn inspect_shows_the_live_constraint_and_what_dropping_it_changes() {
     let stops = report["impact"]["stops_enforcing"].to_string();
     assert!(stops.contains("ON DELETE CASCADE"), "{stops}");
 
-    let dsn = format!("test={}", db.dsn);
-    let text = run(&[
-        "inspect",
-        &path.display().to_string(),
-        "--env",
-        "test",
-        "--dsn",
-        &dsn,
-    ]);
+    let text = run_env("inspect", &path, &db, &[]);
     assert!(text.status.success(), "{}", stderr(&text));
     let text = stdout(&text);
     assert!(text.contains("state:    present, VALID"), "{text}");
@@ -76,17 +68,7 @@ fn drift_is_shown_field_by_field_and_fails_with_exit_4() {
                ALTER TABLE ci_pipeline_chat_data ADD CONSTRAINT fk_rails_f300456b63 FOREIGN KEY (chat_name_id) REFERENCES chat_names (id) ON DELETE SET NULL DEFERRABLE;");
     let dir = TempDir::new("drift");
     let path = seed_playbook(&dir);
-    let dsn = format!("test={}", db.dsn);
-    let out = run(&[
-        "inspect",
-        &path.display().to_string(),
-        "--env",
-        "test",
-        "--dsn",
-        &dsn,
-        "--output",
-        "json",
-    ]);
+    let out = run_env("inspect", &path, &db, &["--output", "json"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let fields: Vec<String> = report["drift"]
@@ -122,16 +104,8 @@ fn drift_is_shown_field_by_field_and_fails_with_exit_4() {
 fn a_missing_table_or_column_names_its_playbook_line() {
     let db = seed("missing");
     let dir = TempDir::new("missing");
-    let dsn = format!("test={}", db.dsn);
     let table = dir.write("table.yml", &playbook("  name: fk\n  table: public.no_such_table\n  columns: [chat_name_id]\n  references: { table: chat_names, columns: [id] }"));
-    let out = run(&[
-        "inspect",
-        &table.display().to_string(),
-        "--env",
-        "test",
-        "--dsn",
-        &dsn,
-    ]);
+    let out = run_env("inspect", &table, &db, &[]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -141,14 +115,7 @@ fn a_missing_table_or_column_names_its_playbook_line() {
     assert!(err.contains("table.yml:6:10"), "{err}");
 
     let column = dir.write("column.yml", &playbook("  name: fk\n  table: ci_pipeline_chat_data\n  columns: ['\"Chat_Name_Id\"']\n  references: { table: chat_names, columns: [id] }"));
-    let out = run(&[
-        "orphans",
-        &column.display().to_string(),
-        "--env",
-        "test",
-        "--dsn",
-        &dsn,
-    ]);
+    let out = run_env("orphans", &column, &db, &[]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -167,15 +134,7 @@ fn a_constraint_of_another_kind_is_refused() {
                ALTER TABLE ci_pipeline_chat_data ADD CONSTRAINT fk_rails_f300456b63 CHECK (chat_name_id > 0);");
     let dir = TempDir::new("notfk");
     let path = seed_playbook(&dir);
-    let dsn = format!("test={}", db.dsn);
-    let out = run(&[
-        "inspect",
-        &path.display().to_string(),
-        "--env",
-        "test",
-        "--dsn",
-        &dsn,
-    ]);
+    let out = run_env("inspect", &path, &db, &[]);
     assert_eq!(out.status.code(), Some(4));
     assert!(
         stderr(&out).contains("not a foreign key"),

@@ -90,6 +90,22 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs `fkctl COMMAND PLAYBOOK --env test --dsn test=<db> EXTRA...`.
+pub fn run_env(command: &str, playbook: &Path, db: &TestDatabase, extra: &[&str]) -> Output {
+    let dsn = format!("test={}", db.dsn);
+    let path = playbook.display().to_string();
+    let mut args = vec![
+        command,
+        path.as_str(),
+        "--env",
+        "test",
+        "--dsn",
+        dsn.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    fkctl(&args)
+}
+
 /// Runs fkctl with `--env test --dsn test=<db>` and `--output json`, expecting success.
 pub fn json(
     command: &str,
