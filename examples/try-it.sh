@@ -25,7 +25,7 @@ playbook=playbooks/remove-fk-ci-pipeline-chat-data-chat-names.yml
 for env in staging production; do
     db="fkctl_try_$env"
     psql "$base dbname=postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-    psql "$base dbname=$db" -q -f examples/seed-case.sql >/dev/null
+    psql "$base dbname=$db" -q -f examples/schemas/remove-fk-ci-pipeline-chat-data-chat-names.sql >/dev/null
 done
 export FKCTL_STAGING_DSN="$base dbname=fkctl_try_staging"
 export FKCTL_PRODUCTION_DSN="$base dbname=fkctl_try_production"

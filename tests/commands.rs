@@ -7,7 +7,8 @@ use common::*;
 use fkctl::testkit::TestDatabase;
 use std::path::PathBuf;
 
-const SEED_SQL: &str = include_str!("../examples/seed-case.sql");
+const SEED_SQL: &str =
+    include_str!("../examples/schemas/remove-fk-ci-pipeline-chat-data-chat-names.sql");
 const SEED_PLAYBOOK: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/playbooks/remove-fk-ci-pipeline-chat-data-chat-names.yml"

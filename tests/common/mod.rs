@@ -65,16 +65,13 @@ pub fn playbook(constraint_yaml: &str) -> String {
 }
 
 pub fn fkctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fkctl"))
-        .args(args)
-        .env_remove("FKCTL_TEST_ONLY_DSN")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run fkctl: {e}"))
+    fkctl_env(args, &[])
 }
 
+/// Runs fkctl with these environment variables (and never an inherited test DSN).
 pub fn fkctl_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fkctl"));
-    cmd.args(args);
+    cmd.args(args).env_remove("FKCTL_TEST_ONLY_DSN");
     for (k, v) in env {
         cmd.env(k, v);
     }
