@@ -117,6 +117,20 @@ fn find_columns(
         .collect()
 }
 
+/// Partitions of both tables (empty for ordinary tables).
+pub fn partition_oids(
+    client: &mut impl GenericClient,
+    child: u32,
+    parent: u32,
+) -> Result<Vec<u32>> {
+    let rows = query(
+        client,
+        "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass) UNION SELECT relid::oid FROM pg_catalog.pg_partition_tree($2::oid::regclass)",
+        &[&child, &parent],
+    )?;
+    Ok(rows.iter().map(|r| r.get::<_, u32>(0)).collect())
+}
+
 /// Reads everything about the playbook's constraint, in one snapshot.
 pub fn inspect(
     client: &mut postgres::Client,
@@ -194,12 +208,7 @@ pub fn inspect(
     let attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
     let child_indexes = indexes::on_columns(&mut tx, child.oid, &attnums)?;
     let mut watched: Vec<u32> = vec![child.oid, parent.oid];
-    let partition_oids = query(
-        &mut tx,
-        "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass) UNION SELECT relid::oid FROM pg_catalog.pg_partition_tree($2::oid::regclass)",
-        &[&child.oid, &parent.oid],
-    )?;
-    watched.extend(partition_oids.iter().map(|r| r.get::<_, u32>(0)));
+    watched.extend(partition_oids(&mut tx, child.oid, parent.oid)?);
     watched.sort_unstable();
     watched.dedup();
     let sessions = activity::sessions(&mut tx, &watched, LONG_TRANSACTION_S)?;

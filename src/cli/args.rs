@@ -82,6 +82,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Drop the constraint, environment by environment in playbook order, asking before each change.
+    Drop {
+        playbook: PathBuf,
+        /// Only this environment.
+        #[arg(long = "env", value_name = "NAME")]
+        env: Option<String>,
+        #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
+        dsn: Vec<(String, String)>,
+        /// Connect, check and plan, but change nothing (no DDL, no journal).
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask. A protected environment must also be named with --env.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Per environment: the constraint's state, the last runs of this change and the stored snapshot.
+    Status {
+        playbook: PathBuf,
+        /// Only this environment.
+        #[arg(long = "env", value_name = "NAME")]
+        env: Option<String>,
+        #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
+        dsn: Vec<(String, String)>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

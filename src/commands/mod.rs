@@ -1,10 +1,12 @@
 //! One module per command: each loads what it needs, asks the core, and
 //! hands the result to a renderer. No SQL is written here.
 
+mod drop;
 mod inspect;
 mod lint;
 mod orphans;
 mod plan;
+mod status;
 
 use crate::cli::args::{Cli, Command};
 use crate::connect::Target;
@@ -35,6 +37,19 @@ pub fn run(cli: Cli) -> Result<()> {
             rollback,
             output,
         } => plan::run(&playbook, env.as_deref(), &dsn, rollback, output),
+        Command::Drop {
+            playbook,
+            env,
+            dsn,
+            dry_run,
+            yes,
+        } => drop::run(&playbook, env.as_deref(), &dsn, dry_run, yes),
+        Command::Status {
+            playbook,
+            env,
+            dsn,
+            output,
+        } => status::run(&playbook, env.as_deref(), &dsn, output),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "fkctl", &mut buf);
@@ -66,21 +81,40 @@ pub fn write_json(value: &impl serde::Serialize) -> Result<()> {
     write_stdout(&(text + "\n"))
 }
 
+/// The environments a command acts on: the one named, or all in playbook order.
+pub fn select_environments(
+    playbook: &Playbook,
+    env: Option<&str>,
+) -> Result<Vec<playbook::Environment>> {
+    match env {
+        Some(name) => Ok(vec![playbook
+            .environment(name)
+            .cloned()
+            .ok_or_else(|| unknown_environment(playbook, name))?]),
+        None => Ok(playbook.environments.clone()),
+    }
+}
+
+fn unknown_environment(playbook: &Playbook, env: &str) -> Error {
+    Error::usage(format!(
+        "environment {env:?} is not in {}; it has: {}",
+        playbook.path.display(),
+        playbook
+            .environments
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 /// The playbook, and the named environment in it.
 pub fn load_with_env(path: &Path, env: &str) -> Result<(Playbook, playbook::Environment)> {
     let playbook = playbook::load(path)?;
-    let environment = playbook.environment(env).cloned().ok_or_else(|| {
-        Error::usage(format!(
-            "environment {env:?} is not in {}; it has: {}",
-            path.display(),
-            playbook
-                .environments
-                .iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
+    let environment = playbook
+        .environment(env)
+        .cloned()
+        .ok_or_else(|| unknown_environment(&playbook, env))?;
     Ok((playbook, environment))
 }
 

@@ -229,7 +229,8 @@ impl Target {
         })
     }
 
-    fn tls_connector(&self) -> Result<MakeTlsConnector> {
+    /// The TLS setup for this target (also used to send cancel requests).
+    pub fn tls_connector(&self) -> Result<MakeTlsConnector> {
         let mut builder = TlsConnector::builder();
         // libpq verifies the chain for verify-ca and verify-full, and for
         // require when a root certificate is available; never otherwise.

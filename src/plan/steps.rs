@@ -5,7 +5,6 @@ use crate::catalog::Lookup;
 use crate::playbook::{duration, OrphanPolicy, Playbook};
 use crate::sql::checks;
 use crate::sql::foreign_key::FkAction;
-use crate::sql::ident::Ident;
 use crate::sql::orphans::OrphanQuery;
 use crate::sql::purge;
 
@@ -242,7 +241,7 @@ fn what_stops(playbook: &Playbook) -> String {
 pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     let mut cx = Context::new(playbook, observed);
     let fk = &playbook.constraint;
-    let schema = Ident::from_catalog(purge::DEFAULT_SCHEMA);
+    let schema = playbook.journal_schema.clone();
     let present = observed.and_then(Observed::present);
     let (add_status, rest_status) = match (observed, present) {
         (None, _) => (Status::Unknown, Status::Unknown),

@@ -116,6 +116,8 @@ pub struct Playbook {
     pub environments: Vec<Environment>,
     pub safety: Safety,
     pub rollback: RollbackSettings,
+    /// The schema fkctl keeps its journal, snapshots and archive in.
+    pub journal_schema: crate::sql::ident::Ident,
     #[serde(skip)]
     pub positions: ConstraintPositions,
 }

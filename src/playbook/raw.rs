@@ -18,6 +18,14 @@ pub struct RawPlaybook {
     pub safety: Option<Spanned<RawSafety>>,
     #[serde(default)]
     pub rollback: Option<Spanned<RawRollback>>,
+    #[serde(default)]
+    pub journal: Option<Spanned<RawJournal>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    pub schema: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

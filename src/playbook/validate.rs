@@ -372,6 +372,10 @@ impl Checker<'_> {
             environments: self.environments(&raw.environments)?,
             safety: self.safety(&raw.safety)?,
             rollback: self.rollback(&raw.rollback)?,
+            journal_schema: match &raw.journal {
+                None => Ident::from_catalog(crate::sql::purge::DEFAULT_SCHEMA),
+                Some(j) => self.ident("journal.schema", &j.value.schema)?,
+            },
             positions,
         })
     }

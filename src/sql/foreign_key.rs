@@ -2,10 +2,10 @@
 //! the live catalog), and the DDL that drops, adds and validates it.
 
 use super::ident::{Ident, QualifiedName};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FkAction {
     NoAction,
@@ -15,7 +15,7 @@ pub enum FkAction {
     SetDefault,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchType {
     Simple,
@@ -92,7 +92,7 @@ impl fmt::Display for MatchType {
 
 /// One foreign key: the child (referencing) side, the parent (referenced)
 /// side, and its behaviour. Column lists are in constraint order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForeignKeyDef {
     pub name: Ident,
     pub table: QualifiedName,

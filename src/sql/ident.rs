@@ -12,12 +12,14 @@ use std::fmt;
 pub const MAX_IDENT_BYTES: usize = 63;
 
 /// One identifier, holding the exact name stored in the catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Ident(String);
 
 /// A schema-qualified relation name. A name written without a schema means `public`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct QualifiedName {
     pub schema: Ident,
     pub name: Ident,

@@ -3,5 +3,6 @@
 pub mod checks;
 pub mod foreign_key;
 pub mod ident;
+pub mod journal;
 pub mod orphans;
 pub mod purge;

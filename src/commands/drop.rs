@@ -1,0 +1,431 @@
+//! `fkctl drop`: the staged, interactive removal, one environment at a time.
+
+use super::{connect, inspect_live, select_environments};
+use crate::catalog::{Inspection, Lookup};
+use crate::error::{Error, Result};
+use crate::execute::{guard, interrupt, Executor};
+use crate::journal::{Journal, Run};
+use crate::plan::{drift, drop_plan, impact, Observed, Step};
+use crate::playbook::{self, Environment, Playbook};
+use crate::tui;
+use postgres::Client;
+use std::path::Path;
+
+/// What one environment's run showed, for the gate before the next one.
+#[derive(Debug, Default)]
+struct Evidence {
+    environment: String,
+    outcome: &'static str,
+    orphans: Option<i64>,
+    drop_ms: Option<u128>,
+    retries: u32,
+    blockers: Vec<String>,
+    run_id: Option<String>,
+}
+
+pub fn run(
+    path: &Path,
+    env: Option<&str>,
+    dsn: &[(String, String)],
+    dry_run: bool,
+    yes: bool,
+) -> Result<()> {
+    let playbook = playbook::load(path)?;
+    let environments = select_environments(&playbook, env)?;
+    if !yes && !dry_run && !tui::interactive() {
+        return Err(Error::usage("fkctl drop asks before every change, but there is no terminal to ask on")
+            .next("run it from a terminal, or pass --yes (and --env NAME for a protected environment) to run without questions; --dry-run needs neither"));
+    }
+    if yes && !dry_run && env.is_none() {
+        if let Some(p) = environments.iter().find(|e| e.protected) {
+            return Err(Error::usage(format!(
+                "--yes would drop the constraint on the protected environment {:?} without anyone typing its name",
+                p.name
+            ))
+            .next(format!("name it explicitly: --env {} --yes (after the earlier environments are done)", p.name)));
+        }
+    }
+    interrupt::install();
+    let mut previous: Option<Evidence> = None;
+    for environment in &environments {
+        if let Some(before) = &previous {
+            if !gate(before, environment, yes || dry_run)? {
+                println!(
+                    "\nStopped before {} at your request; nothing was changed there.",
+                    environment.name
+                );
+                return Ok(());
+            }
+        }
+        let evidence = drop_in(&playbook, environment, dsn, dry_run, yes)?;
+        if evidence.outcome == "declined" {
+            println!(
+                "\nStopped at your request; the constraint is unchanged on {}.",
+                environment.name
+            );
+            return Ok(());
+        }
+        previous = Some(evidence);
+    }
+    Ok(())
+}
+
+/// Shows what the previous environment did and asks before going on.
+fn gate(before: &Evidence, next: &Environment, no_questions: bool) -> Result<bool> {
+    println!("\nEvidence from {}:", before.environment);
+    println!("  outcome:  {}", before.outcome);
+    if let Some(o) = before.orphans {
+        println!("  orphans before the drop: {o}");
+    }
+    if let Some(ms) = before.drop_ms {
+        println!("  drop took {ms} ms, {} lock retries", before.retries);
+    }
+    for b in &before.blockers {
+        println!("  blocked by: {b}");
+    }
+    if let Some(id) = &before.run_id {
+        println!("  journal run: {id}");
+    }
+    if no_questions {
+        return Ok(true);
+    }
+    let question = format!("Go on to {}?", next.name);
+    if next.protected {
+        tui::confirm_by_name(&question, &next.name)
+    } else {
+        tui::confirm(&question)
+    }
+}
+
+fn show_sql(step: &Step) {
+    println!("\n{}. {}", step.number, step.title);
+    if let Some(c) = &step.before {
+        println!(
+            "   check: {} (expect {})\n     {};",
+            c.what,
+            c.expect.describe(),
+            c.sql
+        );
+    }
+    for sql in &step.statements {
+        println!("     {sql};");
+    }
+}
+
+fn show_inspection(playbook: &Playbook, inspection: &Inspection) {
+    let fk = &playbook.constraint;
+    if let Some(live) = inspection.live() {
+        println!(
+            "  constraint: {} on {} ({})",
+            fk.name,
+            fk.table,
+            if live.validated { "valid" } else { "NOT VALID" }
+        );
+        println!("  definition: {}", live.pg_definition);
+        for copy in &live.copies {
+            println!("  partition copy: {} -> {}", copy.table, copy.references);
+        }
+    }
+    let found = impact::analyse(playbook, Some(inspection));
+    println!("  once dropped, PostgreSQL stops:");
+    for s in &found.stops_enforcing {
+        println!("    - {s}");
+    }
+    for s in &found.purge_sets_off {
+        println!("  referencing the child: {s}");
+    }
+    for w in &found.warnings {
+        println!("  ! {w}");
+    }
+}
+
+/// Records a step's start and end in the journal around `work`.
+fn journaled<T>(
+    client: &mut Client,
+    run: Option<&Run>,
+    step: &Step,
+    work: impl FnOnce(&mut Client) -> Result<(T, u32, Vec<String>, Option<String>)>,
+) -> Result<T> {
+    let sql = step
+        .before
+        .iter()
+        .map(|c| c.sql.clone())
+        .chain(step.statements.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let entry = match run {
+        Some(r) => Some(r.step_started(client, step.id, &sql)?),
+        None => None,
+    };
+    let result = work(client);
+    if let (Some(r), Some(entry)) = (run, &entry) {
+        let (outcome, retries, blockers, detail) = match &result {
+            Ok((_, retries, blockers, detail)) => (
+                "ok".to_string(),
+                *retries,
+                blockers.join("\n"),
+                detail.clone(),
+            ),
+            Err(e) => (
+                format!("failed: {}", e.message),
+                0,
+                String::new(),
+                Some(e.to_string()),
+            ),
+        };
+        let blockers = (!blockers.is_empty()).then_some(blockers);
+        // Best effort on failure: the connection may be gone; the next run reads the catalog anyway.
+        let written = r.step_finished(
+            client,
+            entry,
+            &outcome,
+            retries,
+            blockers.as_deref(),
+            detail.as_deref(),
+        );
+        if result.is_ok() {
+            written?;
+        }
+    }
+    result.map(|(value, ..)| value)
+}
+
+fn drop_in(
+    playbook: &Playbook,
+    environment: &Environment,
+    dsn: &[(String, String)],
+    dry_run: bool,
+    yes: bool,
+) -> Result<Evidence> {
+    let env = environment.name.as_str();
+    let fk = &playbook.constraint;
+    println!(
+        "\n== {env}{} ==",
+        if environment.protected {
+            " (protected)"
+        } else {
+            ""
+        }
+    );
+    let (target, mut client) = connect(environment, dsn)?;
+    println!("  connected: {}", target.description);
+    if !dry_run {
+        guard::lock_change(&mut client, &playbook.change, env)?;
+    }
+    let journal = Journal::new(&playbook.journal_schema);
+    let inspection = inspect_live(&mut client, playbook, env, "pre-checks")?;
+    let mut evidence = Evidence {
+        environment: env.to_string(),
+        ..Evidence::default()
+    };
+    match &inspection.constraint {
+        Lookup::Absent => {
+            match journal.snapshot(&mut client, &playbook.change, fk)? {
+                Some(s) => println!(
+                    "  already done: {} is absent from {}, and its definition is on record (run {}, {}):\n    {}",
+                    fk.name, fk.table, s.run_id, s.taken_at, s.definition
+                ),
+                None => println!(
+                    "  nothing to do: {} is absent from {} and no snapshot is on record, so it was dropped outside fkctl; a rollback will use the playbook's definition",
+                    fk.name, fk.table
+                ),
+            }
+            evidence.outcome = "already absent";
+            return Ok(evidence);
+        }
+        Lookup::NotAForeignKey { contype } => {
+            return Err(Error::precondition(format!(
+                "{} on {} is a constraint of type {contype:?}, not a foreign key",
+                fk.name, fk.table
+            ))
+            .with("environment", env)
+            .with("playbook", playbook.locate(playbook.positions.name)));
+        }
+        Lookup::Found(live) => {
+            let differences = drift::compare(fk, &live.definition);
+            if !differences.is_empty() {
+                let mut e = Error::precondition(format!(
+                    "the live constraint differs from the playbook; nothing was changed on {env}"
+                ))
+                .with("environment", env)
+                .with("playbook", playbook.locate(playbook.positions.name));
+                for d in &differences {
+                    e = e.with(
+                        d.field,
+                        format!("playbook {}, database {}", d.playbook, d.database),
+                    );
+                }
+                return Err(e.next("run fkctl inspect to see the whole definition; make the playbook match the database (or find out who changed it)"));
+            }
+        }
+    }
+    show_inspection(playbook, &inspection);
+    let lock_ms = playbook.safety.lock_timeout.as_millis() as i64;
+    if lock_ms >= inspection.server.deadlock_timeout_ms {
+        return Err(Error::precondition(format!(
+            "safety.lock_timeout ({lock_ms} ms) is not below the server's deadlock_timeout ({} ms)",
+            inspection.server.deadlock_timeout_ms
+        ))
+        .with("environment", env)
+        .next("lower safety.lock_timeout in the playbook: a DDL waiting that long holds up every query on both tables"));
+    }
+    let observed = Observed {
+        environment: env,
+        inspection: &inspection,
+    };
+    let plan = drop_plan(playbook, Some(&observed));
+    let mut watched = vec![inspection.child.oid, inspection.parent.oid];
+    watched.extend(crate::catalog::partition_oids(
+        &mut client,
+        inspection.child.oid,
+        inspection.parent.oid,
+    )?);
+    let exec = Executor {
+        target: &target,
+        environment: env,
+        watched,
+    };
+    let run = if dry_run {
+        None
+    } else {
+        journal.ensure(&mut client)?;
+        Some(journal.start_run(&mut client, &playbook.change, "drop", env, fk)?)
+    };
+    evidence.run_id = run.as_ref().map(|r| r.id.clone());
+    let result = drop_steps(
+        &mut client,
+        &exec,
+        run.as_ref(),
+        playbook,
+        &plan.steps,
+        dry_run,
+        yes || dry_run,
+        environment,
+        &mut evidence,
+    );
+    if let Some(r) = &run {
+        let (outcome, message) = match &result {
+            Ok(()) => (evidence.outcome, None),
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+        let finished = r.finish(&mut client, outcome, message.as_deref());
+        if result.is_ok() {
+            finished?;
+        }
+    }
+    result.map(|()| evidence)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drop_steps(
+    client: &mut Client,
+    exec: &Executor<'_>,
+    run: Option<&Run>,
+    playbook: &Playbook,
+    steps: &[Step],
+    dry_run: bool,
+    no_questions: bool,
+    environment: &Environment,
+    evidence: &mut Evidence,
+) -> Result<()> {
+    let fk = &playbook.constraint;
+    let mut definition = None;
+    for step in steps {
+        show_sql(step);
+        match step.id {
+            "verify-definition" | "count-orphans" => {
+                let check = step
+                    .before
+                    .as_ref()
+                    .ok_or_else(|| Error::internal("a check step without its check"))?;
+                let value = journaled(client, run, step, |c| {
+                    let v = exec.check(c, check, step)?;
+                    Ok((v.clone(), 0, Vec::new(), Some(v.to_string())))
+                })
+                .map_err(|e| {
+                    if step.id == "count-orphans" {
+                        e.next("orphans exist although safety.max_orphans_before_drop forbids them: run fkctl orphans --sample 20 to see them")
+                    } else {
+                        e
+                    }
+                })?;
+                println!("   ok: {value}");
+                if step.id == "count-orphans" {
+                    if let crate::execute::Value::Count(n) = value {
+                        evidence.orphans = Some(n);
+                    }
+                }
+            }
+            "snapshot-definition" => {
+                if dry_run {
+                    println!("   dry run: not recorded");
+                    continue;
+                }
+                let text = journaled(client, run, step, |c| {
+                    let out = exec.run(c, step, &[])?;
+                    Ok((out.returned.clone(), 0, Vec::new(), out.returned))
+                })?
+                .ok_or_else(|| {
+                    Error::precondition(
+                        "the constraint vanished before its definition could be recorded",
+                    )
+                    .with("environment", environment.name.clone())
+                })?;
+                if let Some(r) = run {
+                    r.save_snapshot(client, &playbook.change, fk, &text)?;
+                }
+                println!("   recorded: {text}");
+                definition = Some(text);
+            }
+            "drop-constraint" => {
+                if dry_run {
+                    println!("\n   dry run: the statements above were not run; nothing was changed on {}", environment.name);
+                    evidence.outcome = "dry run";
+                    continue;
+                }
+                if !no_questions {
+                    let question = format!("Drop {} on {} now?", fk.name, environment.name);
+                    let go = if environment.protected {
+                        tui::confirm_by_name(&question, &environment.name)?
+                    } else {
+                        tui::confirm(&question)?
+                    };
+                    if !go {
+                        evidence.outcome = "declined";
+                        return Ok(());
+                    }
+                }
+                let outcome = journaled(client, run, step, |c| {
+                    if let Some(check) = &step.before {
+                        exec.check(c, check, step)?;
+                    }
+                    let out = exec.run(c, step, &[])?;
+                    let retries = out.retries;
+                    let blockers = out.blockers.clone();
+                    Ok((out, retries, blockers, None))
+                })?;
+                if let Some(check) = &step.after {
+                    exec.check(client, check, step).map_err(|e| {
+                        e.next("the DROP committed but the catalog still shows the constraint: inspect the database before doing anything else")
+                    })?;
+                }
+                println!(
+                    "   dropped in {} ms after {} lock retries; the catalog confirms it is gone{}",
+                    outcome.elapsed.as_millis(),
+                    outcome.retries,
+                    if definition.is_some() {
+                        " (definition recorded for rollback)"
+                    } else {
+                        ""
+                    }
+                );
+                evidence.outcome = "dropped";
+                evidence.drop_ms = Some(outcome.elapsed.as_millis());
+                evidence.retries = outcome.retries;
+                evidence.blockers = outcome.blockers;
+            }
+            other => return Err(Error::internal(format!("drop does not know step {other}"))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `fkctl status`: per environment, the constraint as the catalog shows it,
+//! the last runs of this change from the journal, and the stored snapshot.
+
+use super::{connect, inspect_live, select_environments, write_json, write_stdout};
+use crate::cli::args::Output;
+use crate::error::{Error, Kind, Result};
+use crate::journal::{Journal, RunRecord, Snapshot};
+use crate::playbook;
+use crate::report::{state_of, ConstraintState};
+use serde::Serialize;
+use std::fmt::Write;
+use std::path::Path;
+
+#[derive(Debug, Serialize)]
+struct EnvironmentStatus {
+    environment: String,
+    reachable: bool,
+    error: Option<String>,
+    constraint: Option<ConstraintState>,
+    definition: Option<String>,
+    snapshot: Option<Snapshot>,
+    runs: Vec<RunRecord>,
+}
+
+fn one(
+    playbook: &playbook::Playbook,
+    environment: &playbook::Environment,
+    dsn: &[(String, String)],
+) -> Result<EnvironmentStatus> {
+    let (_, mut client) = connect(environment, dsn)?;
+    let inspection = inspect_live(&mut client, playbook, &environment.name, "status")?;
+    let journal = Journal::new(&playbook.journal_schema);
+    Ok(EnvironmentStatus {
+        environment: environment.name.clone(),
+        reachable: true,
+        error: None,
+        constraint: Some(state_of(&inspection.constraint)),
+        definition: inspection.live().map(|l| l.pg_definition.clone()),
+        snapshot: journal.snapshot(&mut client, &playbook.change, &playbook.constraint)?,
+        runs: journal.recent_runs(&mut client, &playbook.change, 5)?,
+    })
+}
+
+pub fn run(path: &Path, env: Option<&str>, dsn: &[(String, String)], output: Output) -> Result<()> {
+    let playbook = playbook::load(path)?;
+    let mut all = Vec::new();
+    let mut worst: Option<Error> = None;
+    for environment in select_environments(&playbook, env)? {
+        match one(&playbook, &environment, dsn) {
+            Ok(s) => all.push(s),
+            Err(e) if e.kind == Kind::Usage => return Err(e),
+            Err(e) => {
+                all.push(EnvironmentStatus {
+                    environment: environment.name.clone(),
+                    reachable: e.kind != Kind::Unreachable,
+                    error: Some(e.to_string()),
+                    constraint: None,
+                    definition: None,
+                    snapshot: None,
+                    runs: Vec::new(),
+                });
+                worst.get_or_insert(e);
+            }
+        }
+    }
+    match output {
+        Output::Json => {
+            write_json(&serde_json::json!({ "change": playbook.change, "environments": all }))?
+        }
+        Output::Text => write_stdout(&text(&playbook, &all))?,
+    }
+    match worst {
+        Some(e) => Err(Error::new(
+            e.kind,
+            "some environments could not be read; see above",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn text(playbook: &playbook::Playbook, all: &[EnvironmentStatus]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Change {}: {} on {}",
+        playbook.change, playbook.constraint.name, playbook.constraint.table
+    );
+    for s in all {
+        let _ = writeln!(out, "\n{}", s.environment);
+        if let Some(e) = &s.error {
+            let _ = writeln!(
+                out,
+                "  could not read it:\n    {}",
+                e.replace('\n', "\n    ")
+            );
+            continue;
+        }
+        let state = s.constraint.map_or("unknown", ConstraintState::label);
+        let _ = writeln!(out, "  constraint: {state}");
+        if let Some(d) = &s.definition {
+            let _ = writeln!(out, "  definition: {d}");
+        }
+        match &s.snapshot {
+            Some(snap) => {
+                let _ = writeln!(
+                    out,
+                    "  snapshot:   {} (run {}, {})",
+                    snap.definition, snap.run_id, snap.taken_at
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  snapshot:   none recorded");
+            }
+        }
+        if s.runs.is_empty() {
+            let _ = writeln!(out, "  runs:       none recorded");
+        }
+        for r in &s.runs {
+            let outcome = r.outcome.as_deref().unwrap_or(
+                "unfinished (running, or killed: the next run continues from the catalog)",
+            );
+            let _ = writeln!(
+                out,
+                "  run {} {} by {} at {}: {outcome}",
+                r.run_id, r.operation, r.operator, r.started_at
+            );
+            for step in &r.steps {
+                let _ = writeln!(
+                    out,
+                    "    {:<20} {}{}",
+                    step.step,
+                    step.outcome.as_deref().unwrap_or("unfinished"),
+                    if step.retries > 0 {
+                        format!(" after {} retries", step.retries)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+    out
+}

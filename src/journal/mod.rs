@@ -1,0 +1,334 @@
+//! Recording runs and steps, and the definition snapshot a rollback restores.
+//!
+//! Journal rows are written in their own short autocommit statements, outside
+//! the step transactions: a step that rolls back still leaves its record, and
+//! a run killed mid-step leaves a step with no outcome, which the next run and
+//! `fkctl status` report as interrupted.
+
+use crate::error::{Error, Result};
+use crate::sql::foreign_key::ForeignKeyDef;
+use crate::sql::ident::Ident;
+use crate::sql::journal::{self as sql, table};
+use chrono::{DateTime, Utc};
+use postgres::Client;
+use serde::Serialize;
+
+/// Who runs fkctl, for the journal: `user@host`.
+pub fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            let out = std::process::Command::new("id").arg("-un").output().ok()?;
+            Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|u| !u.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".to_string());
+    format!("{user}@{host}")
+}
+
+pub fn new_run_id(environment: &str) -> String {
+    let now = Utc::now();
+    format!(
+        "{}-{environment}-{:04x}",
+        now.format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id() & 0xffff
+    )
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub definition: String,
+    pub definition_json: serde_json::Value,
+    pub run_id: String,
+    pub taken_at: String,
+}
+
+impl Snapshot {
+    /// The recorded definition as fkctl's own model.
+    pub fn foreign_key(&self) -> Option<ForeignKeyDef> {
+        serde_json::from_value(self.definition_json.clone()).ok()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub operation: String,
+    pub operator: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// None while running, or when the run was killed.
+    pub outcome: Option<String>,
+    pub message: Option<String>,
+    pub steps: Vec<StepRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: Option<String>,
+    pub retries: i32,
+    pub blockers: Option<String>,
+    pub detail: Option<String>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn db_err(sql: &str) -> impl Fn(postgres::Error) -> Error + '_ {
+    move |e| Error::from_postgres(&e, sql).with("step", "journal")
+}
+
+/// One run being recorded.
+pub struct Run {
+    pub id: String,
+    schema: Ident,
+}
+
+pub struct Journal {
+    schema: Ident,
+}
+
+impl Journal {
+    pub fn new(schema: &Ident) -> Journal {
+        Journal {
+            schema: schema.clone(),
+        }
+    }
+
+    pub fn exists(&self, client: &mut Client) -> Result<bool> {
+        let q = sql::exists_sql();
+        client
+            .query_one(q, &[&self.schema.as_str()])
+            .map(|r| r.get(0))
+            .map_err(db_err(q))
+    }
+
+    pub fn ensure(&self, client: &mut Client) -> Result<()> {
+        for statement in sql::create_sql(&self.schema) {
+            client
+                .batch_execute(&statement)
+                .map_err(|e| {
+                    Error::from_postgres(&e, &statement)
+                        .with("step", "create fkctl's journal")
+                        .next(format!("fkctl needs CREATE on the database (or an existing schema {} it can write to); see Privileges in the README", self.schema))
+                })?;
+        }
+        Ok(())
+    }
+
+    pub fn start_run(
+        &self,
+        client: &mut Client,
+        change: &str,
+        operation: &str,
+        environment: &str,
+        fk: &ForeignKeyDef,
+    ) -> Result<Run> {
+        let id = new_run_id(environment);
+        let q = format!(
+            "INSERT INTO {} (run_id, change, operation, environment, constraint_name, table_name, operator, fkctl_version, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            table(&self.schema, "runs")
+        );
+        client
+            .execute(
+                q.as_str(),
+                &[
+                    &id,
+                    &change,
+                    &operation,
+                    &environment,
+                    &fk.name.as_str(),
+                    &fk.table.display(),
+                    &operator(),
+                    &env!("CARGO_PKG_VERSION"),
+                    &Utc::now(),
+                ],
+            )
+            .map_err(db_err(&q))?;
+        Ok(Run {
+            id,
+            schema: self.schema.clone(),
+        })
+    }
+
+    pub fn snapshot(
+        &self,
+        client: &mut Client,
+        change: &str,
+        fk: &ForeignKeyDef,
+    ) -> Result<Option<Snapshot>> {
+        if !self.exists(client)? {
+            return Ok(None);
+        }
+        let q = format!(
+            "SELECT definition, definition_json, run_id, taken_at FROM {} WHERE change = $1 AND table_name = $2 AND constraint_name = $3",
+            table(&self.schema, "snapshots")
+        );
+        let rows = client
+            .query(
+                q.as_str(),
+                &[&change, &fk.table.display(), &fk.name.as_str()],
+            )
+            .map_err(db_err(&q))?;
+        Ok(rows.first().map(|r| Snapshot {
+            definition: r.get(0),
+            definition_json: r.get(1),
+            run_id: r.get(2),
+            taken_at: rfc3339(r.get(3)),
+        }))
+    }
+
+    /// The latest runs of this change in this database, newest first, with their steps.
+    pub fn recent_runs(
+        &self,
+        client: &mut Client,
+        change: &str,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>> {
+        if !self.exists(client)? {
+            return Ok(Vec::new());
+        }
+        let q = format!(
+            "SELECT run_id, operation, operator, started_at, finished_at, outcome, message FROM {} WHERE change = $1 ORDER BY started_at DESC LIMIT $2",
+            table(&self.schema, "runs")
+        );
+        let rows = client
+            .query(q.as_str(), &[&change, &limit])
+            .map_err(db_err(&q))?;
+        let steps_q = format!(
+            "SELECT step, started_at, finished_at, outcome, retries, blockers, detail FROM {} WHERE run_id = $1 ORDER BY id",
+            table(&self.schema, "steps")
+        );
+        let mut runs = Vec::new();
+        for r in rows {
+            let run_id: String = r.get(0);
+            let steps = client
+                .query(steps_q.as_str(), &[&run_id])
+                .map_err(db_err(&steps_q))?
+                .iter()
+                .map(|s| StepRecord {
+                    step: s.get(0),
+                    started_at: rfc3339(s.get(1)),
+                    finished_at: s.get::<_, Option<DateTime<Utc>>>(2).map(rfc3339),
+                    outcome: s.get(3),
+                    retries: s.get(4),
+                    blockers: s.get(5),
+                    detail: s.get(6),
+                })
+                .collect();
+            runs.push(RunRecord {
+                run_id,
+                operation: r.get(1),
+                operator: r.get(2),
+                started_at: rfc3339(r.get(3)),
+                finished_at: r.get::<_, Option<DateTime<Utc>>>(4).map(rfc3339),
+                outcome: r.get(5),
+                message: r.get(6),
+                steps,
+            });
+        }
+        Ok(runs)
+    }
+}
+
+/// A step being recorded: its row is written when it starts.
+pub struct StepEntry {
+    id: i64,
+}
+
+impl Run {
+    pub fn step_started(
+        &self,
+        client: &mut Client,
+        step: &str,
+        sql_text: &str,
+    ) -> Result<StepEntry> {
+        let q = format!(
+            "INSERT INTO {} (run_id, step, sql, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            table(&self.schema, "steps")
+        );
+        let row = client
+            .query_one(q.as_str(), &[&self.id, &step, &sql_text, &Utc::now()])
+            .map_err(db_err(&q))?;
+        Ok(StepEntry { id: row.get(0) })
+    }
+
+    pub fn step_finished(
+        &self,
+        client: &mut Client,
+        entry: &StepEntry,
+        outcome: &str,
+        retries: u32,
+        blockers: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        let q = format!(
+            "UPDATE {} SET finished_at = $2, outcome = $3, retries = $4, blockers = $5, detail = $6 WHERE id = $1",
+            table(&self.schema, "steps")
+        );
+        let retries = i32::try_from(retries).unwrap_or(i32::MAX);
+        client
+            .execute(
+                q.as_str(),
+                &[
+                    &entry.id,
+                    &Utc::now(),
+                    &outcome,
+                    &retries,
+                    &blockers,
+                    &detail,
+                ],
+            )
+            .map_err(db_err(&q))?;
+        Ok(())
+    }
+
+    pub fn finish(&self, client: &mut Client, outcome: &str, message: Option<&str>) -> Result<()> {
+        let q = format!(
+            "UPDATE {} SET finished_at = $2, outcome = $3, message = $4 WHERE run_id = $1",
+            table(&self.schema, "runs")
+        );
+        client
+            .execute(q.as_str(), &[&self.id, &Utc::now(), &outcome, &message])
+            .map_err(db_err(&q))?;
+        Ok(())
+    }
+
+    pub fn save_snapshot(
+        &self,
+        client: &mut Client,
+        change: &str,
+        fk: &ForeignKeyDef,
+        definition: &str,
+    ) -> Result<()> {
+        let q = format!(
+            "INSERT INTO {} (change, table_name, constraint_name, definition, definition_json, run_id, taken_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (change, table_name, constraint_name) DO UPDATE SET definition = EXCLUDED.definition, definition_json = EXCLUDED.definition_json, run_id = EXCLUDED.run_id, taken_at = EXCLUDED.taken_at",
+            table(&self.schema, "snapshots")
+        );
+        let json = serde_json::to_value(fk)
+            .map_err(|e| Error::internal(format!("cannot encode the snapshot: {e}")))?;
+        client
+            .execute(
+                q.as_str(),
+                &[
+                    &change,
+                    &fk.table.display(),
+                    &fk.name.as_str(),
+                    &definition,
+                    &json,
+                    &self.id,
+                    &Utc::now(),
+                ],
+            )
+            .map_err(db_err(&q))?;
+        Ok(())
+    }
+}
