@@ -166,12 +166,25 @@ fn journaled<T>(
                 blockers.join("\n"),
                 detail.clone(),
             ),
-            Err(e) => (
-                format!("failed: {}", e.message),
-                0,
-                String::new(),
-                Some(e.to_string()),
-            ),
+            Err(e) => {
+                let context = |label: &str| {
+                    e.context
+                        .iter()
+                        .filter(|(l, _)| l == label)
+                        .map(|(_, t)| t.clone())
+                        .collect::<Vec<_>>()
+                };
+                let retries = context("retries")
+                    .first()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                (
+                    format!("failed: {}", e.message),
+                    retries,
+                    context("blocked by").join("\n"),
+                    Some(e.to_string()),
+                )
+            }
         };
         let blockers = (!blockers.is_empty()).then_some(blockers);
         // Best effort on failure: the connection may be gone; the next run reads the catalog anyway.

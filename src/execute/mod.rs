@@ -147,8 +147,14 @@ impl Executor<'_> {
                         return Err(self.fail(&e, &sql, step));
                     }
                     let blockers = self.blockers(client);
+                    // One entry per blocking session (its description changes as it ages).
                     for b in &blockers {
-                        if !outcome.blockers.contains(b) {
+                        let pid = b.split(" (").next().unwrap_or(b);
+                        if !outcome
+                            .blockers
+                            .iter()
+                            .any(|seen| seen.split(" (").next() == Some(pid))
+                        {
                             outcome.blockers.push(b.clone());
                         }
                     }
@@ -163,7 +169,8 @@ impl Executor<'_> {
                         .with("environment", self.environment)
                         .with("step", format!("{}. {}", step.number, step.title))
                         .with("sql", sql)
-                        .with("postgres", said);
+                        .with("postgres", said)
+                        .with("retries", outcome.retries.to_string());
                         for b in &outcome.blockers {
                             err = err.with("blocked by", b.clone());
                         }
