@@ -3,77 +3,11 @@
 
 mod common;
 
+use common::staged::{present, Setup};
 use common::*;
 use fkctl::testkit::TestDatabase;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-const SEED_SQL: &str =
-    include_str!("../examples/schemas/remove-fk-ci-pipeline-chat-data-chat-names.sql");
-
-struct Setup {
-    staging: TestDatabase,
-    production: TestDatabase,
-    _dir: TempDir,
-    playbook: PathBuf,
-}
-
-impl Setup {
-    fn new(tag: &str, safety: &str) -> Setup {
-        let staging = database(&format!("{tag}_stg"));
-        let production = database(&format!("{tag}_prd"));
-        exec(&staging, SEED_SQL);
-        exec(&production, SEED_SQL);
-        let dir = TempDir::new(tag);
-        let text = format!(
-            "version: 1\nchange: remove-fk-{tag}\nsummary: test\nconstraint:\n  name: fk_rails_f300456b63\n  table: public.ci_pipeline_chat_data\n  columns: [chat_name_id]\n  references: {{ table: public.chat_names, columns: [id] }}\n  on_delete: cascade\nenvironments:\n  - {{ name: staging, dsn_env: T_STAGING_DSN }}\n  - {{ name: production, dsn_env: T_PRODUCTION_DSN, protected: true }}\nsafety: {safety}\n"
-        );
-        let playbook = dir.write("playbook.yml", &text);
-        Setup {
-            staging,
-            production,
-            _dir: dir,
-            playbook,
-        }
-    }
-
-    fn env(&self) -> [(&'static str, String); 2] {
-        [
-            ("T_STAGING_DSN", self.staging.dsn.clone()),
-            ("T_PRODUCTION_DSN", self.production.dsn.clone()),
-        ]
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fkctl"));
-        cmd.args(args).stdin(Stdio::null());
-        for (k, v) in self.env() {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn drop(&self, extra: &[&str]) -> Output {
-        let path = self.playbook.display().to_string();
-        let mut args = vec!["drop", path.as_str()];
-        args.extend_from_slice(extra);
-        self.run(&args)
-    }
-}
-
-fn present(db: &TestDatabase) -> bool {
-    scalar_i64(
-        db,
-        "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63'",
-    ) == 1
-}
 
 fn journal_exists(db: &TestDatabase) -> bool {
     scalar_i64(

@@ -20,11 +20,13 @@ fn prompt_error(e: dialoguer::Error) -> Error {
     .next("nothing more was changed; run the command again to continue")
 }
 
-/// Yes or no; the default (Enter) is no.
+/// Yes or no, confirmed with Enter (a stray key press never changes a
+/// database); the default is no.
 pub fn confirm(question: &str) -> Result<bool> {
     Confirm::new()
         .with_prompt(question)
         .default(false)
+        .wait_for_newline(true)
         .interact()
         .map_err(prompt_error)
 }

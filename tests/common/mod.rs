@@ -2,6 +2,8 @@
 //! (see fkctl::testkit) and running the real fkctl binary.
 #![allow(dead_code)]
 
+pub mod staged;
+
 use fkctl::testkit::TestDatabase;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

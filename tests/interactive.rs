@@ -1,0 +1,130 @@
+//! The interactive path, in a real pseudo-terminal: prompts are answered as
+//! a person would, a protected environment needs its name typed, and Ctrl-C
+//! cancels a waiting statement without leaving anything half-done.
+
+mod common;
+
+use common::scalar_i64;
+use common::staged::{present, Setup};
+use rexpect::process::WaitStatus;
+use rexpect::session::{spawn_command, PtySession};
+use std::process::Command;
+
+fn spawn(setup: &Setup, args: &[&str]) -> PtySession {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fkctl"));
+    cmd.args(args);
+    for (k, v) in setup.env() {
+        cmd.env(k, v);
+    }
+    spawn_command(cmd, Some(30_000)).unwrap_or_else(|e| panic!("cannot start fkctl in a pty: {e}"))
+}
+
+fn expect(session: &mut PtySession, text: &str) {
+    if let Err(e) = session.exp_string(text) {
+        panic!("expected {text:?} on the terminal: {e}");
+    }
+}
+
+/// Answers a prompt once the terminal is in raw mode (switching modes drops pending input).
+fn answer(session: &mut PtySession, prompt_end: &str, line: &str) {
+    expect(session, prompt_end);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    session.send_line(line).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn exit_code(session: &mut PtySession) -> Option<i32> {
+    let _ = session.exp_eof();
+    match session.process().wait() {
+        Ok(WaitStatus::Exited(_, code)) => Some(code),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_dba_drops_on_staging_then_types_production_to_go_on() {
+    let s = Setup::new("pty_full", "{ lock_timeout: 300ms }");
+    let path = s.playbook.display().to_string();
+    let mut session = spawn(&s, &["drop", &path]);
+    expect(&mut session, "Drop fk_rails_f300456b63 on staging now?");
+    answer(&mut session, "[y/N]", "y");
+    expect(&mut session, "the catalog confirms it is gone");
+    expect(&mut session, "Evidence from staging");
+    expect(&mut session, "Go on to production?");
+    answer(
+        &mut session,
+        "Type the environment name (production)",
+        "production",
+    );
+    expect(&mut session, "Drop fk_rails_f300456b63 on production now?");
+    answer(
+        &mut session,
+        "Type the environment name (production)",
+        "production",
+    );
+    expect(&mut session, "the catalog confirms it is gone");
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert!(!present(&s.staging));
+    assert!(!present(&s.production));
+}
+
+#[test]
+fn typing_anything_but_the_name_stops_before_production() {
+    let s = Setup::new("pty_stop", "{}");
+    let path = s.playbook.display().to_string();
+    let mut session = spawn(&s, &["drop", &path]);
+    expect(&mut session, "Drop fk_rails_f300456b63 on staging now?");
+    answer(&mut session, "[y/N]", "y");
+    expect(&mut session, "Go on to production?");
+    answer(&mut session, "Type the environment name (production)", "y");
+    expect(&mut session, "Stopped before production");
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert!(!present(&s.staging));
+    assert!(present(&s.production));
+}
+
+#[test]
+fn answering_no_changes_nothing() {
+    let s = Setup::new("pty_no", "{}");
+    let path = s.playbook.display().to_string();
+    let mut session = spawn(&s, &["drop", &path, "--env", "staging"]);
+    expect(&mut session, "Drop fk_rails_f300456b63 on staging now?");
+    answer(&mut session, "[y/N]", "n");
+    expect(&mut session, "Stopped at your request");
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert!(present(&s.staging));
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_a_lock_cancels_and_rolls_back() {
+    let s = Setup::new("pty_ctrlc", "{ lock_timeout: 400ms, lock_retries: 1000 }");
+    let mut holder = s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
+    holder
+        .batch_execute("BEGIN; LOCK TABLE chat_names IN ACCESS SHARE MODE")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let path = s.playbook.display().to_string();
+    let mut session = spawn(&s, &["drop", &path, "--env", "staging", "--yes"]);
+    expect(&mut session, "lock not granted within lock_timeout");
+    // Let it get back into the lock queue, then interrupt.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    session.send_control('c').unwrap_or_else(|e| panic!("{e}"));
+    expect(&mut session, "interrupted");
+    assert_eq!(exit_code(&mut session), Some(130));
+    assert!(present(&s.staging), "nothing was dropped");
+    // The server notices the closed connection a moment after the exit.
+    let mut left = -1;
+    for _ in 0..50 {
+        left = scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fkctl'",
+        );
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        left, 0,
+        "no fkctl session is left waiting in the lock queue"
+    );
+    drop(holder);
+}
