@@ -39,12 +39,16 @@ show "$fkctl" lint playbooks/*.yml
 show "$fkctl" inspect "$playbook" --env staging
 show "$fkctl" orphans "$playbook" --env staging
 show "$fkctl" plan "$playbook" --env staging
+show "$fkctl" drop "$playbook" --dry-run
+# --yes because this script has no one to answer; a protected environment must be named.
+show "$fkctl" drop "$playbook" --env staging --yes
+show "$fkctl" drop "$playbook" --env production --yes
+show "$fkctl" status "$playbook"
 
-printf '\n\033[1m# Meanwhile in production: the FK was dropped, and the application deleted chat_names rows.\033[0m\n'
-printf '# (done here by hand; fkctl drop is the next command to be built)\n'
-psql "$FKCTL_PRODUCTION_DSN" -qc "ALTER TABLE ci_pipeline_chat_data DROP CONSTRAINT fk_rails_f300456b63" \
-    -c "DELETE FROM chat_names WHERE id % 50 = 0" >/dev/null
+printf '\n\033[1m# Meanwhile in production, with the FK gone, the application deletes chat_names rows.\033[0m\n'
+psql "$FKCTL_PRODUCTION_DSN" -qc "DELETE FROM chat_names WHERE id % 50 = 0" >/dev/null
 
 show "$fkctl" orphans "$playbook" --env production --sample 3
 show "$fkctl" plan "$playbook" --env production --rollback
 printf '\nThe databases fkctl_try_staging and fkctl_try_production are left for you to explore:\n  psql "%s"\n' "$FKCTL_PRODUCTION_DSN"
+printf 'Run the interactive drop yourself on fresh copies: bash examples/try-it.sh, then\n  FKCTL_STAGING_DSN=... FKCTL_PRODUCTION_DSN=... target/release/fkctl drop %s\n' "$playbook"
