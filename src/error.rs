@@ -7,6 +7,9 @@
 use crate::playbook::PlaybookError;
 use std::fmt;
 
+/// What to do after losing the connection in the middle of a command.
+pub const RECONNECT_ADVICE: &str = "the connection was lost; any open transaction was rolled back by the server. Check that the server is up, then run the same command again: it continues from what the catalog shows";
+
 /// Exit codes. Documented in the README; never renumber them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -274,7 +274,7 @@ fn a_killed_connection_is_reported_and_the_next_run_resumes() {
     let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("Run the same command again"),
+        stderr(&out).contains("run the same command again"),
         "{}",
         stderr(&out)
     );
@@ -334,4 +334,22 @@ fn an_unreachable_environment_stops_the_rollout_with_exit_3() {
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(!stderr(&out).contains("secret-pw"));
     assert!(present(&s.staging));
+}
+
+#[test]
+fn a_missing_table_stops_before_any_ddl_naming_the_playbook_line() {
+    let s = Setup::new("notable", "{}");
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data RENAME TO ci_pipeline_chat_data_old",
+    );
+    let out = s.drop(&["--env", "staging", "--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("table public.ci_pipeline_chat_data does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("playbook.yml:6:10"), "{err}");
+    assert!(!journal_exists(&s.staging), "nothing was written");
 }

@@ -1,6 +1,6 @@
 //! `fkctl drop`: the staged, interactive removal, one environment at a time.
 
-use super::{connect, inspect_live, select_environments};
+use super::{connect, inspect_live, label, select_environments};
 use crate::catalog::{Inspection, Lookup};
 use crate::error::{Error, Result};
 use crate::execute::{guard, interrupt, Executor};
@@ -57,7 +57,8 @@ pub fn run(
                 return Ok(());
             }
         }
-        let evidence = drop_in(&playbook, environment, dsn, dry_run, yes)?;
+        let evidence = drop_in(&playbook, environment, dsn, dry_run, yes)
+            .map_err(|e| label(e, &environment.name, "drop"))?;
         if evidence.outcome == "declined" {
             println!(
                 "\nStopped at your request; the constraint is unchanged on {}.",

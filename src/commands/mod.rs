@@ -147,9 +147,7 @@ pub fn label(mut e: Error, env: &str, step: &str) -> Error {
         e.context.insert(1, ("step".to_string(), step.to_string()));
     }
     if e.next.is_none() && e.kind == Kind::Unreachable {
-        e.next = Some(
-            "the connection was lost: check the server, then run the same command again".into(),
-        );
+        e.next = Some(crate::error::RECONNECT_ADVICE.into());
     }
     e
 }

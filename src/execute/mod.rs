@@ -73,7 +73,7 @@ impl Executor<'_> {
                 "nothing of this step was applied; run the same command again to continue".into(),
             );
         } else if err.kind == Kind::Unreachable {
-            err.next = Some("the connection was lost; the step's transaction was rolled back by the server. Run the same command again: it continues from what the catalog shows".into());
+            err.next = Some(crate::error::RECONNECT_ADVICE.into());
         } else if err.next.is_none() {
             err.kind = Kind::FailedMidway;
             err.next = Some("the step's transaction was rolled back; fix the cause above and run the same command again".into());

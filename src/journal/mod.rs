@@ -83,7 +83,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn db_err(sql: &str) -> impl Fn(postgres::Error) -> Error + '_ {
-    move |e| Error::from_postgres(&e, sql).with("step", "journal")
+    move |e| Error::from_postgres(&e, sql).with("step", "record the run in fkctl's journal")
 }
 
 /// One run being recorded.

@@ -71,60 +71,134 @@ fn run_pg(bin: &Path, args: &[&str], as_postgres: bool) -> Result<()> {
     Ok(())
 }
 
-/// Starts a cluster on a free port and returns its base connection string.
-pub fn start_throwaway() -> Result<String> {
-    let bin = find_bin_dir().ok_or_else(|| {
-        Error::internal("no local PostgreSQL answers and no initdb was found (install postgresql, or set FKCTL_TEST_DSN)")
-    })?;
-    let root = is_root();
-    let dir = std::env::temp_dir().join(format!("fkctl-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
-    let dir_s = dir.display().to_string();
-    if root {
-        run_pg(Path::new("chown"), &["postgres", &dir_s], false)?;
-    }
-    let data = format!("{dir_s}/data");
-    run_pg(
-        &bin.join("initdb"),
-        &[
+/// A PostgreSQL cluster of its own in a temporary directory, stopped and
+/// removed when dropped. With a password, TCP logins need it (scram-sha-256).
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    data: String,
+    pub port: u16,
+    as_postgres: bool,
+}
+
+impl Cluster {
+    pub fn start(password: Option<&str>) -> Result<Cluster> {
+        let bin = find_bin_dir().ok_or_else(|| {
+            Error::internal("no initdb was found (install postgresql, or set FKCTL_TEST_DSN)")
+        })?;
+        let as_postgres = is_root();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("fkctl-pg-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+        let dir_s = dir.display().to_string();
+        let data = format!("{dir_s}/data");
+        let mut initdb = vec![
             "-D",
-            &data,
+            data.as_str(),
             "-U",
             "postgres",
-            "--auth=trust",
             "-E",
             "UTF8",
             "--no-sync",
-        ],
-        root,
-    )?;
-    let port = free_port()?;
-    let options = format!("-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 -c fsync=off");
-    let log = format!("{dir_s}/server.log");
-    run_pg(
-        &bin.join("pg_ctl"),
-        &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
-        root,
-    )?;
-    // Stop the cluster when this process ends, however it ends.
-    let pg_ctl = bin.join("pg_ctl").display().to_string();
-    let stop = if root {
-        format!("runuser -u postgres -- {pg_ctl} -D {data} -m immediate stop")
-    } else {
-        format!("{pg_ctl} -D {data} -m immediate stop")
-    };
-    let watchdog = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir_s}",
-        pid = std::process::id()
-    );
-    Command::new("sh")
-        .args(["-c", &watchdog])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| Error::internal(format!("cannot start the cluster watchdog: {e}")))?;
-    Ok(format!("host=127.0.0.1 port={port} user=postgres"))
+        ];
+        let pwfile = format!("{dir_s}/pwfile");
+        match password {
+            Some(p) => {
+                std::fs::write(&pwfile, p)
+                    .map_err(|e| Error::internal(format!("cannot write {pwfile}: {e}")))?;
+                initdb.extend([
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--pwfile",
+                    pwfile.as_str(),
+                ]);
+            }
+            None => initdb.push("--auth=trust"),
+        }
+        if as_postgres {
+            run_pg(Path::new("chown"), &["-R", "postgres", &dir_s], false)?;
+        }
+        run_pg(&bin.join("initdb"), &initdb, as_postgres)?;
+        let _ = std::fs::remove_file(&pwfile);
+        let cluster = Cluster {
+            bin,
+            dir,
+            data,
+            port: free_port()?,
+            as_postgres,
+        };
+        cluster.pg_ctl(&["start"])?;
+        Ok(cluster)
+    }
+
+    fn pg_ctl(&self, action: &[&str]) -> Result<()> {
+        let dir_s = self.dir.display().to_string();
+        let options = format!(
+            "-p {} -k {dir_s} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port
+        );
+        let log = format!("{dir_s}/server.log");
+        let mut args = vec![
+            "-D",
+            self.data.as_str(),
+            "-o",
+            options.as_str(),
+            "-l",
+            log.as_str(),
+            "-w",
+        ];
+        args.extend_from_slice(action);
+        run_pg(&self.bin.join("pg_ctl"), &args, self.as_postgres)
+    }
+
+    /// Connection string without user, password or dbname.
+    pub fn base_dsn(&self) -> String {
+        format!("host=127.0.0.1 port={}", self.port)
+    }
+
+    /// A fast restart: every session is disconnected.
+    pub fn restart(&self) -> Result<()> {
+        self.pg_ctl(&["-m", "fast", "restart"])
+    }
+
+    /// Keeps the cluster running until this process exits (a watchdog stops it then).
+    fn outlive_on_watchdog(self) -> Result<String> {
+        let pg_ctl = self.bin.join("pg_ctl").display().to_string();
+        let stop = format!("{pg_ctl} -D {} -m immediate stop", self.data);
+        let stop = if self.as_postgres {
+            format!("runuser -u postgres -- {stop}")
+        } else {
+            stop
+        };
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+            pid = std::process::id(),
+            dir = self.dir.display()
+        );
+        Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::internal(format!("cannot start the cluster watchdog: {e}")))?;
+        let dsn = format!("{} user=postgres", self.base_dsn());
+        std::mem::forget(self);
+        Ok(dsn)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the shared throwaway cluster and returns its base connection string.
+pub fn start_throwaway() -> Result<String> {
+    Cluster::start(None)?.outlive_on_watchdog()
 }

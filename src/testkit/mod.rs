@@ -9,6 +9,8 @@
 
 mod cluster;
 
+pub use cluster::Cluster;
+
 use crate::error::{Error, Result};
 use crate::sql::ident::Ident;
 use std::sync::atomic::{AtomicU32, Ordering};
