@@ -40,6 +40,18 @@ pub struct Connection {
     pub dsn: Vec<(String, String)>,
 }
 
+/// Which environments a command acts on, and connection overrides.
+#[derive(Debug, Args)]
+pub struct Environments {
+    /// An environment of the playbook. drop and status: only this one (else all, in playbook
+    /// order). plan: plan from this environment's live catalog (else from the playbook alone).
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Option<String>,
+    /// Use this connection string for environment NAME instead of the variable the playbook names.
+    #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
+    pub dsn: Vec<(String, String)>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check playbooks offline; exit 2 with file:line:column on the first problem of each.
@@ -51,6 +63,7 @@ pub enum Command {
     },
     /// Show the live constraint beside the playbook's, drift field by field, and what dropping it changes.
     Inspect {
+        /// The playbook (YAML) describing the change.
         playbook: PathBuf,
         #[command(flatten)]
         connection: Connection,
@@ -59,6 +72,7 @@ pub enum Command {
     },
     /// Count (and sample) orphaned rows: exactly the rows VALIDATE CONSTRAINT would reject.
     Orphans {
+        /// The playbook (YAML) describing the change.
         playbook: PathBuf,
         #[command(flatten)]
         connection: Connection,
@@ -70,12 +84,10 @@ pub enum Command {
     },
     /// Print the ordered steps of the drop (or rollback) with their SQL, locks and checks.
     Plan {
+        /// The playbook (YAML) describing the change.
         playbook: PathBuf,
-        /// Plan from this environment's live catalog instead of the playbook alone.
-        #[arg(long = "env", value_name = "NAME")]
-        env: Option<String>,
-        #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
-        dsn: Vec<(String, String)>,
+        #[command(flatten)]
+        environments: Environments,
         /// Plan the rollback (ADD ... NOT VALID, archived purge, VALIDATE) instead of the drop.
         #[arg(long)]
         rollback: bool,
@@ -84,12 +96,10 @@ pub enum Command {
     },
     /// Drop the constraint, environment by environment in playbook order, asking before each change.
     Drop {
+        /// The playbook (YAML) describing the change.
         playbook: PathBuf,
-        /// Only this environment.
-        #[arg(long = "env", value_name = "NAME")]
-        env: Option<String>,
-        #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
-        dsn: Vec<(String, String)>,
+        #[command(flatten)]
+        environments: Environments,
         /// Connect, check and plan, but change nothing (no DDL, no journal).
         #[arg(long)]
         dry_run: bool,
@@ -99,12 +109,10 @@ pub enum Command {
     },
     /// Per environment: the constraint's state, the last runs of this change and the stored snapshot.
     Status {
+        /// The playbook (YAML) describing the change.
         playbook: PathBuf,
-        /// Only this environment.
-        #[arg(long = "env", value_name = "NAME")]
-        env: Option<String>,
-        #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
-        dsn: Vec<(String, String)>,
+        #[command(flatten)]
+        environments: Environments,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },

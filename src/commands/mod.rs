@@ -32,24 +32,38 @@ pub fn run(cli: Cli) -> Result<()> {
         } => orphans::run(&playbook, &connection, sample, output),
         Command::Plan {
             playbook,
-            env,
-            dsn,
+            environments,
             rollback,
             output,
-        } => plan::run(&playbook, env.as_deref(), &dsn, rollback, output),
+        } => plan::run(
+            &playbook,
+            environments.env.as_deref(),
+            &environments.dsn,
+            rollback,
+            output,
+        ),
         Command::Drop {
             playbook,
-            env,
-            dsn,
+            environments,
             dry_run,
             yes,
-        } => drop::run(&playbook, env.as_deref(), &dsn, dry_run, yes),
+        } => drop::run(
+            &playbook,
+            environments.env.as_deref(),
+            &environments.dsn,
+            dry_run,
+            yes,
+        ),
         Command::Status {
             playbook,
-            env,
-            dsn,
+            environments,
             output,
-        } => status::run(&playbook, env.as_deref(), &dsn, output),
+        } => status::run(
+            &playbook,
+            environments.env.as_deref(),
+            &environments.dsn,
+            output,
+        ),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "fkctl", &mut buf);

@@ -4,19 +4,8 @@ use crate::cli::args::{Connection, Output};
 use crate::error::Result;
 use crate::render;
 use crate::report::OrphanReport;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn spinner(message: String) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-        bar.set_style(style);
-    }
-    bar.set_message(message);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
+use std::time::Instant;
 
 pub fn run(path: &Path, connection: &Connection, sample: u32, output: Output) -> Result<()> {
     let env = connection.env.as_str();
@@ -25,7 +14,7 @@ pub fn run(path: &Path, connection: &Connection, sample: u32, output: Output) ->
     let inspection = inspect_live(&mut client, &playbook, env, "read the live catalog")?;
     let query = &inspection.orphan_query;
     let started = Instant::now();
-    let bar = spinner(format!(
+    let bar = crate::tui::spinner(format!(
         "counting orphans in {} ({env})",
         playbook.constraint.table
     ));
