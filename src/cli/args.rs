@@ -107,6 +107,25 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Put the constraint back: ADD ... NOT VALID, archived orphan purge, VALIDATE. Resumable.
+    Rollback {
+        /// The playbook (YAML) describing the change.
+        playbook: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+        /// Do not ask. A protected environment is always named with --env.
+        #[arg(long)]
+        yes: bool,
+        /// Allow up to N orphans this time (overrides rollback.max_orphans).
+        #[arg(long, value_name = "N")]
+        max_orphans: Option<u64>,
+        /// Restore the playbook's definition even where the drop-time snapshot differs.
+        #[arg(long)]
+        use_playbook_definition: bool,
+        /// A final machine-readable summary on stdout (progress stays on stderr).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Per environment: the constraint's state, the last runs of this change and the stored snapshot.
     Status {
         /// The playbook (YAML) describing the change.

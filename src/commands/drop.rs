@@ -4,7 +4,7 @@ use super::{connect, inspect_live, label, select_environments};
 use crate::catalog::{Inspection, Lookup};
 use crate::error::{Error, Result};
 use crate::execute::{guard, interrupt, Executor};
-use crate::journal::{Journal, Run};
+use crate::journal::{record_step, Journal, Run};
 use crate::plan::{drift, drop_plan, impact, Observed, Step};
 use crate::playbook::{self, Environment, Playbook};
 use crate::tui;
@@ -98,21 +98,6 @@ fn gate(before: &Evidence, next: &Environment, no_questions: bool) -> Result<boo
     }
 }
 
-fn show_sql(step: &Step) {
-    println!("\n{}. {}", step.number, step.title);
-    if let Some(c) = &step.before {
-        println!(
-            "   check: {} (expect {})\n     {};",
-            c.what,
-            c.expect.describe(),
-            c.sql
-        );
-    }
-    for sql in &step.statements {
-        println!("     {sql};");
-    }
-}
-
 fn show_inspection(playbook: &Playbook, inspection: &Inspection) {
     let fk = &playbook.constraint;
     if let Some(live) = inspection.live() {
@@ -138,70 +123,6 @@ fn show_inspection(playbook: &Playbook, inspection: &Inspection) {
     for w in &found.warnings {
         println!("  ! {w}");
     }
-}
-
-/// Records a step's start and end in the journal around `work`.
-fn journaled<T>(
-    client: &mut Client,
-    run: Option<&Run>,
-    step: &Step,
-    work: impl FnOnce(&mut Client) -> Result<(T, u32, Vec<String>, Option<String>)>,
-) -> Result<T> {
-    let sql = step
-        .before
-        .iter()
-        .map(|c| c.sql.clone())
-        .chain(step.statements.iter().cloned())
-        .collect::<Vec<_>>()
-        .join(";\n");
-    let entry = match run {
-        Some(r) => Some(r.step_started(client, step.id, &sql)?),
-        None => None,
-    };
-    let result = work(client);
-    if let (Some(r), Some(entry)) = (run, &entry) {
-        let (outcome, retries, blockers, detail) = match &result {
-            Ok((_, retries, blockers, detail)) => (
-                "ok".to_string(),
-                *retries,
-                blockers.join("\n"),
-                detail.clone(),
-            ),
-            Err(e) => {
-                let context = |label: &str| {
-                    e.context
-                        .iter()
-                        .filter(|(l, _)| l == label)
-                        .map(|(_, t)| t.clone())
-                        .collect::<Vec<_>>()
-                };
-                let retries = context("retries")
-                    .first()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0);
-                (
-                    format!("failed: {}", e.message),
-                    retries,
-                    context("blocked by").join("\n"),
-                    Some(e.to_string()),
-                )
-            }
-        };
-        let blockers = (!blockers.is_empty()).then_some(blockers);
-        // Best effort on failure: the connection may be gone; the next run reads the catalog anyway.
-        let written = r.step_finished(
-            client,
-            entry,
-            &outcome,
-            retries,
-            blockers.as_deref(),
-            detail.as_deref(),
-        );
-        if result.is_ok() {
-            written?;
-        }
-    }
-    result.map(|(value, ..)| value)
 }
 
 fn drop_in(
@@ -274,15 +195,7 @@ fn drop_in(
         }
     }
     show_inspection(playbook, &inspection);
-    let lock_ms = playbook.safety.lock_timeout.as_millis() as i64;
-    if lock_ms >= inspection.server.deadlock_timeout_ms {
-        return Err(Error::precondition(format!(
-            "safety.lock_timeout ({lock_ms} ms) is not below the server's deadlock_timeout ({} ms)",
-            inspection.server.deadlock_timeout_ms
-        ))
-        .with("environment", env)
-        .next("lower safety.lock_timeout in the playbook: a DDL waiting that long holds up every query on both tables"));
-    }
+    super::check_lock_timeout(playbook, &inspection, env)?;
     let observed = Observed {
         environment: env,
         inspection: &inspection,
@@ -345,14 +258,14 @@ fn drop_steps(
     let fk = &playbook.constraint;
     let mut definition = None;
     for step in steps {
-        show_sql(step);
+        println!("{}", super::step_text(step));
         match step.id {
             "verify-definition" | "count-orphans" => {
                 let check = step
                     .before
                     .as_ref()
                     .ok_or_else(|| Error::internal("a check step without its check"))?;
-                let value = journaled(client, run, step, |c| {
+                let value = record_step(client, run, step, |c| {
                     let v = exec.check(c, check, step)?;
                     Ok((v.clone(), 0, Vec::new(), Some(v.to_string())))
                 })
@@ -375,7 +288,7 @@ fn drop_steps(
                     println!("   dry run: not recorded");
                     continue;
                 }
-                let text = journaled(client, run, step, |c| {
+                let text = record_step(client, run, step, |c| {
                     let out = exec.run(c, step, &[])?;
                     Ok((out.returned.clone(), 0, Vec::new(), out.returned))
                 })?
@@ -409,7 +322,7 @@ fn drop_steps(
                         return Ok(());
                     }
                 }
-                let outcome = journaled(client, run, step, |c| {
+                let outcome = record_step(client, run, step, |c| {
                     if let Some(check) = &step.before {
                         exec.check(c, check, step)?;
                     }

@@ -6,6 +6,7 @@ mod inspect;
 mod lint;
 mod orphans;
 mod plan;
+mod rollback;
 mod status;
 
 use crate::cli::args::{Cli, Command};
@@ -53,6 +54,23 @@ pub fn run(cli: Cli) -> Result<()> {
             &environments.dsn,
             dry_run,
             yes,
+        ),
+        Command::Rollback {
+            playbook,
+            connection,
+            yes,
+            max_orphans,
+            use_playbook_definition,
+            output,
+        } => rollback::run(
+            &playbook,
+            &connection,
+            rollback::Options {
+                yes,
+                max_orphans,
+                use_playbook_definition,
+                output,
+            },
         ),
         Command::Status {
             playbook,
@@ -164,4 +182,39 @@ pub fn label(mut e: Error, env: &str, step: &str) -> Error {
         e.next = Some(crate::error::RECONNECT_ADVICE.into());
     }
     e
+}
+
+/// A step and its SQL, shown before it runs.
+pub fn step_text(step: &crate::plan::Step) -> String {
+    let mut out = format!("\n{}. {}", step.number, step.title);
+    if let Some(c) = &step.before {
+        out.push_str(&format!(
+            "\n   check: {} (expect {})\n     {};",
+            c.what,
+            c.expect.describe(),
+            c.sql
+        ));
+    }
+    for sql in &step.statements {
+        out.push_str(&format!("\n     {sql};"));
+    }
+    out
+}
+
+/// DDL must give up on a lock before the server's deadlock detection would run.
+pub fn check_lock_timeout(
+    playbook: &Playbook,
+    inspection: &crate::catalog::Inspection,
+    env: &str,
+) -> Result<()> {
+    let lock_ms = i64::try_from(playbook.safety.lock_timeout.as_millis()).unwrap_or(i64::MAX);
+    if lock_ms < inspection.server.deadlock_timeout_ms {
+        return Ok(());
+    }
+    Err(Error::precondition(format!(
+        "safety.lock_timeout ({lock_ms} ms) is not below the server's deadlock_timeout ({} ms)",
+        inspection.server.deadlock_timeout_ms
+    ))
+    .with("environment", env)
+    .next("lower safety.lock_timeout in the playbook: a DDL waiting that long holds up every query on both tables"))
 }

@@ -332,3 +332,67 @@ impl Run {
         Ok(())
     }
 }
+
+/// Records a step's start and end in the journal around `work`.
+pub fn record_step<T>(
+    client: &mut Client,
+    run: Option<&Run>,
+    step: &crate::plan::Step,
+    work: impl FnOnce(&mut Client) -> Result<(T, u32, Vec<String>, Option<String>)>,
+) -> Result<T> {
+    let sql = step
+        .before
+        .iter()
+        .map(|c| c.sql.clone())
+        .chain(step.statements.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(";\n");
+    let entry = match run {
+        Some(r) => Some(r.step_started(client, step.id, &sql)?),
+        None => None,
+    };
+    let result = work(client);
+    if let (Some(r), Some(entry)) = (run, &entry) {
+        let (outcome, retries, blockers, detail) = match &result {
+            Ok((_, retries, blockers, detail)) => (
+                "ok".to_string(),
+                *retries,
+                blockers.join("\n"),
+                detail.clone(),
+            ),
+            Err(e) => {
+                let context = |label: &str| {
+                    e.context
+                        .iter()
+                        .filter(|(l, _)| l == label)
+                        .map(|(_, t)| t.clone())
+                        .collect::<Vec<_>>()
+                };
+                let retries = context("retries")
+                    .first()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                (
+                    format!("failed: {}", e.message),
+                    retries,
+                    context("blocked by").join("\n"),
+                    Some(e.to_string()),
+                )
+            }
+        };
+        let blockers = (!blockers.is_empty()).then_some(blockers);
+        // Best effort on failure: the connection may be gone; the next run reads the catalog anyway.
+        let written = r.step_finished(
+            client,
+            entry,
+            &outcome,
+            retries,
+            blockers.as_deref(),
+            detail.as_deref(),
+        );
+        if result.is_ok() {
+            written?;
+        }
+    }
+    result.map(|(value, ..)| value)
+}

@@ -18,13 +18,17 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(tag: &str, safety: &str) -> Setup {
+        Setup::with_rollback(tag, safety, "{}")
+    }
+
+    pub fn with_rollback(tag: &str, safety: &str, rollback: &str) -> Setup {
         let staging = database(&format!("{tag}_stg"));
         let production = database(&format!("{tag}_prd"));
         exec(&staging, SEED_SQL);
         exec(&production, SEED_SQL);
         let dir = TempDir::new(tag);
         let text = format!(
-            "version: 1\nchange: remove-fk-{tag}\nsummary: test\nconstraint:\n  name: fk_rails_f300456b63\n  table: public.ci_pipeline_chat_data\n  columns: [chat_name_id]\n  references: {{ table: public.chat_names, columns: [id] }}\n  on_delete: cascade\nenvironments:\n  - {{ name: staging, dsn_env: T_STAGING_DSN }}\n  - {{ name: production, dsn_env: T_PRODUCTION_DSN, protected: true }}\nsafety: {safety}\n"
+            "version: 1\nchange: remove-fk-{tag}\nsummary: test\nconstraint:\n  name: fk_rails_f300456b63\n  table: public.ci_pipeline_chat_data\n  columns: [chat_name_id]\n  references: {{ table: public.chat_names, columns: [id] }}\n  on_delete: cascade\nenvironments:\n  - {{ name: staging, dsn_env: T_STAGING_DSN }}\n  - {{ name: production, dsn_env: T_PRODUCTION_DSN, protected: true }}\nsafety: {safety}\nrollback: {rollback}\n"
         );
         let playbook = dir.write("playbook.yml", &text);
         Setup {

@@ -1,0 +1,608 @@
+//! `fkctl rollback`: put the constraint back, for incidents.
+//! ADD ... NOT VALID -> orphan census -> archived purge in batches -> verify
+//! -> VALIDATE -> verify. Every step reads the catalog first, so a run killed
+//! anywhere is continued by the next one from where the database is.
+
+use super::{connect, inspect_live, label, load_with_env, write_json};
+use crate::catalog::{Inspection, Lookup};
+use crate::cli::args::{Connection, Output};
+use crate::error::{Error, Kind, Result};
+use crate::execute::{guard, interrupt, Executor, Value};
+use crate::journal::{record_step, Journal, Run};
+use crate::plan::{drift, rollback_plan, Observed, Status, Step};
+use crate::playbook::{OrphanPolicy, Playbook};
+use crate::sql::purge;
+use crate::tui;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use postgres::Client;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+pub struct Options {
+    pub yes: bool,
+    pub max_orphans: Option<u64>,
+    pub use_playbook_definition: bool,
+    pub output: Output,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub environment: String,
+    pub outcome: &'static str,
+    /// Where the restored definition came from: "snapshot" or "playbook".
+    pub definition_source: &'static str,
+    pub definition: String,
+    pub orphans_found: Option<i64>,
+    pub rows_archived: i64,
+    pub batches: u64,
+    pub validated: bool,
+    pub run_id: Option<String>,
+    pub elapsed_ms: u128,
+}
+
+/// Narration for people: stdout normally, stderr when stdout carries JSON.
+struct Say {
+    json: bool,
+}
+
+impl Say {
+    fn line(&self, text: impl AsRef<str>) {
+        if self.json {
+            eprintln!("{}", text.as_ref());
+        } else {
+            println!("{}", text.as_ref());
+        }
+    }
+}
+
+fn ask(question: &str, protected: bool, env: &str) -> Result<bool> {
+    if protected {
+        tui::confirm_by_name(question, env)
+    } else {
+        tui::confirm(question)
+    }
+}
+
+pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()> {
+    let env = connection.env.as_str();
+    let (mut playbook, environment) = load_with_env(path, env)?;
+    if !options.yes && !tui::interactive() {
+        return Err(Error::usage("fkctl rollback asks before the purge and before VALIDATE, but there is no terminal to ask on")
+            .next(format!("in a script or runbook: fkctl rollback {} --env {env} --yes", path.display())));
+    }
+    let say = Say {
+        json: options.output == Output::Json,
+    };
+    interrupt::install();
+    let started = Instant::now();
+    let mut summary = Summary {
+        environment: env.to_string(),
+        ..Summary::default()
+    };
+    let result = (|| -> Result<()> {
+        let (target, mut client) = connect(&environment, &connection.dsn)?;
+        say.line(format!("== rollback on {env} ({}) ==", target.description));
+        guard::lock_change(&mut client, &playbook.change, env)?;
+        let journal = Journal::new(&playbook.journal_schema);
+        choose_definition(
+            &mut client,
+            &journal,
+            &mut playbook,
+            &options,
+            &say,
+            &mut summary,
+        )?;
+        if let Some(n) = options.max_orphans {
+            playbook.rollback.max_orphans = n;
+        }
+        let inspection = inspect_live(&mut client, &playbook, env, "pre-checks")?;
+        if refuse_or_done(&playbook, &inspection, env, &say, &mut summary)? {
+            return Ok(());
+        }
+        super::check_lock_timeout(&playbook, &inspection, env)?;
+        let observed = Observed {
+            environment: env,
+            inspection: &inspection,
+        };
+        let plan = rollback_plan(&playbook, Some(&observed));
+        let mut watched = vec![inspection.child.oid, inspection.parent.oid];
+        watched.extend(crate::catalog::partition_oids(
+            &mut client,
+            inspection.child.oid,
+            inspection.parent.oid,
+        )?);
+        let exec = Executor {
+            target: &target,
+            environment: env,
+            watched,
+        };
+        if !options.yes
+            && !ask(
+                &format!("Roll back {} on {env}?", playbook.constraint.name),
+                environment.protected,
+                env,
+            )?
+        {
+            summary.outcome = "declined";
+            return Ok(());
+        }
+        journal.ensure(&mut client)?;
+        let run = journal.start_run(
+            &mut client,
+            &playbook.change,
+            "rollback",
+            env,
+            &playbook.constraint,
+        )?;
+        summary.run_id = Some(run.id.clone());
+        let mut ctx = Context {
+            client: &mut client,
+            exec: &exec,
+            run: &run,
+            playbook: &playbook,
+            say: &say,
+            options: &options,
+            protected: environment.protected,
+            summary: &mut summary,
+        };
+        let outcome = ctx.steps(&plan.steps);
+        let (label_text, message) = match &outcome {
+            Ok(()) => (ctx.summary.outcome, None),
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+        let finished = run.finish(&mut client, label_text, message.as_deref());
+        outcome?;
+        finished?;
+        // The catalog is the truth: read the result back.
+        let after = inspect_live(
+            &mut client,
+            &playbook,
+            env,
+            "verify the restored constraint",
+        )?;
+        verify_restored(&playbook, &after, env, &mut summary)?;
+        summary.rows_archived = archived(&mut client, &playbook, &run)?;
+        Ok(())
+    })();
+    summary.elapsed_ms = started.elapsed().as_millis();
+    let result = result.map_err(|e| label(e, env, "rollback"));
+    if let Err(e) = &result {
+        if summary.outcome.is_empty() {
+            summary.outcome = match e.kind {
+                Kind::Precondition => "refused",
+                Kind::LockNotAcquired => "lock not acquired",
+                Kind::Interrupted => "interrupted",
+                Kind::Usage => "usage error",
+                Kind::Unreachable => "unreachable",
+                _ => "failed",
+            };
+        }
+    }
+    if options.output == Output::Json {
+        write_json(&summary)?;
+    } else if result.is_ok() {
+        say.line(format!(
+            "\n{}: {} in {} ms; orphans found {}, rows archived {}, definition from the {}",
+            env,
+            summary.outcome,
+            summary.elapsed_ms,
+            summary
+                .orphans_found
+                .map_or("-".to_string(), |n| n.to_string()),
+            summary.rows_archived,
+            summary.definition_source
+        ));
+    }
+    result
+}
+
+/// The definition to restore: the drop-time snapshot, unless told otherwise.
+fn choose_definition(
+    client: &mut Client,
+    journal: &Journal,
+    playbook: &mut Playbook,
+    options: &Options,
+    say: &Say,
+    summary: &mut Summary,
+) -> Result<()> {
+    let snapshot = journal.snapshot(client, &playbook.change, &playbook.constraint)?;
+    match snapshot
+        .as_ref()
+        .and_then(|s| s.foreign_key().map(|fk| (s, fk)))
+    {
+        Some((s, fk)) => {
+            let differences = drift::compare(&playbook.constraint, &fk);
+            if !differences.is_empty() {
+                say.line("  the drop-time snapshot differs from the playbook:");
+                for d in &differences {
+                    say.line(format!(
+                        "    {:<20} playbook {:<16} snapshot {}",
+                        d.field, d.playbook, d.database
+                    ));
+                }
+            }
+            if options.use_playbook_definition {
+                say.line("  restoring the playbook's definition (--use-playbook-definition)");
+                summary.definition_source = "playbook";
+            } else {
+                say.line(format!(
+                    "  restoring the definition recorded at drop time (run {}, {}): {}",
+                    s.run_id, s.taken_at, s.definition
+                ));
+                playbook.constraint = fk;
+                summary.definition_source = "snapshot";
+            }
+        }
+        None => {
+            say.line("  no drop-time snapshot on record: restoring the playbook's definition");
+            summary.definition_source = "playbook";
+        }
+    }
+    summary.definition = playbook.constraint.constraint_clause();
+    Ok(())
+}
+
+/// Stops early when there is nothing to do, or when going on would be unsafe.
+fn refuse_or_done(
+    playbook: &Playbook,
+    inspection: &Inspection,
+    env: &str,
+    say: &Say,
+    summary: &mut Summary,
+) -> Result<bool> {
+    let fk = &playbook.constraint;
+    match &inspection.constraint {
+        Lookup::NotAForeignKey { contype } => {
+            return Err(Error::precondition(format!(
+                "{} on {} is a constraint of type {contype:?}, not a foreign key",
+                fk.name, fk.table
+            ))
+            .with("environment", env));
+        }
+        Lookup::Found(live) => {
+            let differences = drift::compare(fk, &live.definition);
+            if !differences.is_empty() {
+                let mut e = Error::precondition(format!("a constraint named {} exists on {env} but differs from the definition to restore", fk.name)).with("environment", env);
+                for d in &differences {
+                    e = e.with(
+                        d.field,
+                        format!("to restore {}, database {}", d.playbook, d.database),
+                    );
+                }
+                return Err(e.next("drop the stray constraint by hand (or fix the playbook), then run the rollback again"));
+            }
+            if live.validated && live.enforced {
+                say.line(format!(
+                    "  nothing to do: {} is present and valid on {env}",
+                    fk.name
+                ));
+                summary.outcome = "already valid";
+                summary.validated = true;
+                return Ok(true);
+            }
+            if !live.enforced {
+                return Err(Error::precondition("the constraint is NOT ENFORCED; fkctl does not re-enforce it yet (ALTER ... ENFORCED scans under ACCESS EXCLUSIVE)").with("environment", env)
+                    .next("drop it (fkctl drop), then run the rollback: it re-creates it NOT VALID and validates it without blocking writes"));
+            }
+        }
+        Lookup::Absent => {}
+    }
+    if inspection.child.partitioned && inspection.server.version_num < 180000 {
+        return Err(Error::precondition(format!(
+            "{} is partitioned and PostgreSQL {} cannot add a NOT VALID foreign key to a partitioned table",
+            fk.table, inspection.server.version
+        ))
+        .with("environment", env)
+        .next("the per-partition rollback is not implemented yet; a validating ADD CONSTRAINT would block writes on every partition for the whole scan"));
+    }
+    if playbook.rollback.orphans == OrphanPolicy::Nullify {
+        let not_null: Vec<String> = inspection
+            .child_columns
+            .iter()
+            .filter(|c| c.not_null)
+            .map(|c| c.name.display())
+            .collect();
+        if !not_null.is_empty() {
+            return Err(Error::precondition(format!(
+                "rollback.orphans is nullify but {} of {} cannot be NULL",
+                not_null.join(", "),
+                fk.table
+            ))
+            .with("environment", env)
+            .next("use archive-delete or abort, or make the column nullable first"));
+        }
+    }
+    if playbook.rollback.orphans != OrphanPolicy::Abort {
+        let risky: Vec<String> = inspection
+            .referencing_child
+            .iter()
+            .filter(|d| !d.on_delete.blocks())
+            .map(|d| format!("{} ({})", d.name, d.effect_of_delete()))
+            .collect();
+        if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
+            return Err(Error::precondition(format!(
+                "deleting orphans of {} would fire other foreign keys that change rows without archiving them: {}",
+                fk.table,
+                risky.join("; ")
+            ))
+            .with("environment", env)
+            .next("use rollback.orphans: nullify (keeps the rows) or abort, or handle those tables first; fkctl never changes rows it cannot archive"));
+        }
+    }
+    Ok(false)
+}
+
+fn verify_restored(
+    playbook: &Playbook,
+    after: &Inspection,
+    env: &str,
+    summary: &mut Summary,
+) -> Result<()> {
+    let live = after.live().ok_or_else(|| {
+        Error::new(
+            Kind::FailedMidway,
+            "the constraint is missing after the rollback",
+        )
+        .with("environment", env)
+    })?;
+    let differences = drift::compare(&playbook.constraint, &live.definition);
+    if !differences.is_empty() || !live.validated {
+        return Err(Error::new(
+            Kind::FailedMidway,
+            "the restored constraint is not the one intended, or not validated",
+        )
+        .with("environment", env)
+        .with("database", live.pg_definition.clone()));
+    }
+    summary.validated = true;
+    summary.outcome = "restored";
+    Ok(())
+}
+
+fn archived(client: &mut Client, playbook: &Playbook, run: &Run) -> Result<i64> {
+    let sql = format!(
+        "SELECT count(*) FROM {} WHERE run_id = $1",
+        purge::archive_table(&playbook.journal_schema).quoted()
+    );
+    client
+        .query_one(sql.as_str(), &[&run.id])
+        .map(|r| r.get(0))
+        .map_err(|e| Error::from_postgres(&e, &sql))
+}
+
+struct Context<'a> {
+    client: &'a mut Client,
+    exec: &'a Executor<'a>,
+    run: &'a Run,
+    playbook: &'a Playbook,
+    say: &'a Say,
+    options: &'a Options,
+    protected: bool,
+    summary: &'a mut Summary,
+}
+
+/// How often the collect -> purge -> verify cycle may repeat: a row whose
+/// address changed under fkctl (an UPDATE) is found again by the next cycle.
+const PURGE_ROUNDS: usize = 3;
+
+impl Context<'_> {
+    fn find<'s>(steps: &'s [Step], id: &str) -> Option<&'s Step> {
+        steps.iter().find(|s| s.id == id)
+    }
+
+    fn steps(&mut self, steps: &[Step]) -> Result<()> {
+        let env = self.exec.environment;
+        let step = |id: &str| {
+            Self::find(steps, id)
+                .ok_or_else(|| Error::internal(format!("the rollback plan has no step {id}")))
+        };
+        // 1. ADD ... NOT VALID, unless the catalog already has it.
+        let add = step("add-not-valid")?;
+        self.say.line(super::step_text(add));
+        if let Status::AlreadyDone(why) = &add.status {
+            self.say.line(format!("   already done: {why}"));
+        } else {
+            let exec = self.exec;
+            let out = record_step(self.client, Some(self.run), add, |c| {
+                if let Some(check) = &add.before {
+                    exec.check(c, check, add)?;
+                }
+                let out = exec.run(c, add, &[])?;
+                if let Some(check) = &add.after {
+                    exec.check(c, check, add)?;
+                }
+                let (r, b) = (out.retries, out.blockers.clone());
+                Ok((out, r, b, None))
+            })?;
+            self.say.line(format!(
+                "   added NOT VALID in {} ms ({} lock retries): new rows are checked from now on",
+                out.elapsed.as_millis(),
+                out.retries
+            ));
+        }
+        // 2. Census.
+        let census = step("count-orphans")?;
+        self.say.line(super::step_text(census));
+        let check = census
+            .before
+            .as_ref()
+            .ok_or_else(|| Error::internal("census without its check"))?;
+        let exec = self.exec;
+        let bar = tui::spinner(format!("{env}: counting orphans"));
+        let counted = record_step(self.client, Some(self.run), census, |c| {
+            let v = exec.check(c, check, census)?;
+            Ok((v.clone(), 0, Vec::new(), Some(v.to_string())))
+        });
+        bar.finish_and_clear();
+        let orphans = match counted {
+            Ok(Value::Count(n)) => n,
+            Ok(Value::Flag(_)) => return Err(Error::internal("the census returned a flag")),
+            Err(e) => {
+                return Err(e.next(format!(
+                    "nothing was deleted. Look at them with fkctl orphans --env {env} --sample 20; if they really must go, raise the limit for this run with --max-orphans N"
+                )))
+            }
+        };
+        self.summary.orphans_found = Some(orphans);
+        self.say.line(format!("   {orphans} orphaned row(s)"));
+        // 3. Policy.
+        if let Some(stop) = Self::find(steps, "refuse-orphans") {
+            self.say.line(super::step_text(stop));
+            let check = stop
+                .before
+                .as_ref()
+                .ok_or_else(|| Error::internal("refusal without its check"))?;
+            record_step(self.client, Some(self.run), stop, |c| exec.check(c, check, stop).map(|v| (v, 0, Vec::new(), None)))
+                .map_err(|e| e.next("rollback.orphans is abort: nothing was deleted. The constraint stays NOT VALID (new rows are checked); clean the orphans up, then run the rollback again"))?;
+        } else if orphans > 0 {
+            self.purge(steps, orphans)?;
+        }
+        // 4. Verify, then VALIDATE.
+        let verify = step("verify-no-orphans")?;
+        self.say.line(super::step_text(verify));
+        if let Some(check) = &verify.before {
+            record_step(self.client, Some(self.run), verify, |c| {
+                exec.check(c, check, verify)
+                    .map(|v| (v, 0, Vec::new(), None))
+            })?;
+        }
+        let validate = step("validate-constraint")?;
+        self.say.line(super::step_text(validate));
+        if !self.options.yes
+            && !ask(
+                &format!(
+                    "Validate {} on {env} now? (it scans the table; reads and writes go on)",
+                    self.playbook.constraint.name
+                ),
+                self.protected,
+                env,
+            )?
+        {
+            self.summary.outcome = "stopped before VALIDATE";
+            self.say.line("   stopped before VALIDATE: the constraint stays NOT VALID (new rows are checked); run the rollback again to validate");
+            return Ok(());
+        }
+        let out = record_step(self.client, Some(self.run), validate, |c| {
+            let out = exec.run(c, validate, &[])?;
+            if let Some(check) = &validate.after {
+                exec.check(c, check, validate)?;
+            }
+            let (r, b) = (out.retries, out.blockers.clone());
+            Ok((out, r, b, None))
+        })?;
+        self.say
+            .line(format!("   validated in {} ms", out.elapsed.as_millis()));
+        Ok(())
+    }
+
+    /// Collect the orphans' addresses once, then delete (or nullify) them in
+    /// batches, each archived in the statement that removes it.
+    fn purge(&mut self, steps: &[Step], orphans: i64) -> Result<()> {
+        let env = self.exec.environment;
+        let policy_step = if self.playbook.rollback.orphans == OrphanPolicy::Nullify {
+            "nullify-orphans"
+        } else {
+            "purge-orphans"
+        };
+        let find = |id: &str| {
+            Self::find(steps, id)
+                .ok_or_else(|| Error::internal(format!("the rollback plan has no step {id}")))
+        };
+        let (archive, collect, batch) = (
+            find("prepare-archive")?,
+            find("collect-orphans")?,
+            find(policy_step)?,
+        );
+        if !self.options.yes {
+            let question = format!(
+                "{} {orphans} orphaned row(s) of {} on {env}, archiving each one in {}?",
+                if policy_step == "nullify-orphans" {
+                    "Set the key to NULL in"
+                } else {
+                    "Delete"
+                },
+                self.playbook.constraint.table,
+                purge::archive_table(&self.playbook.journal_schema)
+            );
+            if !ask(&question, self.protected, env)? {
+                return Err(Error::precondition("stopped before the purge at your request; nothing was deleted").with("environment", env)
+                    .next("the constraint stays NOT VALID (new rows are checked); run the rollback again when ready"));
+            }
+        }
+        let exec = self.exec;
+        self.say.line(super::step_text(archive));
+        record_step(self.client, Some(self.run), archive, |c| {
+            exec.run(c, archive, &[]).map(|o| (o, 0, Vec::new(), None))
+        })?;
+        let remaining_sql = purge::remaining_listed_sql();
+        for round in 0..PURGE_ROUNDS {
+            self.say.line(super::step_text(collect));
+            record_step(self.client, Some(self.run), collect, |c| {
+                exec.run(c, collect, &[]).map(|o| (o, 0, Vec::new(), None))
+            })?;
+            let listed = self.count(&remaining_sql)?;
+            if listed == 0 {
+                break;
+            }
+            if round > 0 {
+                self.say.line(format!(
+                    "   round {}: {listed} more row(s) (their addresses changed under fkctl)",
+                    round + 1
+                ));
+            }
+            self.say.line(super::step_text(batch));
+            let bar = ProgressBar::with_draw_target(
+                Some(u64::try_from(listed).unwrap_or(0)),
+                ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) =
+                ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({per_sec}, ETA {eta})")
+            {
+                bar.set_style(style);
+            }
+            let params: [&(dyn postgres::types::ToSql + Sync); 3] = [
+                &self.run.id,
+                &self.playbook.change,
+                &self.playbook.constraint.name.as_str(),
+            ];
+            let client = &mut *self.client;
+            let summary = &mut *self.summary;
+            let done = record_step(client, Some(self.run), batch, |c| {
+                let mut remaining = listed;
+                while remaining > 0 {
+                    exec.run(c, batch, &params)?;
+                    summary.batches += 1;
+                    let now = c
+                        .query_one(remaining_sql.as_str(), &[])
+                        .map(|r| r.get::<_, i64>(0))
+                        .map_err(|e| Error::from_postgres(&e, &remaining_sql))?;
+                    bar.inc(u64::try_from(remaining - now).unwrap_or(0));
+                    remaining = now;
+                }
+                Ok((
+                    (),
+                    0,
+                    Vec::new(),
+                    Some(format!("{listed} listed row(s) handled")),
+                ))
+            });
+            bar.finish_and_clear();
+            done?;
+            let verify = find("verify-no-orphans")?;
+            if let Some(check) = &verify.before {
+                if exec.check(self.client, check, verify).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, sql: &str) -> Result<i64> {
+        self.client
+            .query_one(sql, &[])
+            .map(|r| r.get(0))
+            .map_err(|e| Error::from_postgres(&e, sql))
+    }
+}

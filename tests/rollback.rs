@@ -1,0 +1,252 @@
+//! `fkctl rollback` against a real PostgreSQL: the seed case with orphans,
+//! each orphan policy, the limits and refusals, and kill -9 at random points.
+
+mod common;
+
+use common::staged::{present, Setup};
+use common::*;
+use fkctl::testkit::TestDatabase;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+fn setup(tag: &str, rollback: &str) -> Setup {
+    Setup::with_rollback(tag, "{ lock_timeout: 300ms }", rollback)
+}
+
+fn rollback(s: &Setup, extra: &[&str]) -> Output {
+    let path = s.playbook.display().to_string();
+    let mut args = vec![
+        "rollback",
+        path.as_str(),
+        "--env",
+        "staging",
+        "--yes",
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    s.run(&args)
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}\n{}", stdout(out), stderr(out)))
+}
+
+/// Drops the FK with fkctl (recording the snapshot), then deletes parents:
+/// returns (orphans, rows before).
+fn drop_and_orphan(s: &Setup, every: i64) -> (i64, i64) {
+    let out = s.drop(&["--env", "staging", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(
+        &s.staging,
+        &format!("DELETE FROM chat_names WHERE id % {every} = 0"),
+    );
+    let orphans = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data d WHERE NOT EXISTS (SELECT 1 FROM chat_names c WHERE c.id = d.chat_name_id)");
+    (
+        orphans,
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
+    )
+}
+
+fn archived(db: &TestDatabase) -> i64 {
+    // The archive exists only once a purge was prepared.
+    if scalar_i64(
+        db,
+        "SELECT count(*) FROM pg_class WHERE oid = to_regclass('fkctl.archived_rows')",
+    ) == 0
+    {
+        return 0;
+    }
+    scalar_i64(db, "SELECT count(*) FROM fkctl.archived_rows")
+}
+
+fn validated_definition(db: &TestDatabase) -> Option<String> {
+    let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    c.query("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND convalidated", &[])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .first()
+        .map(|r| r.get(0))
+}
+
+#[test]
+fn the_seed_case_comes_back_validated_with_every_orphan_archived() {
+    let s = setup("rb_seed", "{ batch_size: 100 }");
+    let (orphans, before) = drop_and_orphan(&s, 10);
+    assert!(orphans > 1000, "{orphans}");
+    let snapshot: String = {
+        let mut c = s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
+        c.query_one("SELECT definition FROM fkctl.snapshots", &[])
+            .map(|r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sum = summary(&out);
+    assert_eq!(sum["outcome"], "restored");
+    assert_eq!(sum["definition_source"], "snapshot");
+    assert_eq!(sum["orphans_found"].as_i64(), Some(orphans));
+    assert_eq!(sum["rows_archived"].as_i64(), Some(orphans));
+    assert!(sum["batches"].as_u64().unwrap_or(0) >= (orphans as u64) / 100);
+    assert_eq!(
+        validated_definition(&s.staging).as_deref(),
+        Some(snapshot.replace("public.", "").as_str()),
+        "same definition as dropped"
+    );
+    assert_eq!(archived(&s.staging), orphans);
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
+        before
+    );
+    // What is archived is exactly the rows that were orphans, whole.
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows a WHERE a.action = 'delete' AND a.source_table = 'ci_pipeline_chat_data' AND NOT EXISTS (SELECT 1 FROM chat_names c WHERE c.id = (a.row_data->>'chat_name_id')::bigint) AND a.row_data ? 'response_url'"),
+        orphans
+    );
+    // Again: nothing to do.
+    let again = rollback(&s, &[]);
+    assert!(again.status.success());
+    assert_eq!(summary(&again)["outcome"], "already valid");
+}
+
+#[test]
+fn nullify_keeps_the_rows_and_archives_their_old_keys() {
+    let s = setup("rb_null", "{ orphans: nullify, batch_size: 64 }");
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN chat_name_id DROP NOT NULL",
+    );
+    let (orphans, before) = drop_and_orphan(&s, 25);
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["rows_archived"].as_i64(), Some(orphans));
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
+        before,
+        "no row deleted"
+    );
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM ci_pipeline_chat_data WHERE chat_name_id IS NULL"
+        ),
+        orphans
+    );
+    assert_eq!(scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'nullify' AND row_data->>'chat_name_id' IS NOT NULL"), orphans);
+    assert!(validated_definition(&s.staging).is_some());
+}
+
+#[test]
+fn nullify_on_a_not_null_column_is_refused_before_anything_changes() {
+    let s = setup("rb_nullnn", "{ orphans: nullify }");
+    let (_, before) = drop_and_orphan(&s, 25);
+    let out = rollback(&s, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot be NULL"), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
+        before
+    );
+    assert!(!present(&s.staging));
+}
+
+#[test]
+fn abort_policy_refuses_with_the_count_and_deletes_nothing() {
+    let s = setup("rb_abort", "{ orphans: abort }");
+    let (orphans, before) = drop_and_orphan(&s, 25);
+    let out = rollback(&s, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(summary(&out)["orphans_found"].as_i64(), Some(orphans));
+    assert_eq!(summary(&out)["outcome"], "refused");
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
+        before
+    );
+    assert_eq!(archived(&s.staging), 0);
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND NOT convalidated"),
+        1,
+        "the constraint is back NOT VALID: new orphans are already refused"
+    );
+}
+
+#[test]
+fn too_many_orphans_are_refused_unless_the_limit_is_raised() {
+    let s = setup("rb_max", "{ max_orphans: 10 }");
+    let (orphans, before) = drop_and_orphan(&s, 25);
+    let out = rollback(&s, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--max-orphans"), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
+        before
+    );
+    let limit = orphans.to_string();
+    let out = rollback(&s, &["--max-orphans", &limit]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(archived(&s.staging), orphans);
+}
+
+#[test]
+fn a_grandchild_cascade_is_refused_rather_than_changed_unarchived() {
+    let s = setup("rb_grand", "{}");
+    exec(&s.staging, "CREATE TABLE chat_data_notes (id serial PRIMARY KEY, chat_data_id bigint REFERENCES ci_pipeline_chat_data (id) ON DELETE CASCADE);
+        INSERT INTO chat_data_notes (chat_data_id) SELECT id FROM ci_pipeline_chat_data WHERE id % 3 = 0;");
+    let (_, before) = drop_and_orphan(&s, 25);
+    let out = rollback(&s, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("chat_data_notes"), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
+        before
+    );
+    assert_eq!(archived(&s.staging), 0);
+}
+
+/// kill -9 at random moments, many times: every time, rows in the table plus
+/// rows in the archive equal the rows before; the last run completes.
+#[test]
+fn killed_at_random_points_it_never_loses_a_row_and_finishes() {
+    let s = setup("rb_kill", "{ batch_size: 20 }");
+    let (orphans, before) = drop_and_orphan(&s, 4);
+    assert!(orphans >= 4000, "{orphans}");
+    let path = s.playbook.display().to_string();
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut kills = 0;
+    for _ in 0..12 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(100 + (seed >> 33) % 700);
+        let mut child = s
+            .command(&["rollback", &path, "--env", "staging", "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(delay);
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = child.kill();
+            kills += 1;
+        }
+        let _ = child.wait();
+        let table = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data");
+        assert_eq!(
+            table + archived(&s.staging),
+            before,
+            "after a kill at {delay:?}: rows lost or duplicated"
+        );
+    }
+    assert!(
+        kills >= 3,
+        "the test must really interrupt runs ({kills} kills)"
+    );
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(validated_definition(&s.staging).is_some());
+    assert_eq!(archived(&s.staging), orphans);
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
+        before
+    );
+}
