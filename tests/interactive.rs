@@ -128,3 +128,27 @@ fn ctrl_c_while_waiting_for_a_lock_cancels_and_rolls_back() {
     );
     drop(holder);
 }
+
+#[test]
+fn an_interactive_rollback_asks_before_the_purge_and_before_validate() {
+    let s = Setup::new("pty_rollback", "{ lock_timeout: 300ms }");
+    let out = s.drop(&["--env", "staging", "--yes"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::exec(&s.staging, "DELETE FROM chat_names WHERE id % 10 = 0");
+    let orphans = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data d WHERE NOT EXISTS (SELECT 1 FROM chat_names c WHERE c.id = d.chat_name_id)");
+    let path = s.playbook.display().to_string();
+    let mut session = spawn(&s, &["rollback", &path, "--env", "staging"]);
+    expect(&mut session, "Roll back fk_rails_f300456b63 on staging?");
+    answer(&mut session, "[y/N]", "y");
+    expect(&mut session, &format!("Delete {orphans} orphaned row(s) of public.ci_pipeline_chat_data on staging, archiving each one in fkctl.archived_rows?"));
+    answer(&mut session, "[y/N]", "y");
+    expect(&mut session, "Validate fk_rails_f300456b63 on staging now?");
+    answer(&mut session, "[y/N]", "y");
+    expect(&mut session, "restored");
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert_eq!(scalar_i64(&s.staging, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND convalidated"), 1);
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows"),
+        orphans
+    );
+}

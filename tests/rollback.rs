@@ -250,3 +250,84 @@ fn killed_at_random_points_it_never_loses_a_row_and_finishes() {
         before
     );
 }
+
+/// After a rollback, parent rows come back in two waves; restore puts back
+/// exactly the rows whose parent exists, refuses the others, and keeps every
+/// row in exactly one place.
+#[test]
+fn restore_puts_archived_rows_back_once_their_parents_exist() {
+    let s = setup("rb_restore", "{ batch_size: 50 }");
+    let out = s.drop(&["--env", "staging", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(&s.staging, "CREATE TABLE deleted_parents AS SELECT * FROM chat_names WHERE id % 10 = 0; DELETE FROM chat_names WHERE id % 10 = 0;");
+    let before = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data");
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_id = summary(&out)["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let orphans = archived(&s.staging);
+    assert!(orphans > 0);
+    let path = s.playbook.display().to_string();
+
+    // First wave: half of the parents come back.
+    exec(
+        &s.staging,
+        "INSERT INTO chat_names SELECT * FROM deleted_parents WHERE id % 20 = 0",
+    );
+    let expected_back = scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows WHERE (row_data->>'chat_name_id')::bigint % 20 = 0");
+    assert!(expected_back > 0 && expected_back < orphans);
+    let out = s.run(&[
+        "restore", &path, "--env", "staging", "--run", &run_id, "--yes",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "some rows still lack a parent: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("their parent rows are still missing"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(archived(&s.staging), orphans - expected_back);
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + archived(&s.staging),
+        before
+    );
+    assert!(
+        validated_definition(&s.staging).is_some(),
+        "the constraint stays valid: every restored row has its parent"
+    );
+
+    // Second wave: the rest come back; everything is restored.
+    exec(
+        &s.staging,
+        "INSERT INTO chat_names SELECT * FROM deleted_parents WHERE id % 20 <> 0",
+    );
+    let out = s.run(&[
+        "restore", &path, "--env", "staging", "--run", &run_id, "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(archived(&s.staging), 0);
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
+        before
+    );
+    let out = s.run(&[
+        "restore", &path, "--env", "staging", "--run", &run_id, "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "nothing left to restore");
+    let out = s.run(&[
+        "restore",
+        &path,
+        "--env",
+        "staging",
+        "--run",
+        "no-such-run",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+}

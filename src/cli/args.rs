@@ -126,6 +126,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Put the rows a rollback archived back into the table (once their parents exist again).
+    Restore {
+        /// The playbook (YAML) describing the change.
+        playbook: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+        /// The rollback run whose archived rows go back (fkctl status lists runs).
+        #[arg(long = "run", value_name = "RUN_ID")]
+        run: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Per environment: the constraint's state, the last runs of this change and the stored snapshot.
     Status {
         /// The playbook (YAML) describing the change.

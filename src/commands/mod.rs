@@ -6,6 +6,7 @@ mod inspect;
 mod lint;
 mod orphans;
 mod plan;
+mod restore;
 mod rollback;
 mod status;
 
@@ -72,6 +73,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 output,
             },
         ),
+        Command::Restore {
+            playbook,
+            connection,
+            run,
+            yes,
+        } => restore::run(&playbook, &connection, &run, yes),
         Command::Status {
             playbook,
             environments,

@@ -14,13 +14,14 @@ use serde::Serialize;
 
 pub use drift::Drift;
 pub use locks::{Lock, LockMode};
-pub use steps::{drop_plan, rollback_plan};
+pub use steps::{drop_plan, restore_plan, rollback_plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     Drop,
     Rollback,
+    Restore,
 }
 
 /// What a check's single result value must be.
@@ -116,5 +117,6 @@ pub fn build(operation: Operation, playbook: &Playbook, observed: Option<&Observ
     match operation {
         Operation::Drop => drop_plan(playbook, observed),
         Operation::Rollback => rollback_plan(playbook, observed),
+        Operation::Restore => restore_plan(playbook, observed),
     }
 }

@@ -426,6 +426,29 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     cx.finish(Operation::Rollback, steps)
 }
 
+/// Restore: put archived rows of one run back, batch by batch.
+pub fn restore_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
+    let cx = Context::new(playbook, observed);
+    let schema = &playbook.journal_schema;
+    let batch = playbook.rollback.batch_size;
+    let mut restore = step(
+        "restore-rows",
+        "Put archived rows back",
+        "Only rows whose parent exists again go back; each batch moves its rows out of the archive and into the table in one statement, so a row is never in both or in neither.",
+    );
+    restore.transaction = true;
+    restore.statements = vec![purge::restore_batch_sql(&cx.orphans, batch, schema)];
+    restore.repeat = Some(format!("per batch of up to {batch} rows until none can move; $1 = the run id whose rows are restored"));
+    restore.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
+    restore.status = Status::Pending;
+    let refused = purge::restore_refused_sql(&cx.orphans, schema);
+    let mut cx = cx;
+    cx.notes.push(format!(
+        "Rows whose parent is still missing stay in the archive: {refused}"
+    ));
+    cx.finish(Operation::Restore, vec![restore])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

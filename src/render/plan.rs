@@ -6,6 +6,7 @@ pub fn text(plan: &Plan) -> String {
     let op = match plan.operation {
         Operation::Drop => "drop",
         Operation::Rollback => "rollback",
+        Operation::Restore => "restore",
     };
     let _ = writeln!(
         out,

@@ -94,3 +94,43 @@ pub fn archived_count_sql(schema: &Ident, change: &str, constraint: &Ident) -> S
         quote_literal(constraint.as_str())
     )
 }
+
+/// The archived rows of run `$1` as rows of the child table, aliased `fk`,
+/// so that the orphan predicate applies to them unchanged.
+fn archived_as_child(query: &OrphanQuery, schema: &Ident) -> String {
+    format!(
+        "{} a CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, a.row_data) fk WHERE a.run_id = $1 AND a.action = 'delete'",
+        archive_table(schema).quoted(),
+        query.child.quoted()
+    )
+}
+
+/// Moves one batch of archived rows of run `$1` back into the child table:
+/// only rows that would not be orphans now (their parent is back), removed
+/// from the archive in the same statement. A row is always in exactly one place.
+pub fn restore_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) -> String {
+    let archive = archive_table(schema).quoted();
+    let child = query.child.quoted();
+    format!(
+        "WITH batch AS (SELECT a.id FROM {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data) INSERT INTO {child} OVERRIDING SYSTEM VALUE SELECT (jsonb_populate_record(NULL::{child}, moved.row_data)).* FROM moved",
+        archived_as_child(query, schema),
+        query.predicate()
+    )
+}
+
+/// Archived rows of run `$1` that would still be orphans: refused by restore.
+pub fn restore_refused_sql(query: &OrphanQuery, schema: &Ident) -> String {
+    format!(
+        "SELECT count(*) FROM {} AND ({})",
+        archived_as_child(query, schema),
+        query.predicate()
+    )
+}
+
+/// Archived rows of run `$1`, by action.
+pub fn archived_by_run_sql(schema: &Ident) -> String {
+    format!(
+        "SELECT count(*) FILTER (WHERE action = 'delete'), count(*) FILTER (WHERE action = 'nullify') FROM {} WHERE run_id = $1",
+        archive_table(schema).quoted()
+    )
+}
