@@ -201,17 +201,7 @@ fn drop_in(
         inspection: &inspection,
     };
     let plan = drop_plan(playbook, Some(&observed));
-    let mut watched = vec![inspection.child.oid, inspection.parent.oid];
-    watched.extend(crate::catalog::partition_oids(
-        &mut client,
-        inspection.child.oid,
-        inspection.parent.oid,
-    )?);
-    let exec = Executor {
-        target: &target,
-        environment: env,
-        watched,
-    };
+    let exec = Executor::for_inspection(&mut client, &target, env, &inspection)?;
     let run = if dry_run {
         None
     } else {

@@ -106,17 +106,7 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
             inspection: &inspection,
         };
         let plan = rollback_plan(&playbook, Some(&observed));
-        let mut watched = vec![inspection.child.oid, inspection.parent.oid];
-        watched.extend(crate::catalog::partition_oids(
-            &mut client,
-            inspection.child.oid,
-            inspection.parent.oid,
-        )?);
-        let exec = Executor {
-            target: &target,
-            environment: env,
-            watched,
-        };
+        let exec = Executor::for_inspection(&mut client, &target, env, &inspection)?;
         if !options.yes
             && !ask(
                 &format!("Roll back {} on {env}?", playbook.constraint.name),
@@ -313,14 +303,9 @@ fn refuse_or_done(
             .next("use archive-delete or abort, or make the column nullable first"));
         }
     }
-    if playbook.rollback.orphans != OrphanPolicy::Abort {
-        let risky: Vec<String> = inspection
-            .referencing_child
-            .iter()
-            .filter(|d| !d.on_delete.blocks())
-            .map(|d| format!("{} ({})", d.name, d.effect_of_delete()))
-            .collect();
-        if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
+    if playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
+        let risky = crate::plan::impact::unarchivable_cascades(inspection);
+        if !risky.is_empty() {
             return Err(Error::precondition(format!(
                 "deleting orphans of {} would fire other foreign keys that change rows without archiving them: {}",
                 fk.table,

@@ -60,6 +60,28 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + base * jitter / 1000)
 }
 
+impl<'a> Executor<'a> {
+    /// An executor that reports lock holders on both tables and all their partitions.
+    pub fn for_inspection(
+        client: &mut Client,
+        target: &'a Target,
+        environment: &'a str,
+        inspection: &crate::catalog::Inspection,
+    ) -> Result<Executor<'a>> {
+        let mut watched = vec![inspection.child.oid, inspection.parent.oid];
+        watched.extend(crate::catalog::partition_oids(
+            client,
+            inspection.child.oid,
+            inspection.parent.oid,
+        )?);
+        Ok(Executor {
+            target,
+            environment,
+            watched,
+        })
+    }
+}
+
 impl Executor<'_> {
     fn fail(&self, e: &postgres::Error, sql: &str, step: &Step) -> Error {
         let mut err = Error::from_postgres(e, sql)

@@ -32,6 +32,17 @@ fn action_effect(fk: &ForeignKeyDef, event: &str, action: FkAction) -> String {
     }
 }
 
+/// Foreign keys of other tables that would change rows (CASCADE, SET NULL,
+/// SET DEFAULT) when child rows are deleted: rows fkctl could not archive.
+pub fn unarchivable_cascades(inspection: &Inspection) -> Vec<String> {
+    inspection
+        .referencing_child
+        .iter()
+        .filter(|d| !d.on_delete.blocks())
+        .map(|d| format!("{} ({})", d.name, d.effect_of_delete()))
+        .collect()
+}
+
 pub fn analyse(playbook: &Playbook, inspection: Option<&Inspection>) -> Impact {
     let live = inspection.and_then(Inspection::live);
     let fk = live.map_or(&playbook.constraint, |l| &l.definition);

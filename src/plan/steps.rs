@@ -263,12 +263,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
                 fk.table, i.server.version
             ));
         }
-        let risky: Vec<String> = i
-            .referencing_child
-            .iter()
-            .filter(|d| !d.on_delete.blocks())
-            .map(|d| format!("{} ({})", d.name, d.effect_of_delete()))
-            .collect();
+        let risky = super::impact::unarchivable_cascades(i);
         if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
             cx.notes.push(format!(
                 "Deleting orphans fires other foreign keys that reference {}: {}. Those rows would change without being archived: fkctl rollback refuses to purge until this is handled.",
