@@ -30,6 +30,15 @@ pub enum Output {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum RequestFormat {
+    /// GitLab-flavoured markdown (renders on GitHub too).
+    #[default]
+    Markdown,
+    /// `{ "title", "body", "labels" }`, ready for an issue tracker's API.
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct Connection {
     /// Environment to connect to (a name from the playbook's `environments`).
@@ -147,6 +156,25 @@ pub enum Command {
         environments: Environments,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+    },
+    /// Write the change-request issue for this change, with the exact SQL of every step.
+    ChangeRequest {
+        /// The playbook (YAML) describing the change.
+        playbook: PathBuf,
+        /// Add live evidence from this environment (repeatable): row estimates, orphans now,
+        /// indexes, and its last drop run from the journal.
+        #[arg(long = "env", value_name = "NAME")]
+        env: Vec<String>,
+        #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
+        dsn: Vec<(String, String)>,
+        /// A minijinja template of your own (default: the playbook's change_request.template, else the shipped one).
+        #[arg(long, value_name = "PATH")]
+        template: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: RequestFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Print a shell completion script.
     Completions {

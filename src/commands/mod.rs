@@ -1,6 +1,7 @@
 //! One module per command: each loads what it needs, asks the core, and
 //! hands the result to a renderer. No SQL is written here.
 
+mod change_request;
 mod drop;
 mod inspect;
 mod lint;
@@ -88,6 +89,21 @@ pub fn run(cli: Cli) -> Result<()> {
             environments.env.as_deref(),
             &environments.dsn,
             output,
+        ),
+        Command::ChangeRequest {
+            playbook,
+            env,
+            dsn,
+            template,
+            format,
+            out,
+        } => change_request::run(
+            &playbook,
+            &env,
+            &dsn,
+            template.as_deref(),
+            format,
+            out.as_deref(),
         ),
         Command::Completions { shell } => {
             let mut buf = Vec::new();

@@ -118,6 +118,8 @@ pub struct Playbook {
     pub rollback: RollbackSettings,
     /// The schema fkctl keeps its journal, snapshots and archive in.
     pub journal_schema: crate::sql::ident::Ident,
+    /// The team's change-request template, resolved against the playbook's folder.
+    pub change_request_template: Option<PathBuf>,
     #[serde(skip)]
     pub positions: ConstraintPositions,
 }

@@ -20,6 +20,14 @@ pub struct RawPlaybook {
     pub rollback: Option<Spanned<RawRollback>>,
     #[serde(default)]
     pub journal: Option<Spanned<RawJournal>>,
+    #[serde(default)]
+    pub change_request: Option<Spanned<RawChangeRequest>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChangeRequest {
+    pub template: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -376,6 +376,20 @@ impl Checker<'_> {
                 None => Ident::from_catalog(crate::sql::purge::DEFAULT_SCHEMA),
                 Some(j) => self.ident("journal.schema", &j.value.schema)?,
             },
+            change_request_template: match &raw.change_request {
+                None => None,
+                Some(c) => {
+                    let t = c.value.template.value.trim();
+                    if t.is_empty() {
+                        return self.error(
+                            c.value.template.referenced,
+                            "change_request.template: must name a file",
+                        );
+                    }
+                    let base = self.path.parent().unwrap_or_else(|| Path::new("."));
+                    Some(base.join(t))
+                }
+            },
             positions,
         })
     }

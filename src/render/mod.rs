@@ -1,6 +1,7 @@
 //! Text renderings for people. JSON renderings are the serde form of the
 //! same structures, so the two never disagree.
 
+pub mod change_request;
 pub mod inspect;
 pub mod orphans;
 pub mod plan;
