@@ -176,6 +176,16 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Show fkctl's whole job on a sandbox: inspect, change request, drop on staging then
+    /// production, orphans appear, rollback with archived purge, status.
+    Demo {
+        /// Run straight through without waiting for Enter.
+        #[arg(long)]
+        yes: bool,
+        /// Remove the sandbox (databases or clusters, and files) and stop.
+        #[arg(long)]
+        clean: bool,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

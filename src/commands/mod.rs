@@ -2,6 +2,7 @@
 //! hands the result to a renderer. No SQL is written here.
 
 mod change_request;
+mod demo;
 mod drop;
 mod inspect;
 mod lint;
@@ -105,6 +106,7 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             out.as_deref(),
         ),
+        Command::Demo { yes, clean } => demo::run(yes, clean),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "fkctl", &mut buf);

@@ -79,17 +79,29 @@ pub struct Cluster {
     data: String,
     pub port: u16,
     as_postgres: bool,
+    /// Left running when dropped (the demo's sandbox); `stop_in` removes it.
+    keep: bool,
 }
 
 impl Cluster {
     pub fn start(password: Option<&str>) -> Result<Cluster> {
-        let bin = find_bin_dir().ok_or_else(|| {
-            Error::internal("no initdb was found (install postgresql, or set FKCTL_TEST_DSN)")
-        })?;
-        let as_postgres = is_root();
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("fkctl-pg-{}-{n}", std::process::id()));
+        Cluster::start_in(dir, password, false)
+    }
+
+    /// A cluster in `dir` (replaced if it exists); with `keep` it outlives this process.
+    pub fn start_in(dir: PathBuf, password: Option<&str>, keep: bool) -> Result<Cluster> {
+        let bin = find_bin_dir().ok_or_else(|| {
+            Error::internal(
+                "no initdb was found (install postgresql, or point the DSN variable at a server)",
+            )
+        })?;
+        let as_postgres = is_root();
+        if dir.join("data").exists() {
+            let _ = stop_in(&dir);
+        }
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -129,6 +141,7 @@ impl Cluster {
             data,
             port: free_port()?,
             as_postgres,
+            keep,
         };
         cluster.pg_ctl(&["start"])?;
         Ok(cluster)
@@ -193,9 +206,25 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Stops a kept cluster in `dir` and removes the directory.
+pub fn stop_in(dir: &Path) -> Result<()> {
+    let bin = find_bin_dir().ok_or_else(|| Error::internal("no pg_ctl was found"))?;
+    let data = dir.join("data").display().to_string();
+    let _ = run_pg(
+        &bin.join("pg_ctl"),
+        &["-D", &data, "-m", "fast", "-w", "stop"],
+        is_root(),
+    );
+    std::fs::remove_dir_all(dir)
+        .map_err(|e| Error::internal(format!("cannot remove {}: {e}", dir.display())))
 }
 
 /// Starts the shared throwaway cluster and returns its base connection string.

@@ -9,7 +9,7 @@
 
 mod cluster;
 
-pub use cluster::Cluster;
+pub use cluster::{stop_in, Cluster};
 
 use crate::error::{Error, Result};
 use crate::sql::ident::Ident;

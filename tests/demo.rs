@@ -1,0 +1,122 @@
+//! `fkctl demo` runs the whole story on a sandbox, can be re-run from
+//! scratch, and `--clean` leaves nothing behind.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output};
+
+fn demo(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fkctl"));
+    cmd.arg("demo").args(args).env_remove("FKCTL_DEMO_DSN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn count(dsn: &str, sql: &str) -> i64 {
+    let mut c = postgres::Client::connect(dsn, postgres::NoTls).unwrap_or_else(|e| panic!("{e}"));
+    c.query_one(sql, &[])
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_demo_tells_the_whole_story_and_cleans_up() {
+    let server = fkctl::testkit::server().unwrap_or_else(|e| panic!("{e}"));
+    let prefix = format!("fkctl_demo_t{}", std::process::id());
+    let env = [
+        ("FKCTL_DEMO_DSN", server.base_dsn.clone()),
+        ("FKCTL_DEMO_PREFIX", prefix.clone()),
+    ];
+    let production = server.dsn_for(&format!("{prefix}_production"));
+    for run in 1..=2 {
+        let out = demo(&["--yes"], &env);
+        assert!(out.status.success(), "run {run}: {}", stderr(&out));
+        let text = stdout(&out);
+        for chapter in [
+            "1/9 The change",
+            "3/9 Drop on staging",
+            "6/9 Orphan census",
+            "7/9 Incident: roll back on production",
+            "9/9 Your turn",
+        ] {
+            assert!(text.contains(chapter), "run {run}: no chapter {chapter:?}");
+        }
+        assert!(text.contains("restored"), "{text}");
+        assert!(!text.contains("password"), "no secrets in the narration");
+        // Every run starts fresh: the archive holds this run's rows only.
+        assert_eq!(
+            count(&production, "SELECT count(*) FROM fkctl.archived_rows"),
+            400,
+            "run {run}"
+        );
+        assert_eq!(count(&production, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND convalidated"), 1);
+    }
+    let dir = std::env::temp_dir().join(prefix.replace('_', "-"));
+    let request = std::fs::read_to_string(dir.join("change-request.md")).unwrap_or_default();
+    assert!(
+        request.contains("## Rollback"),
+        "the change request was written"
+    );
+    let out = demo(&["--clean"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!dir.exists());
+    let admin = server.dsn_for("postgres");
+    assert_eq!(
+        count(
+            &admin,
+            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{prefix}%'")
+        ),
+        0
+    );
+}
+
+#[test]
+fn without_a_server_the_demo_starts_two_clusters_and_clean_stops_them() {
+    let prefix = format!("fkctl_demo_c{}", std::process::id());
+    let env = [
+        ("FKCTL_DEMO_FORCE_CLUSTERS", "1".to_string()),
+        ("FKCTL_DEMO_PREFIX", prefix.clone()),
+    ];
+    let out = demo(&["--yes"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = std::env::temp_dir().join(prefix.replace('_', "-"));
+    let state = std::fs::read_to_string(dir.join("sandbox.json")).unwrap_or_default();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
+    assert_eq!(
+        state["clusters"].as_array().map(Vec::len),
+        Some(2),
+        "{state}"
+    );
+    assert_ne!(
+        state["staging_base"], state["production_base"],
+        "two clusters on two ports"
+    );
+    let production = format!(
+        "{} dbname={prefix}_production",
+        state["production_base"].as_str().unwrap_or_default()
+    );
+    assert_eq!(
+        count(&production, "SELECT count(*) FROM fkctl.archived_rows"),
+        400
+    );
+    let out = demo(&["--clean"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!dir.exists());
+    assert!(
+        postgres::Client::connect(&production, postgres::NoTls).is_err(),
+        "the clusters are stopped"
+    );
+}
+
+#[test]
+fn without_a_terminal_the_demo_needs_yes() {
+    let out = demo(
+        &[],
+        &[("FKCTL_DEMO_PREFIX", "fkctl_demo_never".to_string())],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--yes"));
+}
