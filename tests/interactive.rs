@@ -152,3 +152,29 @@ fn an_interactive_rollback_asks_before_the_purge_and_before_validate() {
         orphans
     );
 }
+
+#[test]
+fn the_demo_waits_for_enter_between_chapters() {
+    let prefix = format!("fkctl_demo_p{}", std::process::id());
+    let server = fkctl::testkit::server().unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fkctl"));
+    cmd.arg("demo")
+        .env("FKCTL_DEMO_DSN", &server.base_dsn)
+        .env("FKCTL_DEMO_PREFIX", &prefix);
+    let mut session = spawn_command(cmd, Some(60_000)).unwrap_or_else(|e| panic!("{e}"));
+    expect(&mut session, "1/9 The change");
+    for chapter in 2..=9 {
+        expect(&mut session, "(press Enter to go on)");
+        session.send_line("").unwrap_or_else(|e| panic!("{e}"));
+        expect(&mut session, &format!("{chapter}/9"));
+    }
+    expect(&mut session, "fkctl demo --clean");
+    assert_eq!(exit_code(&mut session), Some(0));
+    let mut clean = Command::new(env!("CARGO_BIN_EXE_fkctl"));
+    let out = clean
+        .args(["demo", "--clean"])
+        .env("FKCTL_DEMO_DSN", &server.base_dsn)
+        .env("FKCTL_DEMO_PREFIX", &prefix)
+        .output();
+    assert!(out.map(|o| o.status.success()).unwrap_or(false));
+}
