@@ -207,7 +207,8 @@ fn a_grandchild_cascade_is_refused_rather_than_changed_unarchived() {
 /// rows in the archive equal the rows before; the last run completes.
 #[test]
 fn killed_at_random_points_it_never_loses_a_row_and_finishes() {
-    let s = setup("rb_kill", "{ batch_size: 20 }");
+    // Tiny batches make the purge long enough (about a thousand batches) to be killed several times.
+    let s = setup("rb_kill", "{ batch_size: 5 }");
     let (orphans, before) = drop_and_orphan(&s, 4);
     assert!(orphans >= 4000, "{orphans}");
     let path = s.playbook.display().to_string();
@@ -217,7 +218,7 @@ fn killed_at_random_points_it_never_loses_a_row_and_finishes() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(100 + (seed >> 33) % 700);
+        let delay = Duration::from_millis(60 + (seed >> 33) % 400);
         let mut child = s
             .command(&["rollback", &path, "--env", "staging", "--yes"])
             .stdout(Stdio::null())

@@ -74,7 +74,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, yes: bool) -> Res
                 return Ok(());
             }
         }
-        let exec = Executor { target: &target, environment: env, watched: vec![inspection.child.oid] };
+        let exec = Executor::new(&target, env, vec![inspection.child.oid])?;
         journal.ensure(&mut client)?;
         let run = journal.start_run(&mut client, &playbook.change, "restore", env, &playbook.constraint)?;
         let archived_left = format!("SELECT count(*) FROM {} WHERE run_id = $1 AND action = 'delete'", archive.quoted());

@@ -43,6 +43,9 @@ pub struct StepOutcome {
 
 pub struct Executor<'a> {
     pub target: &'a Target,
+    /// Built once: creating a TLS context loads the system's root
+    /// certificates, far too slow to repeat for every statement.
+    tls: postgres_native_tls::MakeTlsConnector,
     pub environment: &'a str,
     /// Tables whose lock holders are reported while fkctl waits.
     pub watched: Vec<u32>,
@@ -74,8 +77,17 @@ impl<'a> Executor<'a> {
             inspection.child.oid,
             inspection.parent.oid,
         )?);
+        Executor::new(target, environment, watched)
+    }
+
+    pub fn new(
+        target: &'a Target,
+        environment: &'a str,
+        watched: Vec<u32>,
+    ) -> Result<Executor<'a>> {
         Ok(Executor {
             target,
+            tls: target.tls_connector()?,
             environment,
             watched,
         })
@@ -139,7 +151,7 @@ impl Executor<'_> {
     fn running(&self, client: &Client) -> Result<interrupt::Running> {
         Ok(interrupt::Running::start(
             client.cancel_token(),
-            self.target.tls_connector()?,
+            self.tls.clone(),
         ))
     }
 

@@ -43,8 +43,12 @@ pub fn confirm_by_name(question: &str, name: &str) -> Result<bool> {
     Ok(typed.trim() == name)
 }
 
-/// A spinner with elapsed time on stderr; invisible when stderr is not a terminal.
+/// A spinner with elapsed time on stderr; when stderr is not a terminal it
+/// is hidden and has no ticker thread (which would cost a tick per step).
 pub fn spinner(message: String) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
         bar.set_style(style);
