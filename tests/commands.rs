@@ -381,9 +381,9 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
         ids(&plan),
         [
             "add-not-valid",
+            "collect-orphans",
             "count-orphans",
             "prepare-archive",
-            "collect-orphans",
             "purge-orphans",
             "verify-no-orphans",
             "validate-constraint"
@@ -415,9 +415,9 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
     };
     for id in [
         "add-not-valid",
+        "collect-orphans",
         "count-orphans",
         "prepare-archive",
-        "collect-orphans",
         "purge-orphans",
         "verify-no-orphans",
         "validate-constraint",

@@ -290,22 +290,24 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     add.after = Some(cx.exists_check(1));
     add.status = add_status;
 
-    let mut census = step(
-        "count-orphans",
-        "Count orphaned rows",
-        "Exactly the rows VALIDATE would reject; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
-    );
-    census.locks = vec![
-        lock(&cx.child, LockMode::AccessShare),
-        lock(&cx.parent, LockMode::AccessShare),
-    ];
-    census.before = Some(cx.orphan_count_check(playbook.rollback.max_orphans));
-    census.status = rest_status.clone();
-
-    let mut steps = vec![add, census];
+    let limit = playbook.rollback.max_orphans;
+    let mut steps = vec![add];
     let batch = playbook.rollback.batch_size;
     match playbook.rollback.orphans {
         OrphanPolicy::Abort => {
+            let mut census = step(
+                "count-orphans",
+                "Count orphaned rows",
+                "Exactly the rows VALIDATE would reject; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
+            );
+            census.locks = vec![
+                lock(&cx.child, LockMode::AccessShare),
+                lock(&cx.parent, LockMode::AccessShare),
+            ];
+            census.before = Some(cx.orphan_count_check(playbook.rollback.max_orphans));
+            census.status = rest_status.clone();
+
+            steps.push(census);
             let mut stop = step(
                 "refuse-orphans",
                 "Stop if any orphan exists (policy: abort)",
@@ -335,7 +337,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             let mut collect = step(
                 "collect-orphans",
                 "List the orphaned rows' addresses",
-                "One pass over the child table; the batches below touch only listed rows.",
+                "The one pass over the child table: the census counts this list and the batches below touch only listed rows.",
             );
             collect.statements = purge::collect_sql(&cx.orphans);
             collect.locks = vec![
@@ -372,7 +374,19 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
                 expect: Expect::Equals(0),
             });
             purge_step.status = rest_status.clone();
-            steps.extend([archive, collect, purge_step]);
+            // The census counts the list: one scan of the child serves both.
+            let mut census = step(
+                "count-orphans",
+                "Count the listed orphans",
+                "Exactly the rows VALIDATE would reject, as listed by the one scan above; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
+            );
+            census.before = Some(Check {
+                what: format!("orphaned rows (rows VALIDATE would reject), at most {limit}"),
+                sql: purge::remaining_listed_sql(),
+                expect: Expect::AtMost(i64::try_from(limit).unwrap_or(i64::MAX)),
+            });
+            census.status = rest_status.clone();
+            steps.extend([collect, census, archive, purge_step]);
         }
     }
 
@@ -510,9 +524,9 @@ mod tests {
             ids(&plan),
             [
                 "add-not-valid",
+                "collect-orphans",
                 "count-orphans",
                 "prepare-archive",
-                "collect-orphans",
                 "purge-orphans",
                 "verify-no-orphans",
                 "validate-constraint"
@@ -520,6 +534,13 @@ mod tests {
         );
         assert!(plan.steps[0].statements[2].ends_with("ON DELETE CASCADE NOT VALID"));
         let purge = &plan.steps[4];
+        assert!(
+            plan.steps[2]
+                .before
+                .as_ref()
+                .is_some_and(|c| c.sql.contains("fkctl_orphan_rows")),
+            "the census counts the collected list"
+        );
         assert!(purge.statements[0].contains("LIMIT 250"));
         assert!(purge.statements[0].contains(r#"INSERT INTO "fkctl"."archived_rows""#));
         assert!(purge.repeat.is_some());
