@@ -31,7 +31,7 @@ fn parse_args() -> Size {
         parents: (children / 5).max(1000),
         children,
         orphans: value("--orphans").unwrap_or(if quick { 1_000 } else { 10_000 }),
-        pairs: 3,
+        pairs: if quick { 3 } else { 5 },
     }
 }
 
@@ -66,9 +66,32 @@ fn fkctl(args: &[&str], db: &TestDatabase) -> (f64, bool) {
     (started.elapsed().as_secs_f64(), status.success())
 }
 
+/// The baseline as a DBA runs it: `psql` reading the statements (each one
+/// autocommitted), with psql's own connection defaults (TLS preferred, like fkctl).
 fn timed(db: &TestDatabase, sql: &str) -> f64 {
+    use std::io::Write;
     let started = Instant::now();
-    exec(db, sql);
+    let mut child = Command::new("psql")
+        .args([
+            db.dsn.as_str(),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("the baseline needs psql on PATH: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(sql.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "psql failed on:\n{sql}");
     started.elapsed().as_secs_f64()
 }
 
