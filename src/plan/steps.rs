@@ -91,6 +91,18 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// The orphan count over the child table (one anti-join pass), at most `limit`.
+    fn census_step(&self, why: &str, limit: u64, status: Status) -> Step {
+        let mut census = step("count-orphans", "Count orphaned rows", why);
+        census.locks = vec![
+            lock(&self.child, LockMode::AccessShare),
+            lock(&self.parent, LockMode::AccessShare),
+        ];
+        census.before = Some(self.orphan_count_check(limit));
+        census.status = status;
+        census
+    }
+
     fn finish(self, operation: Operation, mut steps: Vec<Step>) -> Plan {
         for (i, step) in steps.iter_mut().enumerate() {
             step.number = i + 1;
@@ -160,17 +172,11 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     verify.before = Some(cx.exists_check(1));
     verify.status = status.clone();
 
-    let mut census = step(
-        "count-orphans",
-        "Count orphaned rows",
+    let census = cx.census_step(
         "A valid foreign key has none; a NOT VALID one may. One anti-join pass over the child table.",
+        playbook.safety.max_orphans_before_drop,
+        status.clone(),
     );
-    census.locks = vec![
-        lock(&cx.child, LockMode::AccessShare),
-        lock(&cx.parent, LockMode::AccessShare),
-    ];
-    census.before = Some(cx.orphan_count_check(playbook.safety.max_orphans_before_drop));
-    census.status = status.clone();
 
     let mut snapshot = step(
         "snapshot-definition",
@@ -295,19 +301,11 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     let batch = playbook.rollback.batch_size;
     match playbook.rollback.orphans {
         OrphanPolicy::Abort => {
-            let mut census = step(
-                "count-orphans",
-                "Count orphaned rows",
+            steps.push(cx.census_step(
                 "Exactly the rows VALIDATE would reject; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
-            );
-            census.locks = vec![
-                lock(&cx.child, LockMode::AccessShare),
-                lock(&cx.parent, LockMode::AccessShare),
-            ];
-            census.before = Some(cx.orphan_count_check(playbook.rollback.max_orphans));
-            census.status = rest_status.clone();
-
-            steps.push(census);
+                limit,
+                rest_status.clone(),
+            ));
             let mut stop = step(
                 "refuse-orphans",
                 "Stop if any orphan exists (policy: abort)",
