@@ -6,6 +6,7 @@ pub mod activity;
 pub mod constraint;
 pub mod dependents;
 pub mod indexes;
+pub mod partitions;
 pub mod relations;
 
 use crate::error::{Error, Result};
@@ -53,6 +54,9 @@ pub struct Inspection {
     /// Foreign keys of other tables that reference the child table.
     pub referencing_child: Vec<dependents::DependentKey>,
     pub child_indexes: Vec<indexes::IndexInfo>,
+    /// The child's leaf partitions and their own copies of the constraint
+    /// (empty when the child is not partitioned).
+    pub leaves: Vec<partitions::Leaf>,
     pub sessions: Vec<activity::SessionInfo>,
     /// The exact orphan query: from the constraint's own operators when it
     /// exists, from the playbook's definition when it does not.
@@ -207,6 +211,11 @@ pub fn inspect(
     let referencing_child = dependents::referencing(&mut tx, child.oid)?;
     let attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
     let child_indexes = indexes::on_columns(&mut tx, child.oid, &attnums)?;
+    let leaves = if child.partitioned {
+        partitions::leaves(&mut tx, server.version_num, child.oid, parent.oid, fk)?
+    } else {
+        Vec::new()
+    };
     let mut watched: Vec<u32> = vec![child.oid, parent.oid];
     watched.extend(partition_oids(&mut tx, child.oid, parent.oid)?);
     watched.sort_unstable();
@@ -223,6 +232,7 @@ pub fn inspect(
         constraint: lookup,
         referencing_child,
         child_indexes,
+        leaves,
         sessions,
         orphan_query,
     })

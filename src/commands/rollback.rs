@@ -4,6 +4,7 @@
 //! anywhere is continued by the next one from where the database is.
 
 use super::{connect, inspect_live, label, load_with_env, write_json};
+use crate::catalog::partitions::LeafState;
 use crate::catalog::{Inspection, Lookup};
 use crate::cli::args::{Connection, Output};
 use crate::error::{Error, Kind, Result};
@@ -278,13 +279,18 @@ fn refuse_or_done(
         }
         Lookup::Absent => {}
     }
-    if inspection.child.partitioned && inspection.server.version_num < 180000 {
+    let stray = inspection.leaves.iter().find_map(|l| match &l.state {
+        LeafState::Different(definition) => Some((l, definition)),
+        _ => None,
+    });
+    if let Some((leaf, definition)) = stray {
         return Err(Error::precondition(format!(
-            "{} is partitioned and PostgreSQL {} cannot add a NOT VALID foreign key to a partitioned table",
-            fk.table, inspection.server.version
+            "partition {} already has a constraint named {} that is not the one to restore",
+            leaf.table, fk.name
         ))
         .with("environment", env)
-        .next("the per-partition rollback is not implemented yet; a validating ADD CONSTRAINT would block writes on every partition for the whole scan"));
+        .with("partition has", definition.clone())
+        .next("drop that stray constraint from the partition by hand (or fix the playbook), then run the rollback again"));
     }
     if playbook.rollback.orphans == OrphanPolicy::Nullify {
         let not_null: Vec<String> = inspection
@@ -346,10 +352,17 @@ fn verify_restored(
 }
 
 fn archived(client: &mut Client, playbook: &Playbook, run: &Run) -> Result<i64> {
-    let sql = format!(
-        "SELECT count(*) FROM {} WHERE run_id = $1",
-        purge::archive_table(&playbook.journal_schema).quoted()
-    );
+    let table = purge::archive_table(&playbook.journal_schema).quoted();
+    // With no orphan to purge, the archive may never have been created.
+    let exists_sql = "SELECT to_regclass($1) IS NOT NULL";
+    let exists: bool = client
+        .query_one(exists_sql, &[&table])
+        .map(|r| r.get(0))
+        .map_err(|e| Error::from_postgres(&e, exists_sql))?;
+    if !exists {
+        return Ok(0);
+    }
+    let sql = format!("SELECT count(*) FROM {table} WHERE run_id = $1");
     client
         .query_one(sql.as_str(), &[&run.id])
         .map(|r| r.get(0))
@@ -382,29 +395,13 @@ impl Context<'_> {
             Self::find(steps, id)
                 .ok_or_else(|| Error::internal(format!("the rollback plan has no step {id}")))
         };
-        // 1. ADD ... NOT VALID, unless the catalog already has it.
-        let add = step("add-not-valid")?;
-        self.say.line(super::step_text(add));
-        if let Status::AlreadyDone(why) = &add.status {
-            self.say.line(format!("   already done: {why}"));
-        } else {
-            let exec = self.exec;
-            let out = record_step(self.client, Some(self.run), add, |c| {
-                if let Some(check) = &add.before {
-                    exec.check(c, check, add)?;
-                }
-                let out = exec.run(c, add, &[])?;
-                if let Some(check) = &add.after {
-                    exec.check(c, check, add)?;
-                }
-                let (r, b) = (out.retries, out.blockers.clone());
-                Ok((out, r, b, None))
-            })?;
-            self.say.line(format!(
-                "   added NOT VALID in {} ms ({} lock retries): new rows are checked from now on",
-                out.elapsed.as_millis(),
-                out.retries
-            ));
+        // 1. ADD ... NOT VALID (on the table, or on each leaf partition),
+        // unless the catalog already has it.
+        let adds = steps
+            .iter()
+            .filter(|s| s.id == "add-not-valid" || s.id == "add-not-valid-partition");
+        for add in adds {
+            self.ddl_step(add, "added NOT VALID")?;
         }
         // 2. Census. With a purge policy it counts the list of orphan
         // addresses, so the one collecting scan serves both.
@@ -460,9 +457,12 @@ impl Context<'_> {
                     .map(|v| (v, 0, Vec::new(), None))
             })?;
         }
-        let validate = step("validate-constraint")?;
-        self.say.line(super::step_text(validate));
-        if !self.options.yes
+        let pending_validation = steps.iter().any(|s| {
+            matches!(s.id, "validate-constraint" | "validate-partition")
+                && s.status == Status::Pending
+        });
+        if pending_validation
+            && !self.options.yes
             && !ask(
                 &format!(
                     "Validate {} on {env} now? (it scans the table; reads and writes go on)",
@@ -476,16 +476,49 @@ impl Context<'_> {
             self.say.line("   stopped before VALIDATE: the constraint stays NOT VALID (new rows are checked); run the rollback again to validate");
             return Ok(());
         }
-        let out = record_step(self.client, Some(self.run), validate, |c| {
-            let out = exec.run(c, validate, &[])?;
-            if let Some(check) = &validate.after {
-                exec.check(c, check, validate)?;
+        // VALIDATE on the table, or on each leaf and then the attach.
+        let validates = steps.iter().filter(|s| {
+            matches!(
+                s.id,
+                "validate-constraint" | "validate-partition" | "attach-constraint"
+            )
+        });
+        for validate in validates {
+            let done = if validate.id == "attach-constraint" {
+                "attached the partitions' validated copies"
+            } else {
+                "validated"
+            };
+            self.ddl_step(validate, done)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one DDL step with its checks before and after, unless the
+    /// catalog showed it already done when the plan was made.
+    fn ddl_step(&mut self, step: &Step, done: &str) -> Result<()> {
+        self.say.line(super::step_text(step));
+        if let Status::AlreadyDone(why) = &step.status {
+            self.say.line(format!("   already done: {why}"));
+            return Ok(());
+        }
+        let exec = self.exec;
+        let out = record_step(self.client, Some(self.run), step, |c| {
+            if let Some(check) = &step.before {
+                exec.check(c, check, step)?;
+            }
+            let out = exec.run(c, step, &[])?;
+            if let Some(check) = &step.after {
+                exec.check(c, check, step)?;
             }
             let (r, b) = (out.retries, out.blockers.clone());
             Ok((out, r, b, None))
         })?;
-        self.say
-            .line(format!("   validated in {} ms", out.elapsed.as_millis()));
+        self.say.line(format!(
+            "   {done} in {} ms ({} lock retries)",
+            out.elapsed.as_millis(),
+            out.retries
+        ));
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 
 pub mod drift;
 pub mod impact;
+pub mod leaves;
 pub mod locks;
 mod steps;
 
@@ -13,8 +14,9 @@ use crate::playbook::Playbook;
 use serde::Serialize;
 
 pub use drift::Drift;
+pub use leaves::Path;
 pub use locks::{Lock, LockMode};
-pub use steps::{drop_plan, restore_plan, rollback_plan};
+pub use steps::{drop_plan, restore_plan, rollback_path, rollback_plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,6 +1,8 @@
 //! The steps of a drop and of a rollback.
 
+use super::leaves::{self, Path, PARTITIONED_NOT_VALID_VERSION};
 use super::{Check, Expect, Lock, LockMode, Observed, Operation, Plan, Status, Step};
+use crate::catalog::partitions::LeafState;
 use crate::catalog::Lookup;
 use crate::playbook::{duration, OrphanPolicy, Playbook};
 use crate::sql::checks;
@@ -8,17 +10,14 @@ use crate::sql::foreign_key::FkAction;
 use crate::sql::orphans::OrphanQuery;
 use crate::sql::purge;
 
-/// First major version that can add a NOT VALID foreign key to a partitioned table.
-const PARTITIONED_NOT_VALID_VERSION: i32 = 180000;
-
-fn lock(relation: &str, mode: LockMode) -> Lock {
+pub(super) fn lock(relation: &str, mode: LockMode) -> Lock {
     Lock {
         relation: relation.to_string(),
         mode,
     }
 }
 
-fn timeouts(playbook: &Playbook) -> Vec<String> {
+pub(super) fn timeouts(playbook: &Playbook) -> Vec<String> {
     vec![
         format!(
             "SET LOCAL lock_timeout = '{}'",
@@ -124,7 +123,7 @@ impl<'a> Context<'a> {
     }
 }
 
-fn step(id: &'static str, title: &str, why: &str) -> Step {
+pub(super) fn step(id: &'static str, title: &str, why: &str) -> Step {
     Step {
         number: 0,
         id,
@@ -162,6 +161,21 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
                 drift.iter().map(|d| d.field).collect::<Vec<_>>().join(", ")
             ));
         }
+    }
+
+    let leftover: Vec<String> = observed
+        .map(|o| o.inspection.leaves.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| l.state != LeafState::Absent && !l.attached)
+        .map(|l| l.table.display())
+        .collect();
+    if !leftover.is_empty() {
+        cx.notes.push(format!(
+            "Partitions {} carry their own copy of {} (left by an unfinished partition-by-partition rollback): finish it with fkctl rollback, or drop those copies by hand.",
+            leftover.join(", "),
+            fk.name
+        ));
     }
 
     let mut verify = step(
@@ -261,13 +275,19 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             Status::AlreadyDone("the constraint is present and valid".into()),
         ),
     };
+    let path = rollback_path(observed);
     if let Some(o) = observed {
         let i = o.inspection;
-        if i.child.partitioned && i.server.version_num < PARTITIONED_NOT_VALID_VERSION {
-            cx.notes.push(format!(
-                "{} is partitioned and PostgreSQL {} refuses ADD FOREIGN KEY ... NOT VALID on a partitioned table (allowed from 18). The per-partition path (NOT VALID and VALIDATE on each partition, then attach on the parent) is not implemented yet: do not run this rollback on this server.",
-                fk.table, i.server.version
-            ));
+        if let Some(note) = path_note(path, i, fk) {
+            cx.notes.push(note);
+        }
+        for leaf in &i.leaves {
+            if let LeafState::Different(definition) = &leaf.state {
+                cx.notes.push(format!(
+                    "Partition {} already has a different constraint named {} ({definition}): fkctl rollback refuses until it is removed.",
+                    leaf.table, fk.name
+                ));
+            }
         }
         let risky = super::impact::unarchivable_cascades(i);
         if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
@@ -297,7 +317,11 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     add.status = add_status;
 
     let limit = playbook.rollback.max_orphans;
-    let mut steps = vec![add];
+    let leaf_list = observed.map_or(&[][..], |o| o.inspection.leaves.as_slice());
+    let mut steps = match path {
+        Path::Direct => vec![add],
+        Path::PerLeaf => leaves::add_steps(playbook, leaf_list, &cx.parent),
+    };
     let batch = playbook.rollback.batch_size;
     match playbook.rollback.orphans {
         OrphanPolicy::Abort => {
@@ -429,8 +453,49 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         expect: Expect::IsTrue,
     });
     validate.status = rest_status;
-    steps.extend([verify, validate]);
+    steps.push(verify);
+    match path {
+        Path::Direct => steps.push(validate),
+        Path::PerLeaf => {
+            steps.extend(leaves::validate_steps(playbook, leaf_list, &cx.parent));
+            steps.push(leaves::attach_step(playbook, &cx.child, &cx.parent));
+        }
+    }
     cx.finish(Operation::Rollback, steps)
+}
+
+/// Leaf by leaf only where it must be: a partitioned child, a server that
+/// cannot add NOT VALID to it, and no constraint on it yet.
+pub fn rollback_path(observed: Option<&Observed<'_>>) -> Path {
+    match observed {
+        Some(o)
+            if o.inspection.child.partitioned
+                && o.inspection.server.version_num < PARTITIONED_NOT_VALID_VERSION
+                && !matches!(o.inspection.constraint, Lookup::Found(_)) =>
+        {
+            Path::PerLeaf
+        }
+        _ => Path::Direct,
+    }
+}
+
+fn path_note(
+    path: Path,
+    i: &crate::catalog::Inspection,
+    fk: &crate::sql::foreign_key::ForeignKeyDef,
+) -> Option<String> {
+    let n = i.leaves.len();
+    match path {
+        Path::PerLeaf => Some(format!(
+            "Path: partition by partition. {} is partitioned and PostgreSQL {} refuses ADD FOREIGN KEY ... NOT VALID on a partitioned table (allowed from 18), while a validating ADD would block writes on every partition for the whole scan. So: NOT VALID on each of its {n} leaf partitions, the purge, VALIDATE on each leaf (writes go on), then one ADD on the partitioned table, for which PostgreSQL attaches the validated copies without scanning.",
+            fk.table, i.server.version
+        )),
+        Path::Direct if i.child.partitioned => Some(format!(
+            "Path: on the partitioned table directly. PostgreSQL {} adds a NOT VALID foreign key to {} and its {n} leaf partitions in one statement; VALIDATE then scans each partition under SHARE UPDATE EXCLUSIVE (writes go on).",
+            i.server.version, fk.table
+        )),
+        Path::Direct => None,
+    }
 }
 
 /// Restore: put archived rows of one run back, batch by batch.

@@ -45,3 +45,16 @@ pub fn constraint_definition_sql(fk: &ForeignKeyDef) -> String {
         quote_literal(fk.name.as_str())
     )
 }
+
+/// How many leaf partitions of the (partitioned) child lack a validated copy
+/// of the constraint referencing the parent; with `attached`, a copy that
+/// belongs to the constraint on the partitioned table.
+pub fn leaves_without_valid_copy_sql(fk: &ForeignKeyDef, attached: bool) -> String {
+    format!(
+        "SELECT count(*) FROM pg_catalog.pg_partition_tree({table}) t WHERE t.isleaf AND t.relid <> {table} AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint c WHERE c.conrelid = t.relid AND c.conname = {name} AND c.contype = 'f' AND c.confrelid = {parent}::regclass AND c.convalidated{attached})",
+        table = regclass(fk),
+        name = quote_literal(fk.name.as_str()),
+        parent = quote_literal(&fk.ref_table.quoted()),
+        attached = if attached { " AND c.conparentid <> 0" } else { "" },
+    )
+}

@@ -35,6 +35,17 @@ impl FkAction {
         }
     }
 
+    /// The inverse of `from_catalog_code`.
+    pub fn catalog_code(self) -> &'static str {
+        match self {
+            FkAction::NoAction => "a",
+            FkAction::Restrict => "r",
+            FkAction::Cascade => "c",
+            FkAction::SetNull => "n",
+            FkAction::SetDefault => "d",
+        }
+    }
+
     pub fn sql(self) -> &'static str {
         match self {
             FkAction::NoAction => "NO ACTION",
@@ -67,6 +78,13 @@ impl MatchType {
             "s" => Some(MatchType::Simple),
             "f" => Some(MatchType::Full),
             _ => None,
+        }
+    }
+
+    pub fn catalog_code(self) -> &'static str {
+        match self {
+            MatchType::Simple => "s",
+            MatchType::Full => "f",
         }
     }
 
@@ -157,6 +175,26 @@ impl ForeignKeyDef {
             self.name.quoted(),
             self.constraint_clause()
         )
+    }
+
+    /// A validating ADD. fkctl runs it only on a partitioned table whose every
+    /// leaf already holds a validated copy: PostgreSQL then attaches those
+    /// copies instead of scanning.
+    pub fn add_sql(&self) -> String {
+        format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} {}",
+            self.table.quoted(),
+            self.name.quoted(),
+            self.constraint_clause()
+        )
+    }
+
+    /// The same constraint on another table (a leaf partition of the child).
+    pub fn on_table(&self, table: &QualifiedName) -> ForeignKeyDef {
+        ForeignKeyDef {
+            table: table.clone(),
+            ..self.clone()
+        }
     }
 
     /// VALIDATE takes SHARE UPDATE EXCLUSIVE on the child and ROW SHARE on the
