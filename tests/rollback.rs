@@ -332,3 +332,61 @@ fn restore_puts_archived_rows_back_once_their_parents_exist() {
     ]);
     assert_eq!(out.status.code(), Some(4));
 }
+
+/// PostgreSQL 18: a NOT ENFORCED constraint lets orphans in without a trace.
+/// The rollback swaps it for an enforced NOT VALID one in one transaction,
+/// purges with the archive and validates: never ALTER ... ENFORCED, which
+/// checks every row under ACCESS EXCLUSIVE. (Skipped before 18.)
+#[test]
+fn a_not_enforced_constraint_is_replaced_then_validated_never_enforced_in_place() {
+    let s = setup("rb_enforce", "{}");
+    if scalar_i64(
+        &s.staging,
+        "SELECT current_setting('server_version_num')::int8",
+    ) < 180000
+    {
+        eprintln!("skipped: NOT ENFORCED needs PostgreSQL 18");
+        return;
+    }
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data DROP CONSTRAINT fk_rails_f300456b63;
+         ALTER TABLE ci_pipeline_chat_data ADD CONSTRAINT fk_rails_f300456b63 FOREIGN KEY (chat_name_id) REFERENCES chat_names (id) ON DELETE CASCADE NOT ENFORCED;
+         DELETE FROM chat_names WHERE id % 10 = 0;",
+    );
+    let orphans = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data d WHERE NOT EXISTS (SELECT 1 FROM chat_names c WHERE c.id = d.chat_name_id)");
+    assert!(orphans > 0, "NOT ENFORCED did not cascade");
+    let before = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data");
+    let path = s.playbook.display().to_string();
+    let inspect = s.run(&["inspect", &path, "--env", "staging"]);
+    assert!(
+        stdout(&inspect).contains("NOT ENFORCED"),
+        "{}",
+        stdout(&inspect)
+    );
+    let plan = s.run(&["plan", &path, "--rollback", "--env", "staging"]);
+    let plan_text = stdout(&plan);
+    assert!(
+        plan_text.contains("Replace the NOT ENFORCED constraint"),
+        "{plan_text}"
+    );
+    assert!(
+        !plan_text.contains(" ENFORCED;"),
+        "never ALTER ... ENFORCED"
+    );
+
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let sum = summary(&out);
+    assert_eq!(sum["outcome"], "restored");
+    assert_eq!(sum["orphans_found"].as_i64(), Some(orphans));
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND conenforced AND convalidated"),
+        1
+    );
+    assert_eq!(archived(&s.staging), orphans);
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
+        before
+    );
+}

@@ -272,10 +272,6 @@ fn refuse_or_done(
                 summary.validated = true;
                 return Ok(true);
             }
-            if !live.enforced {
-                return Err(Error::precondition("the constraint is NOT ENFORCED; fkctl does not re-enforce it yet (ALTER ... ENFORCED scans under ACCESS EXCLUSIVE)").with("environment", env)
-                    .next("drop it (fkctl drop), then run the rollback: it re-creates it NOT VALID and validates it without blocking writes"));
-            }
         }
         Lookup::Absent => {}
     }
@@ -338,7 +334,7 @@ fn verify_restored(
         .with("environment", env)
     })?;
     let differences = drift::compare(&playbook.constraint, &live.definition);
-    if !differences.is_empty() || !live.validated {
+    if !differences.is_empty() || !live.validated || !live.enforced {
         return Err(Error::new(
             Kind::FailedMidway,
             "the restored constraint is not the one intended, or not validated",
@@ -397,9 +393,12 @@ impl Context<'_> {
         };
         // 1. ADD ... NOT VALID (on the table, or on each leaf partition),
         // unless the catalog already has it.
-        let adds = steps
-            .iter()
-            .filter(|s| s.id == "add-not-valid" || s.id == "add-not-valid-partition");
+        let adds = steps.iter().filter(|s| {
+            matches!(
+                s.id,
+                "add-not-valid" | "add-not-valid-partition" | "replace-not-enforced"
+            )
+        });
         for add in adds {
             self.ddl_step(add, "added NOT VALID")?;
         }

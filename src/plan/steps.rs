@@ -318,7 +318,9 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
 
     let limit = playbook.rollback.max_orphans;
     let leaf_list = observed.map_or(&[][..], |o| o.inspection.leaves.as_slice());
+    let not_enforced = matches!(cx.lookup(), Some(Lookup::Found(c)) if !c.enforced);
     let mut steps = match path {
+        Path::Direct if not_enforced => vec![replace_not_enforced(&cx)],
         Path::Direct => vec![add],
         Path::PerLeaf => leaves::add_steps(playbook, leaf_list, &cx.parent),
     };
@@ -462,6 +464,39 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         }
     }
     cx.finish(Operation::Rollback, steps)
+}
+
+/// A NOT ENFORCED constraint (PostgreSQL 18) is swapped for an enforced NOT
+/// VALID one in one transaction, never turned on with ALTER ... ENFORCED,
+/// which validates every row under ACCESS EXCLUSIVE.
+fn replace_not_enforced(cx: &Context<'_>) -> Step {
+    let fk = &cx.playbook.constraint;
+    let mut swap = step(
+        "replace-not-enforced",
+        "Replace the NOT ENFORCED constraint with an enforced NOT VALID one",
+        "ALTER ... ENFORCED would check every row under ACCESS EXCLUSIVE. Instead DROP and ADD ... NOT VALID in one transaction: catalog changes only, so the ACCESS EXCLUSIVE locks last milliseconds, and there is no moment without the constraint.",
+    );
+    swap.transaction = true;
+    swap.statements = timeouts(cx.playbook);
+    swap.statements.push(fk.drop_sql());
+    swap.statements.push(fk.add_not_valid_sql());
+    swap.locks = vec![
+        lock(&cx.child, LockMode::AccessExclusive),
+        lock(&cx.parent, LockMode::AccessExclusive),
+    ];
+    swap.lock_retries = Some(cx.playbook.safety.lock_retries);
+    swap.before = Some(Check {
+        what: "the constraint is NOT ENFORCED".into(),
+        sql: checks::constraint_not_enforced_sql(fk),
+        expect: Expect::Equals(1),
+    });
+    swap.after = Some(Check {
+        what: "the constraint is enforced (NOT VALID until validated)".into(),
+        sql: checks::constraint_not_enforced_sql(fk),
+        expect: Expect::Equals(0),
+    });
+    swap.status = Status::Pending;
+    swap
 }
 
 /// Leaf by leaf only where it must be: a partitioned child, a server that

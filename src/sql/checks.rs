@@ -58,3 +58,12 @@ pub fn leaves_without_valid_copy_sql(fk: &ForeignKeyDef, attached: bool) -> Stri
         attached = if attached { " AND c.conparentid <> 0" } else { "" },
     )
 }
+
+/// 1 when the constraint exists and is NOT ENFORCED (PostgreSQL 18+ only).
+pub fn constraint_not_enforced_sql(fk: &ForeignKeyDef) -> String {
+    format!(
+        "SELECT count(*) FROM pg_catalog.pg_constraint WHERE conrelid = {} AND conname = {} AND contype = 'f' AND NOT conenforced",
+        regclass(fk),
+        quote_literal(fk.name.as_str())
+    )
+}

@@ -4,7 +4,19 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// `FKCTL_PG_BIN` names the PostgreSQL binaries for clusters of fkctl's own
+/// (tests and demo), e.g. another major version; else the ones on PATH, else
+/// the newest under /usr/lib/postgresql.
+pub fn bin_dir_override() -> Option<PathBuf> {
+    std::env::var_os("FKCTL_PG_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 fn find_bin_dir() -> Option<PathBuf> {
+    if let Some(dir) = bin_dir_override() {
+        return dir.join("initdb").exists().then_some(dir);
+    }
     if let Ok(out) = Command::new("sh")
         .args(["-c", "command -v initdb"])
         .output()
@@ -95,7 +107,7 @@ impl Cluster {
     pub fn start_in(dir: PathBuf, password: Option<&str>, keep: bool) -> Result<Cluster> {
         let bin = find_bin_dir().ok_or_else(|| {
             Error::internal(
-                "no initdb was found (install postgresql, or point the DSN variable at a server)",
+                "no initdb was found (install postgresql, set FKCTL_PG_BIN to a directory of PostgreSQL binaries, or point the DSN variable at a server)",
             )
         })?;
         let as_postgres = is_root();

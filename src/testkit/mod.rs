@@ -2,8 +2,9 @@
 //! and giving each caller a fresh database of its own.
 //!
 //! Discovery, in order: `FKCTL_TEST_DSN`; a local server at
-//! `host=localhost user=postgres`; else a throwaway cluster started from the
-//! local PostgreSQL binaries in a temporary directory (as the `postgres` OS
+//! `host=localhost user=postgres` (unless `FKCTL_PG_BIN` or
+//! `FKCTL_TEST_FORCE_CLUSTER` is set); else a throwaway cluster started from
+//! the PostgreSQL binaries in `FKCTL_PG_BIN`, or the local ones, in a temporary directory (as the `postgres` OS
 //! user when running as root, since initdb refuses root). A watchdog process
 //! stops that cluster and removes its directory when this process exits.
 
@@ -56,7 +57,11 @@ fn discover() -> Result<Server> {
         }
     }
     let local = "host=localhost user=postgres".to_string();
-    if std::env::var_os("FKCTL_TEST_FORCE_CLUSTER").is_none() && answers(&local) {
+    // FKCTL_PG_BIN asks for a cluster from those binaries (another major
+    // version), so the local server is not used then.
+    let own_cluster = std::env::var_os("FKCTL_TEST_FORCE_CLUSTER").is_some()
+        || cluster::bin_dir_override().is_some();
+    if !own_cluster && answers(&local) {
         return Ok(Server {
             base_dsn: local,
             started_here: false,
