@@ -1,6 +1,8 @@
 //! End-to-end benchmark: fkctl against the hand-written baseline on the same
 //! data, alternating (A B A B, medians), on the local PostgreSQL (same
-//! discovery as the tests). `cargo bench --bench e2e -- [--quick] [--rows N] [--orphans N]`.
+//! discovery as the tests).
+//! `cargo bench --bench e2e -- [--quick] [--rows N] [--orphans N] [--pairs N]
+//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss]`.
 //!
 //! Prints a table and one `RESULT {...}` line per measurement.
 
@@ -15,6 +17,16 @@ struct Size {
     children: i64,
     orphans: i64,
     pairs: usize,
+    /// `--only NAME[,NAME]`: run just these measurements.
+    only: Option<Vec<String>>,
+}
+
+impl Size {
+    fn wants(&self, bench: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == bench))
+    }
 }
 
 fn parse_args() -> Size {
@@ -31,7 +43,12 @@ fn parse_args() -> Size {
         parents: (children / 5).max(1000),
         children,
         orphans: value("--orphans").unwrap_or(if quick { 1_000 } else { 10_000 }),
-        pairs: if quick { 3 } else { 5 },
+        pairs: value("--pairs").map_or(if quick { 3 } else { 5 }, |n| n.max(1) as usize),
+        only: args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.split(',').map(str::to_string).collect()),
     }
 }
 
@@ -54,16 +71,33 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn fkctl(args: &[&str], db: &TestDatabase) -> (f64, bool) {
+    let (seconds, ok, _) = fkctl_measured(args, db);
+    (seconds, ok)
+}
+
+/// Runs fkctl; returns its wall time, success, and peak resident set size in
+/// KiB (from wait4's rusage for that one process).
+// The child is reaped by wait4 below, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn fkctl_measured(args: &[&str], db: &TestDatabase) -> (f64, bool, i64) {
     let dsn = format!("bench={}", db.dsn);
     let started = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_fkctl"))
+    let child = Command::new(env!("CARGO_BIN_EXE_fkctl"))
         .args(args)
         .args(["--dsn", &dsn])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
+        .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
-    (started.elapsed().as_secs_f64(), status.success())
+    let pid = libc::pid_t::try_from(child.id()).unwrap_or_else(|e| panic!("{e}"));
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet waited for; both pointers are valid.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 failed");
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (started.elapsed().as_secs_f64(), ok, usage.ru_maxrss)
 }
 
 /// The baseline as a DBA runs it: `psql` reading the statements (each one
@@ -138,6 +172,196 @@ fn longest_insert_during(db: &TestDatabase, work: impl FnOnce()) -> Duration {
     handle.join().unwrap_or(Duration::MAX)
 }
 
+/// Another session holds a lock on the parent for HOLD; a third session reads
+/// the child every few ms. Its longest read while fkctl's DROP waits (lock
+/// timeout, back off, retry) vs while a plain DROP without lock_timeout waits.
+fn drop_under_contention(db: &TestDatabase, playbook: &str) {
+    const HOLD: Duration = Duration::from_millis(2000);
+    let contended = |work: &dyn Fn()| -> Duration {
+        let mut holder = db.connect().unwrap_or_else(|e| panic!("{e}"));
+        holder
+            .batch_execute("BEGIN; LOCK TABLE parent IN ACCESS SHARE MODE")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut reader = db.connect().unwrap_or_else(|e| panic!("{e}"));
+        let flag = stop.clone();
+        let reading = std::thread::spawn(move || {
+            let mut longest = Duration::ZERO;
+            let mut id: i64 = 1;
+            while !flag.load(Ordering::SeqCst) {
+                id = id * 7 % 1_000_003 + 1;
+                let t = Instant::now();
+                let _ = reader.query("SELECT payload FROM child WHERE id = $1", &[&id]);
+                longest = longest.max(t.elapsed());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            longest
+        });
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(HOLD);
+            let _ = holder.batch_execute("COMMIT");
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        work();
+        let _ = release.join();
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::SeqCst);
+        reading.join().unwrap_or(Duration::MAX)
+    };
+    let fkctl_wait = contended(&|| {
+        let (_, ok) = fkctl(&["drop", playbook, "--env", "bench", "--yes"], db);
+        assert!(ok, "fkctl drop failed (the lock holder lets go after 2 s)");
+    });
+    exec(db, "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID");
+    let naive_wait = contended(&|| {
+        exec(db, "ALTER TABLE child DROP CONSTRAINT child_parent_fk");
+    });
+    let (f, n) = (
+        fkctl_wait.as_secs_f64() * 1000.0,
+        naive_wait.as_secs_f64() * 1000.0,
+    );
+    println!("contention fkctl {f:>8.1} ms  plain DROP {n:>8.1} ms   longest read of the child while DROP waits; target <= 200 ms (lock_timeout)");
+    println!("RESULT {{\"bench\": \"drop_contention\", \"fkctl_ms\": {f:.1}, \"naive_ms\": {n:.1}, \"lock_timeout_ms\": 200}}");
+}
+
+struct Bench<'a> {
+    db: &'a TestDatabase,
+    size: &'a Size,
+    playbook: &'a str,
+    write_playbook: &'a dyn Fn(u32),
+}
+
+/// 1. Census: `fkctl orphans` vs the hand-written count in psql.
+fn census(b: &Bench) {
+    let (db, pb) = (b.db, b.playbook);
+    (b.write_playbook)(1000);
+    reset(db);
+    let count = format!("SELECT count(*) FROM child c WHERE {NOT_EXISTS}");
+    let _ = timed(db, &count);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..b.size.pairs {
+        let (s, ok) = fkctl(&["orphans", pb, "--env", "bench"], db);
+        assert!(ok, "fkctl orphans failed");
+        ours.push(s);
+        theirs.push(timed(db, &count));
+    }
+    result("census", median(ours), median(theirs), 1.1);
+}
+
+/// 2. Rollback: NOT VALID + archived purge + VALIDATE vs the hand-written sequence.
+fn rollback(b: &Bench) {
+    let (db, pb) = (b.db, b.playbook);
+    (b.write_playbook)(1000);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..b.size.pairs {
+        reset(db);
+        let (s, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], db);
+        assert!(ok, "fkctl rollback failed");
+        ours.push(s);
+        reset(db);
+        theirs.push(timed(db, &format!(
+            "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
+             DELETE FROM child c WHERE {NOT_EXISTS};
+             ALTER TABLE child VALIDATE CONSTRAINT child_parent_fk;"
+        )));
+    }
+    result("rollback", median(ours), median(theirs), 1.5);
+}
+
+/// 3. Write stall: the longest insert during fkctl's rollback vs during a validating ADD.
+fn write_stall(b: &Bench) {
+    let (db, pb) = (b.db, b.playbook);
+    (b.write_playbook)(1000);
+    reset(db);
+    let fkctl_stall = longest_insert_during(db, || {
+        let (_, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], db);
+        assert!(ok);
+    });
+    reset(db);
+    exec(db, &format!("DELETE FROM child c WHERE {NOT_EXISTS}"));
+    let naive_stall = longest_insert_during(db, || {
+        exec(db, "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id)");
+    });
+    let (f, n) = (
+        fkctl_stall.as_secs_f64() * 1000.0,
+        naive_stall.as_secs_f64() * 1000.0,
+    );
+    println!("stall      fkctl {f:>8.1} ms  naive ADD {n:>8.1} ms   ratio {:.3}   target <= 200 ms (lock_timeout) and <= 0.1x", f / n);
+    println!("RESULT {{\"bench\": \"write_stall\", \"fkctl_ms\": {f:.1}, \"naive_ms\": {n:.1}, \"lock_timeout_ms\": 200, \"ratio\": {:.3}}}", f / n);
+}
+
+/// 5. Purge scans: sequential scans of the child during the rollback, small vs large batches.
+fn purge_scans(b: &Bench) {
+    let (db, pb) = (b.db, b.playbook);
+    let seq_scans = || {
+        scalar(
+            db,
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'child'",
+        )
+    };
+    let mut scans = Vec::new();
+    for batch in [100u32, 10_000] {
+        (b.write_playbook)(batch);
+        reset(db);
+        std::thread::sleep(Duration::from_millis(1500)); // let the statistics of the reset settle
+        let before = seq_scans();
+        let (_, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], db);
+        assert!(ok);
+        std::thread::sleep(Duration::from_millis(1500));
+        let after = seq_scans();
+        scans.push(after - before);
+        println!(
+            "scans      batch_size {batch:>6}: {} sequential scan(s) of the child",
+            after - before
+        );
+    }
+    println!(
+        "RESULT {{\"bench\": \"purge_scans\", \"batch_100\": {}, \"batch_10000\": {}}}",
+        scans[0], scans[1]
+    );
+}
+
+/// 4. Drop under contention, from "constraint present and valid".
+fn drop_contention(b: &Bench) {
+    (b.write_playbook)(1000);
+    reset(b.db);
+    let (_, ok) = fkctl(&["rollback", b.playbook, "--env", "bench", "--yes"], b.db);
+    assert!(ok, "fkctl rollback failed");
+    drop_under_contention(b.db, b.playbook);
+}
+
+/// Memory: peak RSS of fkctl orphans and rollback, with about 10x more orphans the second time.
+fn peak_rss(b: &Bench) {
+    let (db, pb) = (b.db, b.playbook);
+    (b.write_playbook)(1000);
+    let mut rss = Vec::new();
+    for extra in [false, true] {
+        reset(db);
+        if extra {
+            exec(db, "DELETE FROM parent WHERE id % 50 = 0");
+        }
+        let n = scalar(
+            db,
+            &format!("SELECT count(*) FROM child c WHERE {NOT_EXISTS}"),
+        );
+        let (_, ok, census_kib) = fkctl_measured(&["orphans", pb, "--env", "bench"], db);
+        assert!(ok, "fkctl orphans failed");
+        let (_, ok, rollback_kib) =
+            fkctl_measured(&["rollback", pb, "--env", "bench", "--yes"], db);
+        assert!(ok, "fkctl rollback failed");
+        println!(
+            "memory     {n:>8} orphans: peak RSS orphans {:.1} MiB, rollback {:.1} MiB   target < 50 MiB, flat",
+            census_kib as f64 / 1024.0,
+            rollback_kib as f64 / 1024.0
+        );
+        rss.push((n, census_kib, rollback_kib));
+    }
+    println!(
+        "RESULT {{\"bench\": \"peak_rss\", \"orphans\": [{}, {}], \"orphans_cmd_kib\": [{}, {}], \"rollback_kib\": [{}, {}]}}",
+        rss[0].0, rss[1].0, rss[0].1, rss[1].1, rss[0].2, rss[1].2
+    );
+}
+
 fn main() {
     let size = parse_args();
     println!(
@@ -177,89 +401,31 @@ fn main() {
     let playbook = dir.join("bench.yml");
     let write_playbook = |batch: u32| {
         std::fs::write(&playbook, format!(
-            "version: 1\nchange: bench\nsummary: bench\nconstraint: {{ name: child_parent_fk, table: child, columns: [parent_id], references: {{ table: parent, columns: [id] }} }}\nenvironments: [{{ name: bench, dsn_env: FKCTL_BENCH_UNUSED }}]\nsafety: {{ lock_timeout: 200ms, lock_retries: 3 }}\nrollback: {{ batch_size: {batch}, max_orphans: 100000000 }}\n"
+            "version: 1\nchange: bench\nsummary: bench\nconstraint: {{ name: child_parent_fk, table: child, columns: [parent_id], references: {{ table: parent, columns: [id] }} }}\nenvironments: [{{ name: bench, dsn_env: FKCTL_BENCH_UNUSED }}]\nsafety: {{ lock_timeout: 200ms, lock_retries: 30, max_orphans_before_drop: 100000000 }}\nrollback: {{ batch_size: {batch}, max_orphans: 100000000 }}\n"
         )).unwrap_or_else(|e| panic!("{e}"));
     };
     write_playbook(1000);
     let pb = playbook.display().to_string();
 
-    // 1. Census.
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    let _ = timed(
-        &db,
-        &format!("SELECT count(*) FROM child c WHERE {NOT_EXISTS}"),
-    );
-    for _ in 0..size.pairs {
-        let (s, ok) = fkctl(&["orphans", &pb, "--env", "bench"], &db);
-        assert!(ok, "fkctl orphans failed");
-        a.push(s);
-        b.push(timed(
-            &db,
-            &format!("SELECT count(*) FROM child c WHERE {NOT_EXISTS}"),
-        ));
+    let bench = Bench {
+        db: &db,
+        size: &size,
+        playbook: &pb,
+        write_playbook: &write_playbook,
+    };
+    type Measurement = fn(&Bench);
+    let all: [(&str, Measurement); 6] = [
+        ("census", census),
+        ("rollback", rollback),
+        ("write_stall", write_stall),
+        ("purge_scans", purge_scans),
+        ("drop_contention", drop_contention),
+        ("peak_rss", peak_rss),
+    ];
+    for (name, run) in all {
+        if size.wants(name) {
+            run(&bench);
+        }
     }
-    result("census", median(a), median(b), 1.1);
-
-    // 2. Rollback: NOT VALID + archived purge + VALIDATE vs the hand-written sequence.
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..size.pairs {
-        reset(&db);
-        let (s, ok) = fkctl(&["rollback", &pb, "--env", "bench", "--yes"], &db);
-        assert!(ok, "fkctl rollback failed");
-        a.push(s);
-        reset(&db);
-        b.push(timed(&db, &format!(
-            "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
-             DELETE FROM child c WHERE {NOT_EXISTS};
-             ALTER TABLE child VALIDATE CONSTRAINT child_parent_fk;"
-        )));
-    }
-    result("rollback", median(a), median(b), 1.5);
-
-    // 3. Write stall: the longest insert during fkctl's rollback vs during a validating ADD.
-    reset(&db);
-    let fkctl_stall = longest_insert_during(&db, || {
-        let (_, ok) = fkctl(&["rollback", &pb, "--env", "bench", "--yes"], &db);
-        assert!(ok);
-    });
-    reset(&db);
-    exec(&db, &format!("DELETE FROM child c WHERE {NOT_EXISTS}"));
-    let naive_stall = longest_insert_during(&db, || {
-        exec(&db, "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id)");
-    });
-    let (f, n) = (
-        fkctl_stall.as_secs_f64() * 1000.0,
-        naive_stall.as_secs_f64() * 1000.0,
-    );
-    println!("stall      fkctl {f:>8.1} ms  naive ADD {n:>8.1} ms   ratio {:.3}   target <= 200 ms (lock_timeout) and <= 0.1x", f / n);
-    println!("RESULT {{\"bench\": \"write_stall\", \"fkctl_ms\": {f:.1}, \"naive_ms\": {n:.1}, \"lock_timeout_ms\": 200, \"ratio\": {:.3}}}", f / n);
-
-    // 5. Purge scans: sequential scans of the child during the rollback, small vs large batches.
-    let mut scans = Vec::new();
-    for batch in [100u32, 10_000] {
-        write_playbook(batch);
-        reset(&db);
-        std::thread::sleep(Duration::from_millis(1500)); // let the statistics of the reset settle
-        let before = scalar(
-            &db,
-            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'child'",
-        );
-        let (_, ok) = fkctl(&["rollback", &pb, "--env", "bench", "--yes"], &db);
-        assert!(ok);
-        std::thread::sleep(Duration::from_millis(1500));
-        let after = scalar(
-            &db,
-            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'child'",
-        );
-        scans.push((batch, after - before));
-        println!(
-            "scans      batch_size {batch:>6}: {} sequential scan(s) of the child",
-            after - before
-        );
-    }
-    println!(
-        "RESULT {{\"bench\": \"purge_scans\", \"batch_100\": {}, \"batch_10000\": {}}}",
-        scans[0].1, scans[1].1
-    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -74,18 +74,19 @@ SELECT a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnot
   FROM pg_attribute a
   LEFT JOIN pg_collation co ON co.oid = a.attcollation
   LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
- WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped";
+ WHERE a.attrelid = $1 AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped";
 
-/// Looks up columns by name, in the order given; None for a column that does not exist.
+/// Looks up columns by name (one query), in the order given; None for a column that does not exist.
 pub fn columns(
     client: &mut impl GenericClient,
     relation: u32,
     names: &[Ident],
 ) -> Result<Vec<Option<Column>>> {
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let rows = query(client, COLUMN_SQL, &[&relation, &name.as_str()])?;
-        out.push(rows.first().map(|row| Column {
+    let wanted: Vec<&str> = names.iter().map(Ident::as_str).collect();
+    let rows = query(client, COLUMN_SQL, &[&relation, &wanted])?;
+    let found: Vec<Column> = rows
+        .iter()
+        .map(|row| Column {
             attnum: row.get(0),
             name: Ident::from_catalog(row.get::<_, String>(1)),
             type_name: row.get(2),
@@ -96,7 +97,15 @@ pub fn columns(
                     Ident::from_catalog(row.get::<_, Option<String>>(5).unwrap_or_default()),
                 )
             }),
-        }));
-    }
-    Ok(out)
+        })
+        .collect();
+    Ok(names
+        .iter()
+        .map(|name| {
+            found
+                .iter()
+                .find(|c| c.name.as_str() == name.as_str())
+                .cloned()
+        })
+        .collect())
 }

@@ -230,7 +230,25 @@ impl Target {
     }
 
     /// The TLS setup for this target (also used to send cancel requests).
+    /// Built once per process for each (mode, root certificate): native-tls
+    /// loads the system roots twice on every build, about 37 ms here, which
+    /// is most of fkctl's fixed cost per command.
     pub fn tls_connector(&self) -> Result<MakeTlsConnector> {
+        type Cache = Vec<((TlsMode, Option<PathBuf>), MakeTlsConnector)>;
+        static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
+        let key = (self.tls, self.root_cert.clone());
+        let mut cache = CACHE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, connector)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(connector.clone());
+        }
+        let connector = self.build_tls_connector()?;
+        cache.push((key, connector.clone()));
+        Ok(connector)
+    }
+
+    fn build_tls_connector(&self) -> Result<MakeTlsConnector> {
         let mut builder = TlsConnector::builder();
         // libpq verifies the chain for verify-ca and verify-full, and for
         // require when a root certificate is available; never otherwise.
