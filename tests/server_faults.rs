@@ -193,9 +193,21 @@ fn a_server_restart_between_steps_is_survived_by_the_next_run() {
         ),
         1
     );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM fkctl.runs WHERE outcome = 'abandoned' AND message LIKE '%took over%'"
+        ),
+        1,
+        "the next run marks the interrupted one abandoned"
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(*) FROM fkctl.steps WHERE outcome IS NULL"),
+        0
+    );
     let status = fkctl_env(&["status", &p], &[("F_STAGING_DSN", &dsn)]);
     assert!(
-        stdout(&status).contains("unfinished"),
+        stdout(&status).contains("abandoned"),
         "{}",
         stdout(&status)
     );

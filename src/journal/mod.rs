@@ -133,6 +133,23 @@ impl Journal {
         fk: &ForeignKeyDef,
     ) -> Result<Run> {
         let id = new_run_id(environment);
+        // Callers hold the per-change advisory lock, so no other fkctl is
+        // running this change here: a run without an outcome was killed or
+        // lost its connection. Say so, rather than "unfinished" forever.
+        let abandoned = format!("abandoned: ended without an outcome (killed or disconnected); run {id} took over");
+        let q = format!(
+            "UPDATE {} SET outcome = 'abandoned', message = $3 WHERE change = $1 AND environment = $2 AND outcome IS NULL",
+            table(&self.schema, "runs")
+        );
+        client
+            .execute(q.as_str(), &[&change, &environment, &abandoned])
+            .map_err(db_err(&q))?;
+        let q = format!(
+            "UPDATE {steps} SET outcome = 'abandoned' WHERE outcome IS NULL AND run_id IN (SELECT run_id FROM {runs} WHERE outcome = 'abandoned')",
+            steps = table(&self.schema, "steps"),
+            runs = table(&self.schema, "runs")
+        );
+        client.execute(q.as_str(), &[]).map_err(db_err(&q))?;
         let q = format!(
             "INSERT INTO {} (run_id, change, operation, environment, constraint_name, table_name, operator, fkctl_version, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             table(&self.schema, "runs")
