@@ -132,6 +132,25 @@ fn drop_then_rollback_of_a_partitioned_child_keeps_writes_flowing() {
         "parent, sub-partitioned table, 3 leaves"
     );
 
+    // The change request, written before the drop, shows the rollback's path.
+    let out = run(&db, &["change-request", &path, "--env", "test"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let request = stdout(&out);
+    if version < 180000 {
+        assert!(
+            request.contains("**Path:** partition by partition"),
+            "{request}"
+        );
+        assert!(request.contains(
+            r#"ALTER TABLE "shop"."Payment 2026 EU" VALIDATE CONSTRAINT "payment_customer_fk";"#
+        ));
+    } else {
+        assert!(
+            request.contains("**Path:** on the partitioned table directly"),
+            "{request}"
+        );
+    }
+
     let out = run(&db, &["drop", &path, "--env", "test", "--yes"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(copies(&db, "true"), 0, "the drop reaches every partition");

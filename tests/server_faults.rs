@@ -202,13 +202,12 @@ fn a_server_restart_between_steps_is_survived_by_the_next_run() {
         "the next run marks the interrupted one abandoned"
     );
     assert_eq!(
-        count(&mut db, "SELECT count(*) FROM fkctl.steps WHERE outcome IS NULL"),
+        count(
+            &mut db,
+            "SELECT count(*) FROM fkctl.steps WHERE outcome IS NULL"
+        ),
         0
     );
     let status = fkctl_env(&["status", &p], &[("F_STAGING_DSN", &dsn)]);
-    assert!(
-        stdout(&status).contains("abandoned"),
-        "{}",
-        stdout(&status)
-    );
+    assert!(stdout(&status).contains("abandoned"), "{}", stdout(&status));
 }

@@ -136,7 +136,9 @@ impl Journal {
         // Callers hold the per-change advisory lock, so no other fkctl is
         // running this change here: a run without an outcome was killed or
         // lost its connection. Say so, rather than "unfinished" forever.
-        let abandoned = format!("abandoned: ended without an outcome (killed or disconnected); run {id} took over");
+        let abandoned = format!(
+            "abandoned: ended without an outcome (killed or disconnected); run {id} took over"
+        );
         let q = format!(
             "UPDATE {} SET outcome = 'abandoned', message = $3 WHERE change = $1 AND environment = $2 AND outcome IS NULL",
             table(&self.schema, "runs")

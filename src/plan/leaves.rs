@@ -111,7 +111,7 @@ pub fn validate_steps(playbook: &Playbook, leaves: &[Leaf], parent: &str) -> Vec
 }
 
 /// The ADD on the partitioned table that adopts the leaves' validated copies.
-pub fn attach_step(playbook: &Playbook, child: &str, parent: &str) -> Step {
+pub fn attach_step(playbook: &Playbook, child: &str, parent: &str, status: Status) -> Step {
     let fk = &playbook.constraint;
     let mut attach = step(
         "attach-constraint",
@@ -136,7 +136,7 @@ pub fn attach_step(playbook: &Playbook, child: &str, parent: &str) -> Step {
         sql: checks::leaves_without_valid_copy_sql(fk, true),
         expect: Expect::Equals(0),
     });
-    attach.status = Status::Pending;
+    attach.status = status;
     attach
 }
 
@@ -198,7 +198,12 @@ mod tests {
 
     #[test]
     fn the_attach_is_a_validating_add_guarded_by_the_copies_check() {
-        let attach = attach_step(&playbook(), "shop.payment", "shop.customer");
+        let attach = attach_step(
+            &playbook(),
+            "shop.payment",
+            "shop.customer",
+            Status::Pending,
+        );
         assert!(attach.statements[2].starts_with(r#"ALTER TABLE "shop"."payment" ADD CONSTRAINT"#));
         assert!(!attach.statements[2].contains("NOT VALID"));
         assert_eq!(attach.statements[1], "SET LOCAL statement_timeout = '15s'");

@@ -454,13 +454,18 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         sql: checks::constraint_validated_sql(fk),
         expect: Expect::IsTrue,
     });
-    validate.status = rest_status;
+    validate.status = rest_status.clone();
     steps.push(verify);
     match path {
         Path::Direct => steps.push(validate),
         Path::PerLeaf => {
             steps.extend(leaves::validate_steps(playbook, leaf_list, &cx.parent));
-            steps.push(leaves::attach_step(playbook, &cx.child, &cx.parent));
+            steps.push(leaves::attach_step(
+                playbook,
+                &cx.child,
+                &cx.parent,
+                rest_status.clone(),
+            ));
         }
     }
     cx.finish(Operation::Rollback, steps)
@@ -499,14 +504,15 @@ fn replace_not_enforced(cx: &Context<'_>) -> Step {
     swap
 }
 
-/// Leaf by leaf only where it must be: a partitioned child, a server that
-/// cannot add NOT VALID to it, and no constraint on it yet.
+/// Leaf by leaf only where it must be: a partitioned child on a server that
+/// cannot add NOT VALID to it. (Such a server cannot hold a NOT VALID
+/// constraint on the partitioned table either, so a constraint found there
+/// is valid and every step shows as done.)
 pub fn rollback_path(observed: Option<&Observed<'_>>) -> Path {
     match observed {
         Some(o)
             if o.inspection.child.partitioned
-                && o.inspection.server.version_num < PARTITIONED_NOT_VALID_VERSION
-                && !matches!(o.inspection.constraint, Lookup::Found(_)) =>
+                && o.inspection.server.version_num < PARTITIONED_NOT_VALID_VERSION =>
         {
             Path::PerLeaf
         }

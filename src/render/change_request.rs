@@ -137,6 +137,9 @@ pub struct Context {
     pub rollback_env: String,
     pub rollback_command: String,
     pub rollback_steps: Vec<StepView>,
+    /// Which way the rollback puts the constraint back and why, when the
+    /// live catalog makes it matter (a partitioned child).
+    pub rollback_path: Option<String>,
     pub rollback_policy: String,
     pub lock_timeout: String,
     pub statement_timeout: String,
@@ -276,6 +279,11 @@ pub fn context(
         rollback_env: rollback_env.to_string(),
         rollback_command: format!("fkctl rollback {path} --env {rollback_env} --yes"),
         rollback_steps,
+        rollback_path: rollback_plan
+            .notes
+            .iter()
+            .find_map(|n| n.strip_prefix("Path: "))
+            .map(str::to_string),
         rollback_policy: playbook.rollback.orphans.name().to_string(),
         lock_timeout: duration::human(playbook.safety.lock_timeout),
         statement_timeout: duration::human(playbook.safety.statement_timeout),
