@@ -5,10 +5,10 @@
 //! leaf (writes go on), then one ADD on the partitioned table, for which
 //! PostgreSQL attaches the leaves' validated copies instead of scanning.
 
-use super::steps::{lock, step, timeouts};
+use super::steps::{add_not_valid, lock, step, timeouts, validate_constraint};
 use super::{Check, Expect, LockMode, Status, Step};
 use crate::catalog::partitions::{Leaf, LeafState};
-use crate::playbook::{duration, Playbook};
+use crate::playbook::Playbook;
 use crate::sql::checks;
 
 /// Which way the constraint goes back on, and why (shown by `plan`).
@@ -45,14 +45,7 @@ pub fn add_steps(playbook: &Playbook, leaves: &[Leaf], parent: &str) -> Vec<Step
                 &format!("Add the constraint NOT VALID on partition {}", leaf.table),
                 "A catalog change only, no scan; from its commit on, PostgreSQL checks new and updated rows of this partition. One partition per transaction, so each lock is brief.",
             );
-            add.transaction = true;
-            add.statements = timeouts(playbook);
-            add.statements.push(on_leaf.add_not_valid_sql());
-            add.locks = vec![
-                lock(&leaf.table.display(), LockMode::ShareRowExclusive),
-                lock(parent, LockMode::ShareRowExclusive),
-            ];
-            add.lock_retries = Some(playbook.safety.lock_retries);
+            add_not_valid(&mut add, playbook, &on_leaf, &leaf.table.display(), parent);
             add.before = Some(exists(&on_leaf, 0));
             add.after = Some(exists(&on_leaf, 1));
             add.status = leaf_status(leaf, false);
@@ -85,25 +78,14 @@ pub fn validate_steps(playbook: &Playbook, leaves: &[Leaf], parent: &str) -> Vec
                 &format!("Validate the constraint on partition {}", leaf.table),
                 "Scans this partition under SHARE UPDATE EXCLUSIVE: reads and writes go on. No statement timeout, a short lock timeout.",
             );
-            validate.transaction = true;
-            validate.statements = vec![
-                format!(
-                    "SET LOCAL lock_timeout = '{}'",
-                    duration::human(playbook.safety.lock_timeout)
-                ),
-                "SET LOCAL statement_timeout = 0".to_string(),
-                on_leaf.validate_sql(),
-            ];
-            validate.locks = vec![
-                lock(&leaf.table.display(), LockMode::ShareUpdateExclusive),
-                lock(parent, LockMode::RowShare),
-            ];
-            validate.lock_retries = Some(playbook.safety.lock_retries);
-            validate.after = Some(Check {
-                what: "the constraint is validated on this partition".into(),
-                sql: checks::constraint_validated_sql(&on_leaf),
-                expect: Expect::IsTrue,
-            });
+            validate_constraint(
+                &mut validate,
+                playbook,
+                &on_leaf,
+                &leaf.table.display(),
+                parent,
+                "the constraint is validated on this partition",
+            );
             validate.status = leaf_status(leaf, true);
             validate
         })

@@ -6,7 +6,7 @@ use crate::catalog::partitions::LeafState;
 use crate::catalog::Lookup;
 use crate::playbook::{duration, OrphanPolicy, Playbook};
 use crate::sql::checks;
-use crate::sql::foreign_key::FkAction;
+use crate::sql::foreign_key::{FkAction, ForeignKeyDef};
 use crate::sql::orphans::OrphanQuery;
 use crate::sql::purge;
 
@@ -138,6 +138,56 @@ pub(super) fn step(id: &'static str, title: &str, why: &str) -> Step {
         after: None,
         status: Status::Unknown,
     }
+}
+
+/// ADD ... NOT VALID of `fk` (on the child, or on one leaf) in its own short
+/// transaction: a catalog change under the short timeouts, retried.
+pub(super) fn add_not_valid(
+    step: &mut Step,
+    playbook: &Playbook,
+    fk: &ForeignKeyDef,
+    table: &str,
+    parent: &str,
+) {
+    step.transaction = true;
+    step.statements = timeouts(playbook);
+    step.statements.push(fk.add_not_valid_sql());
+    step.locks = vec![
+        lock(table, LockMode::ShareRowExclusive),
+        lock(parent, LockMode::ShareRowExclusive),
+    ];
+    step.lock_retries = Some(playbook.safety.lock_retries);
+}
+
+/// VALIDATE of `fk`: a short lock timeout, but no statement timeout (the
+/// scan takes as long as the table needs), then read convalidated back.
+pub(super) fn validate_constraint(
+    step: &mut Step,
+    playbook: &Playbook,
+    fk: &ForeignKeyDef,
+    table: &str,
+    parent: &str,
+    what: &str,
+) {
+    step.transaction = true;
+    step.statements = vec![
+        format!(
+            "SET LOCAL lock_timeout = '{}'",
+            duration::human(playbook.safety.lock_timeout)
+        ),
+        "SET LOCAL statement_timeout = 0".to_string(),
+        fk.validate_sql(),
+    ];
+    step.locks = vec![
+        lock(table, LockMode::ShareUpdateExclusive),
+        lock(parent, LockMode::RowShare),
+    ];
+    step.lock_retries = Some(playbook.safety.lock_retries);
+    step.after = Some(Check {
+        what: what.to_string(),
+        sql: checks::constraint_validated_sql(fk),
+        expect: Expect::IsTrue,
+    });
 }
 
 /// Drop: check, count, snapshot, drop under a short lock timeout, verify gone.
@@ -304,14 +354,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         "Add the constraint NOT VALID",
         "A catalog change only, no scan: from its commit on, PostgreSQL checks every new and updated row.",
     );
-    add.transaction = true;
-    add.statements = timeouts(playbook);
-    add.statements.push(fk.add_not_valid_sql());
-    add.locks = vec![
-        lock(&cx.child, LockMode::ShareRowExclusive),
-        lock(&cx.parent, LockMode::ShareRowExclusive),
-    ];
-    add.lock_retries = Some(playbook.safety.lock_retries);
+    add_not_valid(&mut add, playbook, fk, &cx.child, &cx.parent);
     add.before = Some(cx.exists_check(0));
     add.after = Some(cx.exists_check(1));
     add.status = add_status;
@@ -435,25 +478,14 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         "Validate the constraint",
         "Scans the child under SHARE UPDATE EXCLUSIVE: reads and writes go on. No statement timeout (the scan takes as long as the table needs), but still a short lock timeout.",
     );
-    validate.transaction = true;
-    validate.statements = vec![
-        format!(
-            "SET LOCAL lock_timeout = '{}'",
-            duration::human(playbook.safety.lock_timeout)
-        ),
-        "SET LOCAL statement_timeout = 0".to_string(),
-        fk.validate_sql(),
-    ];
-    validate.locks = vec![
-        lock(&cx.child, LockMode::ShareUpdateExclusive),
-        lock(&cx.parent, LockMode::RowShare),
-    ];
-    validate.lock_retries = Some(playbook.safety.lock_retries);
-    validate.after = Some(Check {
-        what: "the constraint is validated".into(),
-        sql: checks::constraint_validated_sql(fk),
-        expect: Expect::IsTrue,
-    });
+    validate_constraint(
+        &mut validate,
+        playbook,
+        fk,
+        &cx.child,
+        &cx.parent,
+        "the constraint is validated",
+    );
     validate.status = rest_status.clone();
     steps.push(verify);
     match path {
