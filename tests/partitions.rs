@@ -80,6 +80,23 @@ fn orphans(db: &TestDatabase) -> i64 {
     scalar_i64(db, "SELECT count(*) FROM shop.payment p WHERE p.customer_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM shop.customer c WHERE c.id = p.customer_id)")
 }
 
+fn rollback_plan_json(db: &TestDatabase, path: &str) -> serde_json::Value {
+    let out = run(
+        db,
+        &[
+            "plan",
+            path,
+            "--rollback",
+            "--env",
+            "test",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn step_ids(plan: &serde_json::Value) -> Vec<String> {
     plan["steps"]
         .as_array()
@@ -160,21 +177,7 @@ fn drop_then_rollback_of_a_partitioned_child_keeps_writes_flowing() {
     assert!(orphaned > 0);
     let rows_before = scalar_i64(&db, "SELECT count(*) FROM shop.payment");
 
-    let out = run(
-        &db,
-        &[
-            "plan",
-            &path,
-            "--rollback",
-            "--env",
-            "test",
-            "--output",
-            "json",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let plan: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let plan = rollback_plan_json(&db, &path);
     let ids = step_ids(&plan);
     let notes = plan["notes"].to_string();
     if version < 180000 {
@@ -463,20 +466,7 @@ fn a_half_done_per_partition_rollback_is_continued_and_a_stray_copy_is_refused()
     exec(&db, "ALTER TABLE shop.payment_2025 ADD CONSTRAINT payment_customer_fk FOREIGN KEY (customer_id) REFERENCES shop.customer (id) NOT VALID;
                ALTER TABLE shop.payment_2026_rest ADD CONSTRAINT payment_customer_fk FOREIGN KEY (customer_id) REFERENCES shop.customer (id) NOT VALID;
                ALTER TABLE shop.payment_2026_rest VALIDATE CONSTRAINT payment_customer_fk;");
-    let out = run(
-        &db,
-        &[
-            "plan",
-            &path,
-            "--rollback",
-            "--env",
-            "test",
-            "--output",
-            "json",
-        ],
-    );
-    let plan: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let plan = rollback_plan_json(&db, &path);
     let done: Vec<String> = plan["steps"]
         .as_array()
         .into_iter()

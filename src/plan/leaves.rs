@@ -5,7 +5,7 @@
 //! leaf (writes go on), then one ADD on the partitioned table, for which
 //! PostgreSQL attaches the leaves' validated copies instead of scanning.
 
-use super::steps::{add_not_valid, lock, step, timeouts, validate_constraint};
+use super::steps::{add_not_valid, lock, short_ddl, step, validate_constraint};
 use super::{Check, Expect, LockMode, Status, Step};
 use crate::catalog::partitions::{Leaf, LeafState};
 use crate::playbook::Playbook;
@@ -100,14 +100,15 @@ pub fn attach_step(playbook: &Playbook, child: &str, parent: &str, status: Statu
         "Add the constraint on the partitioned table, adopting the partitions' copies",
         "Every leaf already holds a validated copy, so PostgreSQL attaches them instead of scanning: catalog work only. It takes SHARE ROW EXCLUSIVE on the table and every partition and ACCESS EXCLUSIVE on the referenced table (it replaces the copies' own triggers there), for milliseconds, under the short lock and statement timeouts. The check before it makes sure no leaf would need a scan.",
     );
-    attach.transaction = true;
-    attach.statements = timeouts(playbook);
-    attach.statements.push(fk.add_sql());
-    attach.locks = vec![
-        lock(child, LockMode::ShareRowExclusive),
-        lock(parent, LockMode::AccessExclusive),
-    ];
-    attach.lock_retries = Some(playbook.safety.lock_retries);
+    short_ddl(
+        &mut attach,
+        playbook,
+        vec![fk.add_sql()],
+        vec![
+            lock(child, LockMode::ShareRowExclusive),
+            lock(parent, LockMode::AccessExclusive),
+        ],
+    );
     attach.before = Some(Check {
         what: "partitions without a validated copy (each would be scanned under a write-blocking lock)".into(),
         sql: checks::leaves_without_valid_copy_sql(fk, false),

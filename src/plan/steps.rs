@@ -149,13 +149,24 @@ pub(super) fn add_not_valid(
     table: &str,
     parent: &str,
 ) {
+    short_ddl(
+        step,
+        playbook,
+        vec![fk.add_not_valid_sql()],
+        vec![
+            lock(table, LockMode::ShareRowExclusive),
+            lock(parent, LockMode::ShareRowExclusive),
+        ],
+    );
+}
+
+/// Catalog-only DDL in its own transaction under the short lock and statement
+/// timeouts, rolled back, backed off and retried on a lock timeout.
+pub(super) fn short_ddl(step: &mut Step, playbook: &Playbook, ddl: Vec<String>, locks: Vec<Lock>) {
     step.transaction = true;
     step.statements = timeouts(playbook);
-    step.statements.push(fk.add_not_valid_sql());
-    step.locks = vec![
-        lock(table, LockMode::ShareRowExclusive),
-        lock(parent, LockMode::ShareRowExclusive),
-    ];
+    step.statements.extend(ddl);
+    step.locks = locks;
     step.lock_retries = Some(playbook.safety.lock_retries);
 }
 
@@ -259,14 +270,15 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
         "Drop the constraint",
         "ACCESS EXCLUSIVE on both tables: a waiting DROP queues all traffic behind it, so it waits at most lock_timeout, then rolls back, backs off and retries.",
     );
-    drop.transaction = true;
-    drop.statements = timeouts(playbook);
-    drop.statements.push(fk.drop_sql());
-    drop.locks = vec![
-        lock(&cx.child, LockMode::AccessExclusive),
-        lock(&cx.parent, LockMode::AccessExclusive),
-    ];
-    drop.lock_retries = Some(playbook.safety.lock_retries);
+    short_ddl(
+        &mut drop,
+        playbook,
+        vec![fk.drop_sql()],
+        vec![
+            lock(&cx.child, LockMode::AccessExclusive),
+            lock(&cx.parent, LockMode::AccessExclusive),
+        ],
+    );
     drop.before = Some(cx.exists_check(1));
     drop.after = Some(Check {
         what: "the constraint is gone from the child table and every partition".into(),
@@ -513,15 +525,15 @@ fn replace_not_enforced(cx: &Context<'_>) -> Step {
         "Replace the NOT ENFORCED constraint with an enforced NOT VALID one",
         "ALTER ... ENFORCED would check every row under ACCESS EXCLUSIVE. Instead DROP and ADD ... NOT VALID in one transaction: catalog changes only, so the ACCESS EXCLUSIVE locks last milliseconds, and there is no moment without the constraint.",
     );
-    swap.transaction = true;
-    swap.statements = timeouts(cx.playbook);
-    swap.statements.push(fk.drop_sql());
-    swap.statements.push(fk.add_not_valid_sql());
-    swap.locks = vec![
-        lock(&cx.child, LockMode::AccessExclusive),
-        lock(&cx.parent, LockMode::AccessExclusive),
-    ];
-    swap.lock_retries = Some(cx.playbook.safety.lock_retries);
+    short_ddl(
+        &mut swap,
+        cx.playbook,
+        vec![fk.drop_sql(), fk.add_not_valid_sql()],
+        vec![
+            lock(&cx.child, LockMode::AccessExclusive),
+            lock(&cx.parent, LockMode::AccessExclusive),
+        ],
+    );
     swap.before = Some(Check {
         what: "the constraint is NOT ENFORCED".into(),
         sql: checks::constraint_not_enforced_sql(fk),
