@@ -380,9 +380,9 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
     assert_eq!(
         ids(&plan),
         [
-            "add-not-valid",
             "collect-orphans",
             "count-orphans",
+            "add-not-valid",
             "prepare-archive",
             "purge-orphans",
             "verify-no-orphans",

@@ -103,6 +103,21 @@ fn the_seed_case_comes_back_validated_with_every_orphan_archived() {
         scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows a WHERE a.action = 'delete' AND a.source_table = 'ci_pipeline_chat_data' AND NOT EXISTS (SELECT 1 FROM chat_names c WHERE c.id = (a.row_data->>'chat_name_id')::bigint) AND a.row_data ? 'response_url'"),
         orphans
     );
+    // The journal says how the run ended, and status shows it.
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.runs WHERE operation = 'rollback' AND outcome = 'restored'"
+        ),
+        1
+    );
+    let path = s.playbook.display().to_string();
+    let status = s.run(&["status", &path, "--env", "staging"]);
+    assert!(
+        stdout(&status).contains(": restored"),
+        "{}",
+        stdout(&status)
+    );
     // Again: nothing to do.
     let again = rollback(&s, &[]);
     assert!(again.status.success());
@@ -163,10 +178,9 @@ fn abort_policy_refuses_with_the_count_and_deletes_nothing() {
         before
     );
     assert_eq!(archived(&s.staging), 0);
-    assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND NOT convalidated"),
-        1,
-        "the constraint is back NOT VALID: new orphans are already refused"
+    assert!(
+        !present(&s.staging),
+        "exit 4 means nothing was changed: the census runs before ADD NOT VALID"
     );
 }
 
@@ -178,9 +192,15 @@ fn too_many_orphans_are_refused_unless_the_limit_is_raised() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("--max-orphans"), "{}", stderr(&out));
     assert_eq!(
+        summary(&out)["orphans_found"].as_i64(),
+        Some(orphans),
+        "the JSON reports the count the refusal is based on"
+    );
+    assert_eq!(
         scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
         before
     );
+    assert!(!present(&s.staging), "exit 4: nothing was changed");
     let limit = orphans.to_string();
     let out = rollback(&s, &["--max-orphans", &limit]);
     assert!(out.status.success(), "{}", stderr(&out));

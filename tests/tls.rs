@@ -31,7 +31,7 @@ fn tls_server() -> Option<String> {
 
 fn connect(dsn: &str) -> Result<bool, fkctl::error::Error> {
     let target = Target::from_dsn("test", dsn)?;
-    let mut client = target.connect()?;
+    let mut client = target.connect(std::time::Duration::from_secs(1))?;
     let row = client
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",

@@ -16,17 +16,15 @@ pub struct SessionInfo {
     pub transaction_age_s: Option<f64>,
     /// Relation locks it holds or waits for on the tables, e.g. `RowExclusiveLock on public.t`.
     pub locks: Vec<String>,
-    /// Its current or last query, shortened; hidden when it may hold a secret.
+    /// Its current or last query, shortened, literals replaced by `?`.
     pub query: String,
 }
 
-/// Queries that can carry a password are never shown.
+/// Another session's query as fkctl shows and records it: literals and
+/// comments replaced by `?` (a password or customer value never lands in
+/// fkctl's output or journal), on one line, shortened.
 pub fn redact_query(query: &str) -> String {
-    let lower = query.to_ascii_lowercase();
-    if lower.contains("password") || lower.contains("passwd") || lower.contains("secret") {
-        return "<hidden: the query may contain a secret>".to_string();
-    }
-    let one_line: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line = crate::sql::redact::redact_literals(query);
     if one_line.chars().count() > 160 {
         format!("{}…", one_line.chars().take(160).collect::<String>())
     } else {
@@ -78,7 +76,13 @@ mod tests {
 
     #[test]
     fn secrets_in_other_sessions_queries_are_hidden() {
-        assert!(!redact_query("ALTER ROLE app PASSWORD 'x'").contains('x'));
-        assert_eq!(redact_query("SELECT  1\n FROM t"), "SELECT 1 FROM t");
+        assert_eq!(
+            redact_query("ALTER ROLE app PASSWORD 'x'"),
+            "ALTER ROLE app PASSWORD ?"
+        );
+        assert!(
+            !redact_query("SELECT * FROM users WHERE token = 'tok_live_9'").contains("tok_live")
+        );
+        assert_eq!(redact_query("SELECT  1\n FROM t"), "SELECT ? FROM t");
     }
 }

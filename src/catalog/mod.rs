@@ -58,6 +58,9 @@ pub struct Inspection {
     /// (empty when the child is not partitioned).
     pub leaves: Vec<partitions::Leaf>,
     pub sessions: Vec<activity::SessionInfo>,
+    /// Both tables and all their partitions: whose lock holders to report.
+    #[serde(skip)]
+    pub watched: Vec<u32>,
     /// The exact orphan query: from the constraint's own operators when it
     /// exists, from the playbook's definition when it does not.
     pub orphan_query: OrphanQuery,
@@ -121,18 +124,32 @@ fn find_columns(
         .collect()
 }
 
-/// Partitions of both tables (empty for ordinary tables).
-pub fn partition_oids(
+const FAMILY_SQL: &str = "\
+WITH RECURSIVE family AS (
+    SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+    UNION
+    SELECT i.inhrelid FROM pg_inherits i JOIN family f ON i.inhparent = f.oid)
+SELECT oid FROM family ORDER BY 1";
+
+/// The tables named and all their partitions, at any depth. Reads only
+/// pg_class and pg_inherits, which takes no lock on the tables themselves:
+/// it works while another session holds ACCESS EXCLUSIVE on them, which is
+/// exactly when fkctl needs to say who that is.
+pub fn relation_family(
     client: &mut impl GenericClient,
-    child: u32,
-    parent: u32,
+    tables: &[&QualifiedName],
 ) -> Result<Vec<u32>> {
-    let rows = query(
-        client,
-        "SELECT relid::oid FROM pg_catalog.pg_partition_tree($1::oid::regclass) UNION SELECT relid::oid FROM pg_catalog.pg_partition_tree($2::oid::regclass)",
-        &[&child, &parent],
-    )?;
-    Ok(rows.iter().map(|r| r.get::<_, u32>(0)).collect())
+    let schemas: Vec<&str> = tables.iter().map(|t| t.schema.as_str()).collect();
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    let rows = query(client, FAMILY_SQL, &[&schemas, &names])?;
+    rows.iter()
+        .map(|r| {
+            r.try_get::<_, u32>(0).map_err(|e| {
+                Error::internal(format!("reading pg_inherits: {e}")).with("sql", FAMILY_SQL)
+            })
+        })
+        .collect()
 }
 
 /// Reads everything about the playbook's constraint, in one snapshot.
@@ -216,10 +233,7 @@ pub fn inspect(
     } else {
         Vec::new()
     };
-    let mut watched: Vec<u32> = vec![child.oid, parent.oid];
-    watched.extend(partition_oids(&mut tx, child.oid, parent.oid)?);
-    watched.sort_unstable();
-    watched.dedup();
+    let watched = relation_family(&mut tx, &[&fk.table, &fk.ref_table])?;
     let sessions = activity::sessions(&mut tx, &watched, LONG_TRANSACTION_S)?;
     tx.commit()
         .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
@@ -234,6 +248,7 @@ pub fn inspect(
         child_indexes,
         leaves,
         sessions,
+        watched,
         orphan_query,
     })
 }

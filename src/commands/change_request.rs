@@ -119,7 +119,7 @@ pub fn run(
             drop_plans.push(drop_plan(&playbook, None));
             continue;
         }
-        let (_, mut client) = connect(environment, dsn)?;
+        let (_, mut client) = connect(&playbook, environment, dsn)?;
         let inspection = inspect_live(&mut client, &playbook, env, "read the live catalog")?;
         let observed = Observed {
             environment: env,

@@ -142,7 +142,7 @@ fn drop_in(
             ""
         }
     );
-    let (target, mut client) = connect(environment, dsn)?;
+    let (target, mut client) = connect(playbook, environment, dsn)?;
     println!("  connected: {}", target.description);
     if !dry_run {
         guard::lock_change(&mut client, &playbook.change, env)?;
@@ -201,7 +201,7 @@ fn drop_in(
         inspection: &inspection,
     };
     let plan = drop_plan(playbook, Some(&observed));
-    let exec = Executor::for_inspection(&mut client, &target, env, &inspection)?;
+    let exec = Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?;
     let run = if dry_run {
         None
     } else {

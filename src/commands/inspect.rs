@@ -9,7 +9,7 @@ use std::path::Path;
 
 pub fn run(path: &Path, connection: &Connection, output: Output) -> Result<()> {
     let (playbook, environment) = load_with_env(path, &connection.env)?;
-    let (target, mut client) = connect(&environment, &connection.dsn)?;
+    let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
     let inspection = inspect_live(&mut client, &playbook, &connection.env, "inspect")?;
     let live = inspection.live();
     let report = InspectReport {

@@ -175,24 +175,56 @@ pub fn load_with_env(path: &Path, env: &str) -> Result<(Playbook, playbook::Envi
     Ok((playbook, environment))
 }
 
-/// Connects to a playbook environment.
+/// Connects to a playbook environment; every statement of the session waits
+/// at most the playbook's `lock_timeout` for a lock.
 pub fn connect(
+    playbook: &Playbook,
     environment: &playbook::Environment,
     overrides: &[(String, String)],
 ) -> Result<(Target, postgres::Client)> {
     let target = Target::resolve(environment, overrides)?;
-    let client = target.connect()?;
+    let client = target.connect(playbook.safety.lock_timeout)?;
     Ok((target, client))
 }
 
-/// Inspects the live constraint; errors are labelled with the environment and step.
+/// Inspects the live constraint; a lock wait is retried with backoff and the
+/// holder named; errors are labelled with the environment and step.
 pub fn inspect_live(
     client: &mut postgres::Client,
     playbook: &Playbook,
     env: &str,
     step: &str,
 ) -> Result<crate::catalog::Inspection> {
-    crate::catalog::inspect(client, playbook, env).map_err(|e| label(e, env, step))
+    let watched = crate::catalog::relation_family(
+        client,
+        &[&playbook.constraint.table, &playbook.constraint.ref_table],
+    )
+    .map_err(|e| label(e, env, step))?;
+    bounded(client, playbook, env, step, &watched, |c| {
+        crate::catalog::inspect(c, playbook, env)
+    })
+}
+
+/// Runs a read under the session's lock_timeout, retried with backoff up
+/// to the playbook's lock_retries, naming who holds the lock on `watched`.
+pub fn bounded<T>(
+    client: &mut postgres::Client,
+    playbook: &Playbook,
+    env: &str,
+    step: &str,
+    watched: &[u32],
+    work: impl FnMut(&mut postgres::Client) -> Result<T>,
+) -> Result<T> {
+    crate::execute::lock_wait::with_lock_retries(
+        client,
+        env,
+        step,
+        playbook.safety.lock_retries,
+        watched,
+        work,
+    )
+    .map(|(value, _)| value)
+    .map_err(|e| label(e, env, step))
 }
 
 pub fn label(mut e: Error, env: &str, step: &str) -> Error {

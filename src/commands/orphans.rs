@@ -1,4 +1,4 @@
-use super::{connect, inspect_live, label, load_with_env, write_json, write_stdout};
+use super::{bounded, connect, inspect_live, load_with_env, write_json, write_stdout};
 use crate::census;
 use crate::cli::args::{Connection, Output};
 use crate::error::Result;
@@ -10,7 +10,7 @@ use std::time::Instant;
 pub fn run(path: &Path, connection: &Connection, sample: u32, output: Output) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
-    let (_, mut client) = connect(&environment, &connection.dsn)?;
+    let (_, mut client) = connect(&playbook, &environment, &connection.dsn)?;
     let inspection = inspect_live(&mut client, &playbook, env, "read the live catalog")?;
     let query = &inspection.orphan_query;
     let started = Instant::now();
@@ -18,13 +18,22 @@ pub fn run(path: &Path, connection: &Connection, sample: u32, output: Output) ->
         "counting orphans in {} ({env})",
         playbook.constraint.table
     ));
-    let counted = census::count(&mut client, query);
+    let watched = &inspection.watched;
+    let counted = bounded(&mut client, &playbook, env, "count orphans", watched, |c| {
+        census::count(c, query)
+    });
     bar.finish_and_clear();
-    let orphan_count = counted.map_err(|e| label(e, env, "count orphans"))?;
+    let orphan_count = counted?;
     let elapsed_ms = started.elapsed().as_millis();
     let rows = if sample > 0 && orphan_count > 0 {
-        census::sample(&mut client, query, i64::from(sample))
-            .map_err(|e| label(e, env, "sample orphans"))?
+        bounded(
+            &mut client,
+            &playbook,
+            env,
+            "sample orphans",
+            watched,
+            |c| census::sample(c, query, i64::from(sample)),
+        )?
     } else {
         Vec::new()
     };

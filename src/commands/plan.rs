@@ -25,7 +25,7 @@ pub fn run(
         }
         Some(env) => {
             let (playbook, environment) = load_with_env(path, env)?;
-            let (_, mut client) = connect(&environment, dsn)?;
+            let (_, mut client) = connect(&playbook, &environment, dsn)?;
             let inspection = inspect_live(&mut client, &playbook, env, "read the live catalog")?;
             let observed = Observed {
                 environment: env,

@@ -30,7 +30,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, yes: bool) -> Res
     }
     interrupt::install();
     (|| -> Result<()> {
-        let (target, mut client) = connect(&environment, &connection.dsn)?;
+        let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
         guard::lock_change(&mut client, &playbook.change, env)?;
         let schema = &playbook.journal_schema;
         let journal = Journal::new(schema);
@@ -74,7 +74,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, yes: bool) -> Res
                 return Ok(());
             }
         }
-        let exec = Executor::new(&target, env, vec![inspection.child.oid])?;
+        let exec = Executor::new(&target, env, inspection.watched.clone(), playbook.safety.lock_retries)?;
         journal.ensure(&mut client)?;
         let run = journal.start_run(&mut client, &playbook.change, "restore", env, &playbook.constraint)?;
         let archived_left = format!("SELECT count(*) FROM {} WHERE run_id = $1 AND action = 'delete'", archive.quoted());

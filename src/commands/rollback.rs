@@ -82,7 +82,7 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
         ..Summary::default()
     };
     let result = (|| -> Result<()> {
-        let (target, mut client) = connect(&environment, &connection.dsn)?;
+        let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
         say.line(format!("== rollback on {env} ({}) ==", target.description));
         guard::lock_change(&mut client, &playbook.change, env)?;
         let journal = Journal::new(&playbook.journal_schema);
@@ -107,7 +107,8 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
             inspection: &inspection,
         };
         let plan = rollback_plan(&playbook, Some(&observed));
-        let exec = Executor::for_inspection(&mut client, &target, env, &inspection)?;
+        let exec =
+            Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?;
         if !options.yes
             && !ask(
                 &format!("Roll back {} on {env}?", playbook.constraint.name),
@@ -137,22 +138,26 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
             protected: environment.protected,
             summary: &mut summary,
         };
-        let outcome = ctx.steps(&plan.steps);
+        let outcome = ctx.steps(&plan.steps).and_then(|()| {
+            if !summary.outcome.is_empty() {
+                return Ok(()); // stopped before VALIDATE
+            }
+            // The catalog is the truth: read the result back.
+            let after = inspect_live(
+                &mut client,
+                &playbook,
+                env,
+                "verify the restored constraint",
+            )?;
+            verify_restored(&playbook, &after, env, &mut summary)
+        });
         let (label_text, message) = match &outcome {
-            Ok(()) => (ctx.summary.outcome, None),
-            Err(e) => ("failed", Some(e.to_string())),
+            Ok(()) => (summary.outcome, None),
+            Err(e) => (refusal_or_failure(e), Some(e.to_string())),
         };
         let finished = run.finish(&mut client, label_text, message.as_deref());
         outcome?;
         finished?;
-        // The catalog is the truth: read the result back.
-        let after = inspect_live(
-            &mut client,
-            &playbook,
-            env,
-            "verify the restored constraint",
-        )?;
-        verify_restored(&playbook, &after, env, &mut summary)?;
         summary.rows_archived = archived(&mut client, &playbook, &run)?;
         Ok(())
     })();
@@ -160,14 +165,7 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
     let result = result.map_err(|e| label(e, env, "rollback"));
     if let Err(e) = &result {
         if summary.outcome.is_empty() {
-            summary.outcome = match e.kind {
-                Kind::Precondition => "refused",
-                Kind::LockNotAcquired => "lock not acquired",
-                Kind::Interrupted => "interrupted",
-                Kind::Usage => "usage error",
-                Kind::Unreachable => "unreachable",
-                _ => "failed",
-            };
+            summary.outcome = refusal_or_failure(e);
         }
     }
     if options.output == Output::Json {
@@ -186,6 +184,18 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
         ));
     }
     result
+}
+
+/// The outcome word for a run that ended in an error (journal and JSON).
+fn refusal_or_failure(e: &Error) -> &'static str {
+    match e.kind {
+        Kind::Precondition => "refused",
+        Kind::LockNotAcquired => "lock not acquired",
+        Kind::Interrupted => "interrupted",
+        Kind::Usage => "usage error",
+        Kind::Unreachable => "unreachable",
+        _ => "failed",
+    }
 }
 
 /// The definition to restore: the drop-time snapshot, unless told otherwise.
@@ -391,7 +401,36 @@ impl Context<'_> {
             Self::find(steps, id)
                 .ok_or_else(|| Error::internal(format!("the rollback plan has no step {id}")))
         };
-        // 1. ADD ... NOT VALID (on the table, or on each leaf partition),
+        // 1. Census, before any change: a refusal (over max_orphans, policy
+        // abort, or an answer of "no") leaves the database as it was. With a
+        // purge policy it counts the list of orphan addresses, so the one
+        // collecting scan serves both.
+        if let Some(collect) = Self::find(steps, "collect-orphans") {
+            self.say.line(super::step_text(collect));
+            let exec = self.exec;
+            record_step(self.client, Some(self.run), collect, |c| {
+                exec.run(c, collect, &[]).map(|o| (o, 0, Vec::new(), None))
+            })?;
+        }
+        let orphans = self.census(step("count-orphans")?)?;
+        if let Some(stop) = Self::find(steps, "refuse-orphans") {
+            self.say.line(super::step_text(stop));
+            let check = stop
+                .before
+                .as_ref()
+                .ok_or_else(|| Error::internal("refusal without its check"))?;
+            let exec = self.exec;
+            record_step(self.client, Some(self.run), stop, |c| exec.check(c, check, stop).map(|v| (v, 0, Vec::new(), None)))
+                .map_err(|e| e.next("rollback.orphans is abort: nothing was changed. Clean the orphans up (fkctl orphans --sample shows them), then run the rollback again"))?;
+        }
+        if orphans > 0 && !self.confirm_purge(orphans)? {
+            return Err(Error::precondition(
+                "stopped before the purge at your request; nothing was changed",
+            )
+            .with("environment", env)
+            .next("run the rollback again when ready"));
+        }
+        // 2. ADD ... NOT VALID (on the table, or on each leaf partition),
         // unless the catalog already has it.
         let adds = steps.iter().filter(|s| {
             matches!(
@@ -402,59 +441,39 @@ impl Context<'_> {
         for add in adds {
             self.ddl_step(add, "added NOT VALID")?;
         }
-        // 2. Census. With a purge policy it counts the list of orphan
-        // addresses, so the one collecting scan serves both.
-        if let Some(collect) = Self::find(steps, "collect-orphans") {
-            self.say.line(super::step_text(collect));
-            let exec = self.exec;
-            record_step(self.client, Some(self.run), collect, |c| {
-                exec.run(c, collect, &[]).map(|o| (o, 0, Vec::new(), None))
-            })?;
+        // 3. Purge the listed orphans; then verify, and purge what was
+        // orphaned meanwhile (before the NOT VALID constraint checked new rows).
+        if orphans > 0 {
+            self.purge(steps, false)?;
         }
-        let census = step("count-orphans")?;
-        self.say.line(super::step_text(census));
-        let check = census
-            .before
-            .as_ref()
-            .ok_or_else(|| Error::internal("census without its check"))?;
-        let exec = self.exec;
-        let bar = tui::spinner(format!("{env}: counting orphans"));
-        let counted = record_step(self.client, Some(self.run), census, |c| {
-            let v = exec.check(c, check, census)?;
-            Ok((v.clone(), 0, Vec::new(), Some(v.to_string())))
-        });
-        bar.finish_and_clear();
-        let orphans = match counted {
-            Ok(Value::Count(n)) => n,
-            Ok(Value::Flag(_)) => return Err(Error::internal("the census returned a flag")),
-            Err(e) => {
-                return Err(e.next(format!(
-                    "nothing was deleted. Look at them with fkctl orphans --env {env} --sample 20; if they really must go, raise the limit for this run with --max-orphans N"
-                )))
-            }
-        };
-        self.summary.orphans_found = Some(orphans);
-        self.say.line(format!("   {orphans} orphaned row(s)"));
-        // 3. Policy.
-        if let Some(stop) = Self::find(steps, "refuse-orphans") {
-            self.say.line(super::step_text(stop));
-            let check = stop
-                .before
-                .as_ref()
-                .ok_or_else(|| Error::internal("refusal without its check"))?;
-            record_step(self.client, Some(self.run), stop, |c| exec.check(c, check, stop).map(|v| (v, 0, Vec::new(), None)))
-                .map_err(|e| e.next("rollback.orphans is abort: nothing was deleted. The constraint stays NOT VALID (new rows are checked); clean the orphans up, then run the rollback again"))?;
-        } else if orphans > 0 {
-            self.purge(steps, orphans)?;
-        }
-        // 4. Verify, then VALIDATE.
         let verify = step("verify-no-orphans")?;
         self.say.line(super::step_text(verify));
         if let Some(check) = &verify.before {
-            record_step(self.client, Some(self.run), verify, |c| {
+            let exec = self.exec;
+            let verified = record_step(self.client, Some(self.run), verify, |c| {
                 exec.check(c, check, verify)
                     .map(|v| (v, 0, Vec::new(), None))
-            })?;
+            });
+            match verified {
+                Ok(_) => {}
+                Err(e)
+                    if e.kind == Kind::Precondition
+                        && Self::find(steps, "collect-orphans").is_some() =>
+                {
+                    self.say.line("   rows were orphaned after the census (before NOT VALID checked new rows)");
+                    if !self.options.yes
+                        && !ask(
+                            "List those rows and purge them too, archiving each one?",
+                            self.protected,
+                            env,
+                        )?
+                    {
+                        return Err(e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest"));
+                    }
+                    self.purge(steps, true)?;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let pending_validation = steps.iter().any(|s| {
             matches!(s.id, "validate-constraint" | "validate-partition")
@@ -475,7 +494,7 @@ impl Context<'_> {
             self.say.line("   stopped before VALIDATE: the constraint stays NOT VALID (new rows are checked); run the rollback again to validate");
             return Ok(());
         }
-        // VALIDATE on the table, or on each leaf and then the attach.
+        // 4. VALIDATE on the table, or on each leaf and then the attach.
         let validates = steps.iter().filter(|s| {
             matches!(
                 s.id,
@@ -491,6 +510,60 @@ impl Context<'_> {
             self.ddl_step(validate, done)?;
         }
         Ok(())
+    }
+
+    /// The orphan count, recorded in the summary even when it is over the
+    /// limit, so that every rendering reports the number found.
+    fn census(&mut self, census: &Step) -> Result<i64> {
+        let env = self.exec.environment;
+        self.say.line(super::step_text(census));
+        let check = census
+            .before
+            .as_ref()
+            .ok_or_else(|| Error::internal("census without its check"))?;
+        let exec = self.exec;
+        let bar = tui::spinner(format!("{env}: counting orphans"));
+        let summary = &mut *self.summary;
+        let counted = record_step(self.client, Some(self.run), census, |c| {
+            let v = exec.measure(c, check, census)?;
+            if let Value::Count(n) = v {
+                summary.orphans_found = Some(n);
+            }
+            let v = exec.judge(check, census, v)?;
+            Ok((v.clone(), 0, Vec::new(), Some(v.to_string())))
+        });
+        bar.finish_and_clear();
+        let orphans = match counted {
+            Ok(Value::Count(n)) => n,
+            Ok(Value::Flag(_)) => return Err(Error::internal("the census returned a flag")),
+            Err(e) if e.kind == Kind::Precondition => {
+                return Err(e.next(format!(
+                    "nothing was changed. Look at them with fkctl orphans --env {env} --sample 20; if they really must go, raise the limit for this run with --max-orphans N"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        self.say.line(format!("   {orphans} orphaned row(s)"));
+        Ok(orphans)
+    }
+
+    /// Asks before the purge (unless --yes); true to go on.
+    fn confirm_purge(&self, orphans: i64) -> Result<bool> {
+        if self.options.yes || self.playbook.rollback.orphans == OrphanPolicy::Abort {
+            return Ok(true);
+        }
+        let env = self.exec.environment;
+        let question = format!(
+            "{} {orphans} orphaned row(s) of {} on {env}, archiving each one in {}?",
+            if self.playbook.rollback.orphans == OrphanPolicy::Nullify {
+                "Set the key to NULL in"
+            } else {
+                "Delete"
+            },
+            self.playbook.constraint.table,
+            purge::archive_table(&self.playbook.journal_schema)
+        );
+        ask(&question, self.protected, env)
     }
 
     /// Runs one DDL step with its checks before and after, unless the
@@ -523,8 +596,8 @@ impl Context<'_> {
 
     /// Collect the orphans' addresses once, then delete (or nullify) them in
     /// batches, each archived in the statement that removes it.
-    fn purge(&mut self, steps: &[Step], orphans: i64) -> Result<()> {
-        let env = self.exec.environment;
+    /// `relist`: collect the addresses again first (the census's list is used up).
+    fn purge(&mut self, steps: &[Step], relist: bool) -> Result<()> {
         let policy_step = if self.playbook.rollback.orphans == OrphanPolicy::Nullify {
             "nullify-orphans"
         } else {
@@ -539,22 +612,6 @@ impl Context<'_> {
             find("collect-orphans")?,
             find(policy_step)?,
         );
-        if !self.options.yes {
-            let question = format!(
-                "{} {orphans} orphaned row(s) of {} on {env}, archiving each one in {}?",
-                if policy_step == "nullify-orphans" {
-                    "Set the key to NULL in"
-                } else {
-                    "Delete"
-                },
-                self.playbook.constraint.table,
-                purge::archive_table(&self.playbook.journal_schema)
-            );
-            if !ask(&question, self.protected, env)? {
-                return Err(Error::precondition("stopped before the purge at your request; nothing was deleted").with("environment", env)
-                    .next("the constraint stays NOT VALID (new rows are checked); run the rollback again when ready"));
-            }
-        }
         let exec = self.exec;
         self.say.line(super::step_text(archive));
         record_step(self.client, Some(self.run), archive, |c| {
@@ -562,8 +619,8 @@ impl Context<'_> {
         })?;
         let remaining_sql = purge::remaining_listed_sql();
         for round in 0..PURGE_ROUNDS {
-            // The census already collected the first round's list.
-            if round > 0 {
+            // The census collected the first round's list, unless it is used up.
+            if round > 0 || relist {
                 self.say.line(super::step_text(collect));
                 record_step(self.client, Some(self.run), collect, |c| {
                     exec.run(c, collect, &[]).map(|o| (o, 0, Vec::new(), None))

@@ -27,7 +27,7 @@ fn one(
     environment: &playbook::Environment,
     dsn: &[(String, String)],
 ) -> Result<EnvironmentStatus> {
-    let (_, mut client) = connect(environment, dsn)?;
+    let (_, mut client) = connect(playbook, environment, dsn)?;
     let inspection = inspect_live(&mut client, playbook, &environment.name, "status")?;
     let journal = Journal::new(&playbook.journal_schema);
     Ok(EnvironmentStatus {

@@ -291,9 +291,16 @@ impl Target {
         Ok(MakeTlsConnector::new(connector))
     }
 
-    /// Connects and prepares the session: fkctl's own SQL relies on
-    /// standard-conforming string literals.
-    pub fn connect(&self) -> Result<Client> {
+    /// Connects and prepares the session:
+    /// - `standard_conforming_strings`: fkctl's own SQL relies on it;
+    /// - `lock_timeout` for every statement, reads included, so that no
+    ///   statement of fkctl's ever queues behind another session's lock for
+    ///   longer than that (the callers retry with backoff and name the holder);
+    /// - `client_connection_check_interval` (PostgreSQL 14+): if fkctl's
+    ///   process is killed mid-statement, the server notices within a second
+    ///   and ends the statement, releasing its locks and the change's
+    ///   advisory lock, instead of running the batch to its end for nobody.
+    pub fn connect(&self, lock_timeout: Duration) -> Result<Client> {
         let tls = self.tls_connector()?;
         let mut client = self.config.connect(tls).map_err(|e| {
             let (kind, said) = describe_postgres(&e);
@@ -304,11 +311,22 @@ impl Target {
                 .with("postgres", said)
                 .next("check that the server is up and reachable, and that the connection string, user and password are right")
         })?;
+        let setup = session_setup_sql(lock_timeout);
         client
-            .batch_execute("SET standard_conforming_strings = on")
-            .map_err(|e| Error::from_postgres(&e, "SET standard_conforming_strings = on"))?;
+            .batch_execute(&setup)
+            .map_err(|e| Error::from_postgres(&e, &setup))?;
         Ok(client)
     }
+}
+
+/// The settings every fkctl session starts with (see [`Target::connect`]).
+pub fn session_setup_sql(lock_timeout: Duration) -> String {
+    format!(
+        "SET standard_conforming_strings = on; SET lock_timeout = '{}ms'; \
+         SELECT set_config('client_connection_check_interval', '1000', false) \
+          WHERE current_setting('server_version_num')::int >= 140000",
+        lock_timeout.as_millis().max(1)
+    )
 }
 
 #[cfg(test)]

@@ -4,10 +4,12 @@
 
 pub mod guard;
 pub mod interrupt;
+pub mod lock_wait;
 
-use crate::catalog::activity;
+pub use lock_wait::backoff;
+
 use crate::connect::Target;
-use crate::error::{describe_postgres, Error, Kind, Result};
+use crate::error::{Error, Kind, Result};
 use crate::plan::{Check, Expect, Step};
 use crate::tui;
 use postgres::types::ToSql;
@@ -49,47 +51,39 @@ pub struct Executor<'a> {
     pub environment: &'a str,
     /// Tables whose lock holders are reported while fkctl waits.
     pub watched: Vec<u32>,
-}
-
-/// Retry delay: exponential from 250 ms, capped at 10 s, with +-50% jitter
-/// so that two waiting operators do not retry in step.
-pub fn backoff(attempt: u32) -> Duration {
-    let base = 250u64.saturating_mul(1u64 << attempt.min(6)).min(10_000);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = u64::from(nanos % 1000); // 0..1000 per mille
-    Duration::from_millis(base / 2 + base * jitter / 1000)
+    /// Lock-timeout retries for checks (reads), as for the playbook's DDL.
+    pub read_retries: u32,
 }
 
 impl<'a> Executor<'a> {
-    /// An executor that reports lock holders on both tables and all their partitions.
+    /// An executor that reports lock holders on both tables and all their
+    /// partitions, as the inspection found them.
     pub fn for_inspection(
-        client: &mut Client,
         target: &'a Target,
         environment: &'a str,
         inspection: &crate::catalog::Inspection,
+        read_retries: u32,
     ) -> Result<Executor<'a>> {
-        let mut watched = vec![inspection.child.oid, inspection.parent.oid];
-        watched.extend(crate::catalog::partition_oids(
-            client,
-            inspection.child.oid,
-            inspection.parent.oid,
-        )?);
-        Executor::new(target, environment, watched)
+        Executor::new(
+            target,
+            environment,
+            inspection.watched.clone(),
+            read_retries,
+        )
     }
 
     pub fn new(
         target: &'a Target,
         environment: &'a str,
         watched: Vec<u32>,
+        read_retries: u32,
     ) -> Result<Executor<'a>> {
         Ok(Executor {
             target,
             tls: target.tls_connector()?,
             environment,
             watched,
+            read_retries,
         })
     }
 }
@@ -108,6 +102,8 @@ impl Executor<'_> {
             );
         } else if err.kind == Kind::Unreachable {
             err.next = Some(crate::error::RECONNECT_ADVICE.into());
+        } else if err.kind == Kind::LockNotAcquired {
+            // Retried, then explained, by lock_wait.
         } else if err.next.is_none() {
             err.kind = Kind::FailedMidway;
             err.next = Some("the step's transaction was rolled back; fix the cause above and run the same command again".into());
@@ -115,18 +111,38 @@ impl Executor<'_> {
         err
     }
 
+    /// Runs a check's query and returns its single value, without judging it.
+    /// A lock wait is bounded and retried like a DDL step's.
+    pub fn measure(&self, client: &mut Client, check: &Check, step: &Step) -> Result<Value> {
+        let (row, _) = lock_wait::with_lock_retries(
+            client,
+            self.environment,
+            &step.title,
+            self.read_retries,
+            &self.watched,
+            |c| {
+                let _running = self.running(c)?;
+                c.query_one(check.sql.as_str(), &[])
+                    .map_err(|e| self.fail(&e, &check.sql, step))
+            },
+        )?;
+        match row.try_get::<_, i64>(0) {
+            Ok(n) => Ok(Value::Count(n)),
+            Err(_) => Ok(Value::Flag(row.try_get::<_, bool>(0).map_err(|e| {
+                Error::internal(format!("check returned neither a count nor a flag: {e}"))
+                    .with("sql", check.sql.clone())
+            })?)),
+        }
+    }
+
     /// Runs a check and compares its single value with the expectation.
     pub fn check(&self, client: &mut Client, check: &Check, step: &Step) -> Result<Value> {
-        let _running = self.running(client)?;
-        let row = client
-            .query_one(check.sql.as_str(), &[])
-            .map_err(|e| self.fail(&e, &check.sql, step))?;
-        let value = match row.try_get::<_, i64>(0) {
-            Ok(n) => Value::Count(n),
-            Err(_) => Value::Flag(row.try_get::<_, bool>(0).map_err(|e| {
-                Error::internal(format!("check returned neither a count nor a flag: {e}"))
-            })?),
-        };
+        let value = self.measure(client, check, step)?;
+        self.judge(check, step, value)
+    }
+
+    /// The value if it is what the check expects, else a precondition error saying what was found.
+    pub fn judge(&self, check: &Check, step: &Step, value: Value) -> Result<Value> {
         let ok = match (&check.expect, &value) {
             (Expect::Equals(n), Value::Count(v)) => v == n,
             (Expect::AtMost(n), Value::Count(v)) => v <= n,
@@ -163,67 +179,25 @@ impl Executor<'_> {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<StepOutcome> {
         let started = Instant::now();
-        let mut outcome = StepOutcome::default();
-        let retries = step.lock_retries.unwrap_or(0);
-        loop {
-            let bar = tui::spinner(format!("{}: {}", self.environment, step.title));
-            let attempt = self.attempt(client, step, params);
-            bar.finish_and_clear();
-            match attempt {
-                Ok(returned) => {
-                    outcome.returned = returned;
-                    outcome.elapsed = started.elapsed();
-                    return Ok(outcome);
-                }
-                Err((e, sql)) => {
-                    let (kind, said) = describe_postgres(&e);
-                    if kind != Kind::LockNotAcquired || interrupt::interrupted() {
-                        return Err(self.fail(&e, &sql, step));
-                    }
-                    let blockers = self.blockers(client);
-                    // One entry per blocking session (its description changes as it ages).
-                    for b in &blockers {
-                        let pid = b.split(" (").next().unwrap_or(b);
-                        if !outcome
-                            .blockers
-                            .iter()
-                            .any(|seen| seen.split(" (").next() == Some(pid))
-                        {
-                            outcome.blockers.push(b.clone());
-                        }
-                    }
-                    if outcome.retries >= retries {
-                        let mut err = Error::new(
-                            Kind::LockNotAcquired,
-                            format!(
-                                "could not get the lock for \"{}\" after {} retries",
-                                step.title, outcome.retries
-                            ),
-                        )
-                        .with("environment", self.environment)
-                        .with("step", format!("{}. {}", step.number, step.title))
-                        .with("sql", sql)
-                        .with("postgres", said)
-                        .with("retries", outcome.retries.to_string());
-                        for b in &outcome.blockers {
-                            err = err.with("blocked by", b.clone());
-                        }
-                        return Err(err.next("nothing was changed. Wait for (or end) the blocking session, then run the same command again"));
-                    }
-                    let delay = backoff(outcome.retries);
-                    outcome.retries += 1;
-                    eprintln!(
-                        "  {}: lock not granted within lock_timeout (attempt {} of {}); blocked by {}; retrying in {} ms",
-                        self.environment,
-                        outcome.retries,
-                        retries + 1,
-                        if blockers.is_empty() { "a session that has since finished".to_string() } else { blockers.join("; ") },
-                        delay.as_millis()
-                    );
-                    std::thread::sleep(delay);
-                }
-            }
-        }
+        let (returned, waited) = lock_wait::with_lock_retries(
+            client,
+            self.environment,
+            &step.title,
+            step.lock_retries.unwrap_or(self.read_retries),
+            &self.watched,
+            |c| {
+                let bar = tui::spinner(format!("{}: {}", self.environment, step.title));
+                let attempt = self.attempt(c, step, params);
+                bar.finish_and_clear();
+                attempt.map_err(|(e, sql)| self.fail(&e, &sql, step))
+            },
+        )?;
+        Ok(StepOutcome {
+            retries: waited.retries,
+            blockers: waited.blockers,
+            elapsed: started.elapsed(),
+            returned,
+        })
     }
 
     /// One attempt: BEGIN, the statements, COMMIT. The error carries the statement that failed.
@@ -249,33 +223,5 @@ impl Executor<'_> {
         tx.commit().map_err(|e| (e, "COMMIT".to_string()))?;
         drop(running);
         Ok(returned)
-    }
-
-    /// Sessions holding granted locks on the watched tables, described for people.
-    pub fn blockers(&self, client: &mut Client) -> Vec<String> {
-        match activity::sessions(client, &self.watched, 1e9) {
-            Ok(sessions) => sessions
-                .into_iter()
-                .filter(|s| s.locks.iter().any(|l| !l.contains("(waiting)")))
-                .map(|s| {
-                    format!(
-                        "pid {} ({} / {}, {}, transaction open {}; {}): {}",
-                        s.pid,
-                        s.user,
-                        if s.application.is_empty() {
-                            "-"
-                        } else {
-                            &s.application
-                        },
-                        s.state,
-                        s.transaction_age_s
-                            .map_or("-".into(), |a| format!("{a:.1}s")),
-                        s.locks.join(", "),
-                        s.query
-                    )
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        }
     }
 }

@@ -374,11 +374,14 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     let limit = playbook.rollback.max_orphans;
     let leaf_list = observed.map_or(&[][..], |o| o.inspection.leaves.as_slice());
     let not_enforced = matches!(cx.lookup(), Some(Lookup::Found(c)) if !c.enforced);
-    let mut steps = match path {
+    // The census comes before any change: a rollback refused over
+    // max_orphans (or by policy abort) leaves the database as it found it.
+    let adds = match path {
         Path::Direct if not_enforced => vec![replace_not_enforced(&cx)],
         Path::Direct => vec![add],
         Path::PerLeaf => leaves::add_steps(playbook, leaf_list, &cx.parent),
     };
+    let mut steps = Vec::new();
     let batch = playbook.rollback.batch_size;
     match playbook.rollback.orphans {
         OrphanPolicy::Abort => {
@@ -403,6 +406,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             ];
             stop.status = rest_status.clone();
             steps.push(stop);
+            steps.extend(adds);
         }
         policy => {
             let mut archive = step(
@@ -416,7 +420,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             let mut collect = step(
                 "collect-orphans",
                 "List the orphaned rows' addresses",
-                "The one pass over the child table: the census counts this list and the batches below touch only listed rows.",
+                "The one pass over the child table, before any change: the census counts this list and the batches below touch only listed rows (rows orphaned after this pass are found by the check before VALIDATE and listed again).",
             );
             collect.statements = purge::collect_sql(&cx.orphans);
             collect.locks = vec![
@@ -465,7 +469,9 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
                 expect: Expect::AtMost(i64::try_from(limit).unwrap_or(i64::MAX)),
             });
             census.status = rest_status.clone();
-            steps.extend([collect, census, archive, purge_step]);
+            steps.extend([collect, census]);
+            steps.extend(adds);
+            steps.extend([archive, purge_step]);
         }
     }
 
@@ -671,19 +677,19 @@ mod tests {
         assert_eq!(
             ids(&plan),
             [
-                "add-not-valid",
                 "collect-orphans",
                 "count-orphans",
+                "add-not-valid",
                 "prepare-archive",
                 "purge-orphans",
                 "verify-no-orphans",
                 "validate-constraint"
             ]
         );
-        assert!(plan.steps[0].statements[2].ends_with("ON DELETE CASCADE NOT VALID"));
+        assert!(plan.steps[2].statements[2].ends_with("ON DELETE CASCADE NOT VALID"));
         let purge = &plan.steps[4];
         assert!(
-            plan.steps[2]
+            plan.steps[1]
                 .before
                 .as_ref()
                 .is_some_and(|c| c.sql.contains("fkctl_orphan_rows")),
@@ -707,9 +713,9 @@ mod tests {
         assert_eq!(
             ids(&plan),
             [
-                "add-not-valid",
                 "count-orphans",
                 "refuse-orphans",
+                "add-not-valid",
                 "verify-no-orphans",
                 "validate-constraint"
             ]

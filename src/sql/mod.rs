@@ -6,3 +6,4 @@ pub mod ident;
 pub mod journal;
 pub mod orphans;
 pub mod purge;
+pub mod redact;

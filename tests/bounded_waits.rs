@@ -1,0 +1,147 @@
+//! Every wait is bounded: with another session holding ACCESS EXCLUSIVE on
+//! the parent (then on the child) for 20 s, every command fkctl has returns
+//! within lock_timeout x (retries + 1) plus backoff, and a command that needed
+//! the table names the session that holds it. Nothing waits the 20 s out.
+
+mod common;
+
+use common::staged::{present, Setup};
+use common::*;
+use std::time::{Duration, Instant};
+
+/// lock_timeout 200 ms, 2 retries: 3 attempts (600 ms) plus two backoffs of at
+/// most 375 + 750 ms, plus process start and catalog reads.
+const BOUND: Duration = Duration::from_secs(5);
+
+struct Holder {
+    client: postgres::Client,
+    pid: i32,
+}
+
+fn hold(db: &fkctl::testkit::TestDatabase, table: &str) -> Holder {
+    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = '20s'; BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    Holder { client, pid }
+}
+
+fn check_bounded(s: &Setup, table: &str) {
+    let staging = hold(&s.staging, table);
+    let production = hold(&s.production, table);
+    let path = s.playbook.display().to_string();
+    let commands: Vec<(&str, Vec<&str>, i32)> = vec![
+        (
+            "inspect",
+            vec!["inspect", &path, "--env", "staging"],
+            staging.pid,
+        ),
+        (
+            "orphans",
+            vec!["orphans", &path, "--env", "staging"],
+            staging.pid,
+        ),
+        ("plan", vec!["plan", &path, "--env", "staging"], staging.pid),
+        (
+            "plan --rollback",
+            vec!["plan", &path, "--env", "production", "--rollback"],
+            production.pid,
+        ),
+        (
+            "status",
+            vec!["status", &path, "--env", "staging"],
+            staging.pid,
+        ),
+        (
+            "change-request",
+            vec!["change-request", &path, "--env", "staging"],
+            staging.pid,
+        ),
+        (
+            "drop",
+            vec!["drop", &path, "--env", "staging", "--yes"],
+            staging.pid,
+        ),
+        (
+            "rollback",
+            vec!["rollback", &path, "--env", "production", "--yes"],
+            production.pid,
+        ),
+    ];
+    let started = Instant::now();
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = commands
+            .iter()
+            .map(|(name, args, pid)| {
+                scope.spawn(move || {
+                    let t = Instant::now();
+                    let out = s.run(args);
+                    (*name, *pid, t.elapsed(), out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| panic!("a command thread panicked"))
+            })
+            .collect()
+    });
+    let held_for = started.elapsed();
+    for (name, pid, took, out) in &runs {
+        eprintln!(
+            "{table} locked: {name} exited {:?} in {took:?}",
+            out.status.code()
+        );
+        let text = format!("{}{}", stdout(out), stderr(out));
+        assert!(
+            *took < BOUND,
+            "{name} took {took:?} while {table} was locked (bound {BOUND:?}):\n{text}"
+        );
+        match out.status.code() {
+            Some(5) => assert!(
+                text.contains(&format!("pid {pid} ")),
+                "{name}: the lock holder (pid {pid}) is named:\n{text}"
+            ),
+            // Commands that never needed the locked table finish normally.
+            Some(0) => {}
+            other => panic!("{name} exited {other:?} while {table} was locked:\n{text}"),
+        }
+    }
+    for needs_table in ["inspect", "orphans", "drop", "rollback"] {
+        let code = runs
+            .iter()
+            .find(|r| r.0 == needs_table)
+            .and_then(|r| r.3.status.code());
+        assert_eq!(
+            code,
+            Some(5),
+            "{needs_table} needed {table} and could not get it"
+        );
+    }
+    assert!(held_for < Duration::from_secs(20));
+    drop(staging.client);
+    drop(production.client);
+}
+
+#[test]
+fn every_command_returns_within_its_bound_while_a_table_is_locked() {
+    let s = Setup::new("bounded", "{ lock_timeout: 200ms, lock_retries: 2 }");
+    // Production is mid-incident: the FK was dropped and must come back.
+    exec(
+        &s.production,
+        "ALTER TABLE ci_pipeline_chat_data DROP CONSTRAINT fk_rails_f300456b63",
+    );
+    check_bounded(&s, "chat_names");
+    check_bounded(&s, "ci_pipeline_chat_data");
+    // Nothing changed: staging still has the FK, production still lacks it.
+    assert!(present(&s.staging));
+    assert!(!present(&s.production));
+}
