@@ -145,7 +145,7 @@ fn drop_in(
     let (target, mut client) = connect(playbook, environment, dsn)?;
     println!("  connected: {}", target.description);
     if !dry_run {
-        guard::lock_change(&mut client, &playbook.change, env)?;
+        guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
     }
     let journal = Journal::new(&playbook.journal_schema);
     let inspection = inspect_live(&mut client, playbook, env, "pre-checks")?;

@@ -31,7 +31,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, yes: bool) -> Res
     interrupt::install();
     (|| -> Result<()> {
         let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
-        guard::lock_change(&mut client, &playbook.change, env)?;
+        guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
         let schema = &playbook.journal_schema;
         let journal = Journal::new(schema);
         let archive = purge::archive_table(schema);

@@ -84,7 +84,7 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
     let result = (|| -> Result<()> {
         let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
         say.line(format!("== rollback on {env} ({}) ==", target.description));
-        guard::lock_change(&mut client, &playbook.change, env)?;
+        guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
         let journal = Journal::new(&playbook.journal_schema);
         choose_definition(
             &mut client,
