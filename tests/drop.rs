@@ -353,3 +353,46 @@ fn a_missing_table_stops_before_any_ddl_naming_the_playbook_line() {
     assert!(err.contains("playbook.yml:6:10"), "{err}");
     assert!(!journal_exists(&s.staging), "nothing was written");
 }
+
+/// The playbook's order is the rollout: production is refused while staging
+/// still has the constraint, unless the operator says why, and the reason is
+/// kept in the journal and shown by status.
+#[test]
+fn a_later_environment_waits_for_the_earlier_ones_unless_a_reason_is_given() {
+    let s = Setup::new("order", "{}");
+    let out = s.drop(&["--env", "production", "--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("staging still has fk_rails_f300456b63"),
+        "{err}"
+    );
+    assert!(err.contains("--out-of-order"), "{err}");
+    assert!(present(&s.production), "nothing changed");
+    assert!(!journal_exists(&s.production));
+
+    let out = s.drop(&["--env", "production", "--yes", "--out-of-order", "  "]);
+    assert_eq!(out.status.code(), Some(2), "an empty reason is no reason");
+
+    let reason = "staging is being rebuilt; CHG-42 approves production first";
+    let out = s.drop(&["--env", "production", "--yes", "--out-of-order", reason]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!present(&s.production));
+    assert!(present(&s.staging), "staging is still untouched");
+    assert_eq!(
+        scalar_i64(
+            &s.production,
+            &format!("SELECT count(*) FROM fkctl.runs WHERE outcome = 'dropped' AND note = 'out of order (--out-of-order): {reason}'")
+        ),
+        1
+    );
+    let path = s.playbook.display().to_string();
+    let status = s.run(&["status", &path, "--env", "production"]);
+    assert!(stdout(&status).contains(reason), "{}", stdout(&status));
+
+    // In order, no reason is needed.
+    let s = Setup::new("order_ok", "{}");
+    assert!(s.drop(&["--env", "staging", "--yes"]).status.success());
+    let out = s.drop(&["--env", "production", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

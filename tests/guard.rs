@@ -77,7 +77,10 @@ fn two_playbooks_for_the_same_constraint_cannot_run_at_once() {
     let text = std::fs::read_to_string(&s.playbook).unwrap_or_else(|e| panic!("{e}"));
     let second = other.write(
         "other.yml",
-        &text.replace("change: remove-fk-guard_two", "change: another-name-same-fk"),
+        &text.replace(
+            "change: remove-fk-guard_two",
+            "change: another-name-same-fk",
+        ),
     );
     let first = spawn_rollback(&s, &first_path);
     let pid = purging_backend(&s);
@@ -86,7 +89,10 @@ fn two_playbooks_for_the_same_constraint_cannot_run_at_once() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("another fkctl run"), "{err}");
-    assert!(err.contains(&format!("pid {pid} ")), "the holder is named: {err}");
+    assert!(
+        err.contains(&format!("pid {pid} ")),
+        "the holder is named: {err}"
+    );
     exec(&s.staging, "UPDATE public.slow SET on_ = false");
     let out = finish(first);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -99,7 +105,11 @@ fn two_playbooks_for_the_same_constraint_cannot_run_at_once() {
 
 #[test]
 fn a_killed_clients_backend_does_not_lock_out_the_next_run() {
-    let s = Setup::with_rollback("guard_kill", "{ lock_timeout: 200ms }", "{ batch_size: 20 }");
+    let s = Setup::with_rollback(
+        "guard_kill",
+        "{ lock_timeout: 200ms }",
+        "{ batch_size: 20 }",
+    );
     let before = prepare(&s);
     let path = s.playbook.display().to_string();
     let mut first = spawn_rollback(&s, &path);
@@ -110,8 +120,15 @@ fn a_killed_clients_backend_does_not_lock_out_the_next_run() {
     let started = Instant::now();
     let second = spawn_rollback(&s, &path);
     // Once the second run has its own run row it holds the locks: speed up.
-    while scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.runs WHERE operation = 'rollback'") < 2 {
-        assert!(started.elapsed() < Duration::from_secs(30), "the second run never started");
+    while scalar_i64(
+        &s.staging,
+        "SELECT count(*) FROM fkctl.runs WHERE operation = 'rollback'",
+    ) < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the second run never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(

@@ -115,6 +115,10 @@ pub enum Command {
         /// Do not ask. A protected environment must also be named with --env.
         #[arg(long)]
         yes: bool,
+        /// Drop on --env NAME although an earlier environment of the playbook
+        /// still has the constraint; REASON is recorded in the journal.
+        #[arg(long, value_name = "REASON", requires = "env", value_parser = non_empty_reason)]
+        out_of_order: Option<String>,
     },
     /// Put the constraint back: ADD ... NOT VALID, archived orphan purge, VALIDATE. Resumable.
     Rollback {
@@ -193,4 +197,14 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+}
+
+/// A reason must say something: it is what the journal keeps.
+fn non_empty_reason(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        Err("give the reason in words, e.g. --out-of-order \"staging is down, CHG-123 approved production first\"".to_string())
+    } else {
+        Ok(trimmed.to_string())
+    }
 }

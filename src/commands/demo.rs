@@ -265,11 +265,29 @@ pub fn run(yes: bool, clean_only: bool) -> Result<()> {
 
     story.chapter("Drop on staging", "Pre-checks, a snapshot of the definition (what rollback restores), then DROP under a short lock_timeout with retries; the catalog confirms.")?;
     story.command(&format!("fkctl drop {pb} --env staging --yes"));
-    super::drop::run(&playbook, Some("staging"), &overrides, false, true)?;
+    super::drop::run(
+        &playbook,
+        Some("staging"),
+        &overrides,
+        super::drop::Options {
+            dry_run: false,
+            yes: true,
+            out_of_order: None,
+        },
+    )?;
 
     story.chapter("Drop on production", "Production is protected: at a terminal fkctl asks you to type its name; a script must name it with --env.")?;
     story.command(&format!("fkctl drop {pb} --env production --yes"));
-    super::drop::run(&playbook, Some("production"), &overrides, false, true)?;
+    super::drop::run(
+        &playbook,
+        Some("production"),
+        &overrides,
+        super::drop::Options {
+            dry_run: false,
+            yes: true,
+            out_of_order: None,
+        },
+    )?;
 
     story.chapter("Meanwhile, the application", "Without the constraint, deleting chat_names rows no longer cascades: their ci_pipeline_chat_data rows stay behind as orphans.")?;
     let mut app = postgres::Client::connect(&sandbox.dsn(true), postgres::NoTls)

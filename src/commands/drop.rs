@@ -23,13 +23,24 @@ struct Evidence {
     run_id: Option<String>,
 }
 
+pub struct Options {
+    pub dry_run: bool,
+    pub yes: bool,
+    /// Why a later environment goes before an earlier one is done (journaled).
+    pub out_of_order: Option<String>,
+}
+
 pub fn run(
     path: &Path,
     env: Option<&str>,
     dsn: &[(String, String)],
-    dry_run: bool,
-    yes: bool,
+    options: Options,
 ) -> Result<()> {
+    let Options {
+        dry_run,
+        yes,
+        out_of_order,
+    } = options;
     let playbook = playbook::load(path)?;
     let environments = select_environments(&playbook, env)?;
     if !yes && !dry_run && !tui::interactive() {
@@ -46,6 +57,11 @@ pub fn run(
         }
     }
     interrupt::install();
+    if let Some(name) = env {
+        if out_of_order.is_none() {
+            earlier_environments_done(&playbook, name, dsn)?;
+        }
+    }
     let mut previous: Option<Evidence> = None;
     for environment in &environments {
         if let Some(before) = &previous {
@@ -57,8 +73,15 @@ pub fn run(
                 return Ok(());
             }
         }
-        let evidence = drop_in(&playbook, environment, dsn, dry_run, yes)
-            .map_err(|e| label(e, &environment.name, "drop"))?;
+        let evidence = drop_in(
+            &playbook,
+            environment,
+            dsn,
+            dry_run,
+            yes,
+            out_of_order.as_deref(),
+        )
+        .map_err(|e| label(e, &environment.name, "drop"))?;
         if evidence.outcome == "declined" {
             println!(
                 "\nStopped at your request; the constraint is unchanged on {}.",
@@ -67,6 +90,51 @@ pub fn run(
             return Ok(());
         }
         previous = Some(evidence);
+    }
+    Ok(())
+}
+
+/// The playbook's order is the rollout: an environment is dropped only once
+/// every earlier one is done, as its catalog shows (the constraint is gone).
+fn earlier_environments_done(
+    playbook: &Playbook,
+    env: &str,
+    dsn: &[(String, String)],
+) -> Result<()> {
+    let fk = &playbook.constraint;
+    for earlier in playbook.environments.iter().take_while(|e| e.name != env) {
+        let pending = |why: String| {
+            Error::precondition(format!(
+                "{env} comes after {} in the playbook, and {why}; nothing was changed",
+                earlier.name
+            ))
+            .with("environment", env)
+            .with("rollout", playbook.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(" -> "))
+            .next(format!(
+                "drop it on {} first (fkctl drop {} --env {}), or, if {env} really must go first, say why: --out-of-order \"REASON\" (recorded in the journal)",
+                earlier.name,
+                playbook.path.display(),
+                earlier.name
+            ))
+        };
+        let (_, mut client) = connect(playbook, earlier, dsn).map_err(|e| {
+            pending(format!(
+                "fkctl cannot confirm {} is done: {}",
+                earlier.name, e.message
+            ))
+        })?;
+        let inspection = inspect_live(
+            &mut client,
+            playbook,
+            &earlier.name,
+            "check the earlier environment",
+        )?;
+        if !matches!(inspection.constraint, Lookup::Absent) {
+            return Err(pending(format!(
+                "{} still has {} on {}",
+                earlier.name, fk.name, fk.table
+            )));
+        }
     }
     Ok(())
 }
@@ -131,6 +199,7 @@ fn drop_in(
     dsn: &[(String, String)],
     dry_run: bool,
     yes: bool,
+    out_of_order: Option<&str>,
 ) -> Result<Evidence> {
     let env = environment.name.as_str();
     let fk = &playbook.constraint;
@@ -206,7 +275,14 @@ fn drop_in(
         None
     } else {
         journal.ensure(&mut client)?;
-        Some(journal.start_run(&mut client, &playbook.change, "drop", env, fk)?)
+        let run = journal.start_run(&mut client, &playbook.change, "drop", env, fk)?;
+        if let Some(reason) = out_of_order {
+            run.note(
+                &mut client,
+                &format!("out of order (--out-of-order): {reason}"),
+            )?;
+        }
+        Some(run)
     };
     evidence.run_id = run.as_ref().map(|r| r.id.clone());
     let result = drop_steps(

@@ -124,6 +124,9 @@ fn text(playbook: &playbook::Playbook, all: &[EnvironmentStatus]) -> String {
                 "  run {} {} by {} at {}: {outcome}",
                 r.run_id, r.operation, r.operator, r.started_at
             );
+            if let Some(note) = &r.note {
+                let _ = writeln!(out, "    note: {note}");
+            }
             for step in &r.steps {
                 let _ = writeln!(
                     out,

@@ -87,7 +87,11 @@ fn holder(client: &mut Client, class: i32, key: &str) -> Option<Holder> {
 
 /// Takes one advisory lock, waiting a little for a holder that is an fkctl
 /// session (it may be the backend of a killed run, which the server is ending).
-fn take(client: &mut Client, class: i32, key: &str) -> Result<std::result::Result<(), Option<Holder>>> {
+fn take(
+    client: &mut Client,
+    class: i32,
+    key: &str,
+) -> Result<std::result::Result<(), Option<Holder>>> {
     let started = Instant::now();
     loop {
         if try_lock(client, class, key)? {

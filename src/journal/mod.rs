@@ -64,6 +64,8 @@ pub struct RunRecord {
     /// None while running, or when the run was killed.
     pub outcome: Option<String>,
     pub message: Option<String>,
+    /// The operator's stated reason for an exception (e.g. --out-of-order).
+    pub note: Option<String>,
     pub steps: Vec<StepRecord>,
 }
 
@@ -216,7 +218,8 @@ impl Journal {
             return Ok(Vec::new());
         }
         let q = format!(
-            "SELECT run_id, operation, operator, started_at, finished_at, outcome, message FROM {} WHERE change = $1 ORDER BY started_at DESC LIMIT $2",
+            // to_jsonb: journals written by an older fkctl have no note column yet.
+            "SELECT run_id, operation, operator, started_at, finished_at, outcome, message, to_jsonb(r) ->> 'note' FROM {} r WHERE change = $1 ORDER BY started_at DESC LIMIT $2",
             table(&self.schema, "runs")
         );
         let rows = client
@@ -251,6 +254,7 @@ impl Journal {
                 finished_at: r.get::<_, Option<DateTime<Utc>>>(4).map(rfc3339),
                 outcome: r.get(5),
                 message: r.get(6),
+                note: r.get(7),
                 steps,
             });
         }
@@ -306,6 +310,18 @@ impl Run {
                     &detail,
                 ],
             )
+            .map_err(db_err(&q))?;
+        Ok(())
+    }
+
+    /// Why the operator ran this the way they did (e.g. out of rollout order).
+    pub fn note(&self, client: &mut Client, note: &str) -> Result<()> {
+        let q = format!(
+            "UPDATE {} SET note = $2 WHERE run_id = $1",
+            table(&self.schema, "runs")
+        );
+        client
+            .execute(q.as_str(), &[&self.id, &note])
             .map_err(db_err(&q))?;
         Ok(())
     }

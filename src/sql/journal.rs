@@ -16,6 +16,8 @@ pub fn create_sql(schema: &Ident) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {runs} (run_id text PRIMARY KEY, change text NOT NULL, operation text NOT NULL, environment text NOT NULL, constraint_name text NOT NULL, table_name text NOT NULL, operator text NOT NULL, fkctl_version text NOT NULL, started_at timestamptz NOT NULL, finished_at timestamptz, outcome text, message text)"
         ),
+        // Added after the first release: journals created before it gain the column.
+        format!("ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS note text"),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, run_id text NOT NULL REFERENCES {runs}, step text NOT NULL, sql text NOT NULL, started_at timestamptz NOT NULL, finished_at timestamptz, outcome text, retries integer NOT NULL DEFAULT 0, blockers text, detail text)",
             table(schema, "steps")
