@@ -213,6 +213,17 @@ fn connection_and_environment_mistakes_are_usage_errors() {
         "test=host=x sslmode=sometimes",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    // The error names where the bad string came from: the flag, not the variable.
+    assert!(
+        stderr(&out).contains("from: --dsn test="),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("FKCTL_TEST_ONLY_DSN"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&["plan", &p, "--dsn", "no-equals-sign"]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -136,12 +136,14 @@ fn drift_stops_before_any_ddl() {
 fn lock_contention_is_retried_reported_and_bounded() {
     let s = Setup::new("contention", "{ lock_timeout: 200ms, lock_retries: 2 }");
     let mut holder = s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
-    holder
-        .batch_execute("BEGIN; LOCK TABLE chat_names IN ACCESS SHARE MODE")
-        .unwrap_or_else(|e| panic!("{e}"));
     let holder_pid: i32 = holder
         .query_one("SELECT pg_backend_pid()", &[])
         .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    holder
+        .batch_execute(
+            "BEGIN; LOCK TABLE chat_names IN ACCESS SHARE MODE; SELECT 'tok_live_4242' AS api_key",
+        )
         .unwrap_or_else(|e| panic!("{e}"));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -184,6 +186,23 @@ fn lock_contention_is_retried_reported_and_bounded() {
     assert!(
         longest_read < Duration::from_millis(200 + 250),
         "a reader waited {longest_read:?} behind fkctl (lock_timeout is 200ms)"
+    );
+    // Another session's literals never reach fkctl's output or journal.
+    assert!(!err.contains("tok_live_4242"), "{err}");
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.steps WHERE blockers LIKE '%tok_live%' OR detail LIKE '%tok_live%'"
+        ),
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.steps WHERE blockers LIKE '%SELECT ? AS api_key%'"
+        ),
+        1,
+        "the query is still recognisable: {err}"
     );
     // The journal keeps the failed step with the blocker it saw.
     assert_eq!(

@@ -110,7 +110,28 @@ const CORPUS: &[(&str, u64, u64, &str)] = &[
     ("31-negative-retries", 13, 70, "expected a whole number"),
     ("32-no-environments", 10, 15, "at least one environment"),
     ("33-not-utf8", 3, 14, "not valid UTF-8"),
+    (
+        "34-version-quoted",
+        1,
+        10,
+        "version must be a number, not the text \"1\"",
+    ),
+    ("35-two-documents", 16, 1, "a playbook is one YAML document"),
+    ("36-nested-too-deep", 2, 263, "too deeply nested"),
 ];
+
+/// The YAML library's own words (its function and type names) never reach the user.
+#[test]
+fn no_library_internals_in_messages() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/malformed");
+    for (name, ..) in CORPUS {
+        let out = fkctl(&["lint", &format!("{dir}/{name}.yml")]);
+        let err = stderr(&out);
+        for internal in ["from_str", "Nodes {", "budget", "Options", "serde"] {
+            assert!(!err.contains(internal), "{name}: {err}");
+        }
+    }
+}
 
 #[test]
 fn every_malformed_playbook_is_refused_with_its_position() {

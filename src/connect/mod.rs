@@ -59,7 +59,8 @@ fn env(name: &str) -> Option<String> {
 impl Target {
     /// Resolves the connection for one playbook environment.
     pub fn resolve(environment: &Environment, overrides: &Overrides) -> Result<Target> {
-        let text = match overrides.iter().rev().find(|(n, _)| n == &environment.name) {
+        let overridden = overrides.iter().rev().find(|(n, _)| n == &environment.name);
+        let text = match overridden {
             Some((_, dsn)) => dsn.clone(),
             None => std::env::var(&environment.dsn_env).map_err(|_| {
                 Error::usage(format!(
@@ -73,8 +74,11 @@ impl Target {
             })?,
         };
         Target::from_dsn(&environment.name, &text).map_err(|e| {
-            e.with("environment", environment.name.clone())
-                .with("variable", environment.dsn_env.clone())
+            let e = e.with("environment", environment.name.clone());
+            match overridden {
+                Some(_) => e.with("from", format!("--dsn {}=...", environment.name)),
+                None => e.with("variable", environment.dsn_env.clone()),
+            }
         })
     }
 

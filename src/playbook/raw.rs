@@ -7,7 +7,7 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlaybook {
-    pub version: Spanned<u32>,
+    pub version: Spanned<Version>,
     pub change: Spanned<String>,
     pub summary: Spanned<String>,
     #[serde(default)]
@@ -93,4 +93,36 @@ pub struct RawRollback {
     pub batch_size: Option<Spanned<u32>>,
     #[serde(default)]
     pub max_orphans: Option<Spanned<u64>>,
+}
+
+/// `version: 1`, a YAML number. A quoted "1" is a string and is refused: the
+/// version says which format the file is written in, so it must be exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version(pub u64);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Version, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Version;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a whole number, e.g. version: 1 (not quoted)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Version, E> {
+                Ok(Version(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Version, E> {
+                u64::try_from(v)
+                    .map(Version)
+                    .map_err(|_| E::custom("version must be a whole number, e.g. version: 1"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Version, E> {
+                Err(E::custom(format!(
+                    "version must be a number, not the text {v:?}: write version: {} without quotes",
+                    v.trim()
+                )))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }

@@ -336,12 +336,12 @@ impl Checker<'_> {
     }
 
     fn playbook(&self, raw: RawPlaybook) -> Result<Playbook, PlaybookError> {
-        if raw.version.value != SUPPORTED_VERSION {
+        if raw.version.value.0 != u64::from(SUPPORTED_VERSION) {
             return self.error(
                 raw.version.referenced,
                 format!(
                     "version: {} is not supported; this fkctl reads version {SUPPORTED_VERSION}",
-                    raw.version.value
+                    raw.version.value.0
                 ),
             );
         }
@@ -364,7 +364,7 @@ impl Checker<'_> {
         let (constraint, positions) = self.constraint(&raw.constraint)?;
         Ok(Playbook {
             path: self.path.to_path_buf(),
-            version: raw.version.value,
+            version: SUPPORTED_VERSION,
             change,
             summary,
             links,
@@ -397,6 +397,13 @@ impl Checker<'_> {
 
 /// The YAML library's wording, in the words of someone editing a playbook.
 fn plain_words(message: &str) -> String {
+    // The YAML library's words for these name its own functions and types.
+    if message.starts_with("multiple YAML documents detected") {
+        return "a playbook is one YAML document, and this file has more than one (a second `---` line)".to_string();
+    }
+    if message.starts_with("budget breached") || message.starts_with("recursion limit exceeded") {
+        return "the file is far too large or too deeply nested to be a playbook (a playbook is a few dozen lines)".to_string();
+    }
     let replaced = match message {
         "invalid u32" | "invalid u64" => "expected a whole number, 0 or more",
         "expected sequence start" => "expected a list, e.g. [a, b]",
@@ -434,4 +441,20 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Playbook, PlaybookError> {
         }
     })?;
     Checker { path }.playbook(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_words;
+
+    #[test]
+    fn the_yaml_librarys_internal_words_are_replaced() {
+        for raw in [
+            "budget breached: Nodes { nodes: 250001 }",
+            "multiple YAML documents detected; use from_str_multiple or from_str_multiple_with_options",
+        ] {
+            let said = plain_words(raw);
+            assert!(!said.contains("Nodes") && !said.contains("from_str"), "{said}");
+        }
+    }
 }
