@@ -398,7 +398,7 @@ fn drop_steps(
                     Ok((out, retries, blockers, None))
                 })?;
                 if let Some(check) = &step.after {
-                    exec.check(client, check, step).map_err(|e| {
+                    exec.check_after(client, check, step).map_err(|e| {
                         e.next("the DROP committed but the catalog still shows the constraint: inspect the database before doing anything else")
                     })?;
                 }

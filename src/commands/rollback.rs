@@ -468,11 +468,21 @@ impl Context<'_> {
                             env,
                         )?
                     {
-                        return Err(e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest"));
+                        let mut e = e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest");
+                        e.kind = Kind::FailedMidway;
+                        e.message = format!("stopped at your request after NOT VALID: {}", e.message);
+                        return Err(e);
                     }
                     self.purge(steps, true)?;
                 }
-                Err(e) => return Err(e),
+                Err(mut e) => {
+                    // NOT VALID is in place by now: not a refusal before any change.
+                    if e.kind == Kind::Precondition {
+                        e.kind = Kind::FailedMidway;
+                        e = e.next("rows were orphaned after the census; the constraint stays NOT VALID (new rows are checked). Run the rollback again");
+                    }
+                    return Err(e);
+                }
             }
         }
         let pending_validation = steps.iter().any(|s| {
@@ -581,7 +591,7 @@ impl Context<'_> {
             }
             let out = exec.run(c, step, &[])?;
             if let Some(check) = &step.after {
-                exec.check(c, check, step)?;
+                exec.check_after(c, check, step)?;
             }
             let (r, b) = (out.retries, out.blockers.clone());
             Ok((out, r, b, None))

@@ -141,6 +141,19 @@ impl Executor<'_> {
         self.judge(check, step, value)
     }
 
+    /// A check after a step's change committed: a mismatch is not a refused
+    /// precondition (something did change), so it is reported as failed
+    /// part-way (exit 6), with what was found.
+    pub fn check_after(&self, client: &mut Client, check: &Check, step: &Step) -> Result<Value> {
+        self.check(client, check, step).map_err(|mut e| {
+            if e.kind == Kind::Precondition {
+                e.kind = Kind::FailedMidway;
+                e.message = format!("after the step committed, {}", e.message);
+            }
+            e
+        })
+    }
+
     /// The value if it is what the check expects, else a precondition error saying what was found.
     pub fn judge(&self, check: &Check, step: &Step, value: Value) -> Result<Value> {
         let ok = match (&check.expect, &value) {
