@@ -6,6 +6,7 @@
 
 use crate::playbook::PlaybookError;
 use std::fmt;
+use std::sync::Arc;
 
 /// What to do after losing the connection in the middle of a command.
 pub const RECONNECT_ADVICE: &str = "the connection was lost; any open transaction was rolled back by the server. Check that the server is up, then run the same command again: it continues from what the catalog shows";
@@ -19,10 +20,12 @@ pub enum Kind {
     Usage,
     /// 3: the database could not be reached or refused the login.
     Unreachable,
-    /// 4: a precondition failed: drift, missing object, orphans over the limit,
-    /// a blocking session, a policy that refuses; nothing was changed.
+    /// 4: refused: a precondition failed (drift, missing object, orphans over
+    /// the limit, a policy that refuses, another run holding the change); the
+    /// application's schema and data were not changed.
     Precondition,
-    /// 5: a lock was not acquired within lock_timeout after every retry; nothing was changed.
+    /// 5: a lock was not acquired within lock_timeout after every retry; the
+    /// step that waited changed nothing.
     LockNotAcquired,
     /// 6: a statement failed part-way through a change; the database is
     /// consistent and the same command can be run again to continue.
@@ -52,6 +55,8 @@ pub struct Error {
     /// `(label, text)` lines shown under the message, in order.
     pub context: Vec<(String, String)>,
     pub next: Option<String>,
+    /// What PostgreSQL (or the network) said, kept whole for `source()`.
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -63,6 +68,7 @@ impl Error {
             message: message.into(),
             context: Vec::new(),
             next: None,
+            cause: None,
         }
     }
 
@@ -98,6 +104,10 @@ impl Error {
         };
         let mut e = Error::new(kind, message).with("sql", sql);
         e = e.with("postgres", said);
+        e.cause = Some(match err.as_db_error() {
+            Some(db) => Arc::new(db.clone()),
+            None => Arc::new(Cause(err.to_string())),
+        });
         if let Some(db) = err.as_db_error() {
             if let Some(detail) = db.detail() {
                 e = e.with("detail", detail);
@@ -163,7 +173,26 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A cause known only by its words (a client-side or network error, which
+/// the postgres crate does not let us clone).
+#[derive(Debug)]
+struct Cause(String);
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cause {}
 
 impl From<PlaybookError> for Error {
     fn from(e: PlaybookError) -> Error {

@@ -470,7 +470,8 @@ impl Context<'_> {
                     {
                         let mut e = e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest");
                         e.kind = Kind::FailedMidway;
-                        e.message = format!("stopped at your request after NOT VALID: {}", e.message);
+                        e.message =
+                            format!("stopped at your request after NOT VALID: {}", e.message);
                         return Err(e);
                     }
                     self.purge(steps, true)?;
