@@ -151,6 +151,11 @@ pub enum Command {
         /// Do not ask.
         #[arg(long)]
         yes: bool,
+        /// Go on although columns of the archived rows were dropped from the table since the
+        /// rollback. Their archived values are LOST: each row leaves the archive as it goes back,
+        /// without them. The discarded columns are recorded in the journal's step detail.
+        #[arg(long)]
+        discard_dropped_columns: bool,
     },
     /// Per environment: the constraint's state, the last runs of this change and the stored snapshot.
     Status {

@@ -84,7 +84,16 @@ pub fn run(cli: Cli) -> Result<()> {
             connection,
             run,
             yes,
-        } => restore::run(&playbook, &connection, &run, yes),
+            discard_dropped_columns,
+        } => restore::run(
+            &playbook,
+            &connection,
+            &run,
+            restore::Options {
+                yes,
+                discard_dropped_columns,
+            },
+        ),
         Command::Status {
             playbook,
             environments,

@@ -1,16 +1,28 @@
 //! `fkctl restore`: put the rows a rollback archived back into the table,
-//! batch by batch, once their parents exist again.
+//! batch by batch, once their parents exist again; exactly as they were, or
+//! refused before any row moves, naming the columns that cannot come back.
 
 use super::{connect, inspect_live, label, load_with_env};
+use crate::catalog::relations::{self, TableColumn};
+use crate::catalog::Inspection;
 use crate::cli::args::Connection;
-use crate::error::{Error, Result};
+use crate::error::{describe_postgres, Error, Kind, Result};
 use crate::execute::{guard, interrupt, Executor};
 use crate::journal::{record_step, Journal};
+use crate::plan::restore::{ArchivedKey, ColumnPlan};
 use crate::plan::{restore_plan, Observed};
+use crate::playbook::Playbook;
+use crate::sql::ident::Ident;
 use crate::sql::purge;
 use crate::tui;
 use postgres::Client;
 use std::path::Path;
+
+pub struct Options {
+    pub yes: bool,
+    /// Restore even though columns of the archived rows are gone from the table (their values are lost).
+    pub discard_dropped_columns: bool,
+}
 
 fn count(client: &mut Client, sql: &str, run_id: &str) -> Result<i64> {
     client
@@ -19,10 +31,111 @@ fn count(client: &mut Client, sql: &str, run_id: &str) -> Result<i64> {
         .map_err(|e| Error::from_postgres(&e, sql))
 }
 
-pub fn run(path: &Path, connection: &Connection, run_id: &str, yes: bool) -> Result<()> {
+/// The table's live columns against the keys of the run's archived rows.
+fn compare_columns(
+    client: &mut Client,
+    playbook: &Playbook,
+    inspection: &Inspection,
+    run_id: &str,
+    rows: i64,
+    discard_dropped: bool,
+) -> Result<(ColumnPlan, Vec<TableColumn>)> {
+    let table = relations::table_columns(client, inspection.child.oid)?;
+    let sql = purge::archived_keys_sql(&playbook.journal_schema);
+    let keys: Vec<ArchivedKey> = client
+        .query(sql.as_str(), &[&run_id])
+        .map_err(|e| Error::from_postgres(&e, &sql))?
+        .iter()
+        .map(|r| ArchivedKey {
+            name: Ident::from_catalog(r.get::<_, String>(0)),
+            rows: r.get(1),
+        })
+        .collect();
+    let mut plan = ColumnPlan::compare(
+        &table,
+        &keys,
+        rows,
+        &playbook.constraint.columns,
+        discard_dropped,
+    );
+    plan.triggers = relations::insert_triggers(client, inspection.child.oid)?;
+    Ok((plan, table))
+}
+
+/// Reads every archived row of the run as a row of the table's current type,
+/// before any row moves. If a value no longer converts (a column's type
+/// changed), finds the columns that fail, one by one, and refuses.
+fn check_conversion(
+    client: &mut Client,
+    inspection: &Inspection,
+    schema: &Ident,
+    columns: &ColumnPlan,
+    table: &[TableColumn],
+    run_id: &str,
+) -> Result<()> {
+    let query = &inspection.orphan_query;
+    let sql = purge::restore_convert_sql(query, schema, &columns.columns);
+    let whole = match client.query_one(sql.as_str(), &[&run_id]) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.as_db_error().is_none() => return Err(Error::from_postgres(&e, &sql)),
+        Err(e) => e,
+    };
+    let mut err = Error::precondition(format!(
+        "archived values of run {run_id} no longer convert to the column types of {}: a column's type changed since the rollback",
+        query.child
+    ));
+    let mut named = false;
+    for column in table
+        .iter()
+        .filter(|c| !columns.columns.unread.contains(&c.name))
+    {
+        let one = purge::restore_convert_column_sql(query, schema, &column.name);
+        match client.query_one(one.as_str(), &[&run_id]) {
+            Ok(_) => {}
+            Err(e) if e.as_db_error().is_none() => return Err(Error::from_postgres(&e, &one)),
+            Err(e) => {
+                named = true;
+                err = err.with(
+                    "column",
+                    format!(
+                        "{} (now {}): {}",
+                        column.name,
+                        column.type_name,
+                        describe_postgres(&e).1
+                    ),
+                );
+            }
+        }
+    }
+    if !named {
+        err = err
+            .with("postgres", describe_postgres(&whole).1)
+            .with("sql", sql);
+    }
+    Err(err.next("nothing was restored. Change the column back, or rewrite the archived values to the new type (they are jsonb in the archive, row_data), then run the same restore again"))
+}
+
+/// The batch statement's own failure (fewer rows went into the table than
+/// left the archive) in plain words; other errors unchanged.
+fn explain_batch(mut e: Error) -> Error {
+    let said = e
+        .context
+        .iter()
+        .find(|(label, _)| label == "postgres")
+        .and_then(|(_, text)| text.split_once("\"fkctl: "))
+        .map(|(_, rest)| rest.trim_end_matches('"').to_string());
+    if let Some(said) = said {
+        e.message = format!("a restore batch was refused: {said}");
+        e.kind = Kind::FailedMidway;
+        e.next = Some("no row of that batch moved and earlier batches are complete; every row is in exactly one place. Find the trigger or rule on the table that drops inserted rows, disable it for the restore, then run the same restore again".into());
+    }
+    e
+}
+
+pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
-    if !yes && !tui::interactive() {
+    if !options.yes && !tui::interactive() {
         return Err(Error::usage(
             "fkctl restore asks before putting rows back, but there is no terminal to ask on",
         )
@@ -53,20 +166,42 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, yes: bool) -> Res
             return Err(e.next("fkctl status lists the runs; the archive is the table above"));
         }
         let inspection = inspect_live(&mut client, &playbook, env, "pre-checks")?;
+        let (columns, table) = compare_columns(&mut client, &playbook, &inspection, run_id, deleted, options.discard_dropped_columns)?;
+        let refusals = columns.refusals();
+        if !refusals.is_empty() {
+            let mut e = Error::precondition(format!(
+                "the {deleted} archived row(s) of run {run_id} cannot go back into {} as they were",
+                playbook.constraint.table
+            ))
+            .with("environment", env);
+            for (what, why) in refusals {
+                e = e.with(&what, why);
+            }
+            let advice = if columns.dropped.is_empty() || options.discard_dropped_columns {
+                "nothing was restored. Change the table back (or give the added column a default), then run the same restore again"
+            } else {
+                "nothing was restored. Add the columns back to keep their values, or pass --discard-dropped-columns to restore the rows without them"
+            };
+            return Err(e.next(advice));
+        }
+        check_conversion(&mut client, &inspection, schema, &columns, &table, run_id)?;
         let observed = Observed { environment: env, inspection: &inspection };
-        let plan = restore_plan(&playbook, Some(&observed));
+        let plan = restore_plan(&playbook, Some(&observed), Some(&columns));
         let step = plan.steps.first().ok_or_else(|| Error::internal("empty restore plan"))?;
-        let refused_sql = purge::restore_refused_sql(&inspection.orphan_query, schema);
+        let refused_sql = purge::restore_refused_sql(&inspection.orphan_query, schema, &columns.columns);
         let refused_before = count(&mut client, &refused_sql, run_id)?;
         println!("== restore on {env} ({}) ==", target.description);
         println!("  run {run_id}: {deleted} archived row(s); {} can go back now, {refused_before} still lack their parent", deleted - refused_before);
+        for note in columns.notes() {
+            println!("  {note}");
+        }
         println!("{}", super::step_text(step));
         if deleted == refused_before {
             return Err(Error::precondition(format!("none of the {deleted} archived rows has its parent back in {}", playbook.constraint.ref_table))
                 .with("environment", env)
                 .next("restore the parent rows first, then run restore again"));
         }
-        if !yes {
+        if !options.yes {
             let question = format!("Put {} row(s) back into {} on {env}?", deleted - refused_before, playbook.constraint.table);
             let go = if environment.protected { tui::confirm_by_name(&question, env)? } else { tui::confirm(&question)? };
             if !go {
@@ -79,25 +214,43 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, yes: bool) -> Res
         let run = journal.start_run(&mut client, &playbook.change, "restore", env, &playbook.constraint)?;
         let archived_left = format!("SELECT count(*) FROM {} WHERE run_id = $1 AND action = 'delete'", archive.quoted());
         let result = record_step(&mut client, Some(&run), step, |c| {
-            let mut left = count(c, &archived_left, run_id)?;
+            let mut moved = 0i64;
+            let mut batches = 0u32;
             loop {
-                exec.run(c, step, &[&run_id])?;
-                let now = count(c, &archived_left, run_id)?;
-                if now == left {
+                let outcome = exec.run(c, step, &[&run_id]).map_err(explain_batch)?;
+                let n: i64 = outcome
+                    .returned
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| Error::internal("the restore batch did not return its row count"))?;
+                if n == 0 {
                     break;
                 }
-                left = now;
+                moved += n;
+                batches += 1;
             }
-            Ok((left, 0, Vec::new(), Some(format!("{} row(s) restored", deleted - left))))
+            let left = count(c, &archived_left, run_id)?;
+            if deleted - left != moved {
+                return Err(Error::new(Kind::Internal, format!("the archive of run {run_id} went from {deleted} to {left} row(s), but {moved} row(s) went back into the table"))
+                    .with("environment", env)
+                    .next("something else changed the archive during the restore; compare the archive with the table before going on"));
+            }
+            let mut detail = vec![format!("{moved} row(s) restored in {batches} batch(es); archive of the run: {deleted} row(s) before, {left} after")];
+            detail.extend(columns.notes());
+            Ok(((moved, left), 0, Vec::new(), Some(detail.join("\n"))))
         });
         let finished = run.finish(&mut client, if result.is_ok() { "restored" } else { "failed" }, result.as_ref().err().map(|e| e.to_string()).as_deref());
-        let left = result?;
+        let (moved, left) = result?;
         finished?;
-        println!("  restored {} row(s) into {}", deleted - left, playbook.constraint.table);
+        println!("  restored {moved} row(s) into {}; the archive of run {run_id} went from {deleted} to {left} row(s)", playbook.constraint.table);
         if left > 0 {
-            return Err(Error::precondition(format!("{left} archived row(s) stay in the archive: their parent rows are still missing"))
-                .with("environment", env)
-                .next("restore the parent rows, then run the same restore again; the rows are safe in the archive"));
+            let refused_after = count(&mut client, &refused_sql, run_id)?;
+            let mut e = Error::precondition(format!("{left} archived row(s) stay in the archive: their parent rows are still missing"))
+                .with("environment", env);
+            if refused_after < left {
+                e = e.with("note", format!("{} of them have their parent now (it came back during the restore)", left - refused_after));
+            }
+            return Err(e.next("restore the parent rows, then run the same restore again; the rows are safe in the archive"));
         }
         Ok(())
     })()

@@ -7,6 +7,7 @@ pub mod drift;
 pub mod impact;
 pub mod leaves;
 pub mod locks;
+pub mod restore;
 mod steps;
 
 use crate::catalog::{Inspection, Lookup};
@@ -119,6 +120,6 @@ pub fn build(operation: Operation, playbook: &Playbook, observed: Option<&Observ
     match operation {
         Operation::Drop => drop_plan(playbook, observed),
         Operation::Rollback => rollback_plan(playbook, observed),
-        Operation::Restore => restore_plan(playbook, observed),
+        Operation::Restore => restore_plan(playbook, observed, None),
     }
 }

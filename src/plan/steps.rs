@@ -1,6 +1,7 @@
 //! The steps of a drop and of a rollback.
 
 use super::leaves::{self, Path, PARTITIONED_NOT_VALID_VERSION};
+use super::restore::ColumnPlan;
 use super::{Check, Expect, Lock, LockMode, Observed, Operation, Plan, Status, Step};
 use crate::catalog::partitions::LeafState;
 use crate::catalog::Lookup;
@@ -589,26 +590,44 @@ fn path_note(
     }
 }
 
-/// Restore: put archived rows of one run back, batch by batch.
-pub fn restore_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
-    let cx = Context::new(playbook, observed);
+/// Restore: put archived rows of one run back, batch by batch. `columns` is
+/// the comparison of the table with the archived rows; without it (a plan
+/// from the playbook alone) the statement cannot be written yet.
+pub fn restore_plan(
+    playbook: &Playbook,
+    observed: Option<&Observed<'_>>,
+    columns: Option<&ColumnPlan>,
+) -> Plan {
+    let mut cx = Context::new(playbook, observed);
     let schema = &playbook.journal_schema;
     let batch = playbook.rollback.batch_size;
     let mut restore = step(
         "restore-rows",
         "Put archived rows back",
-        "Only rows whose parent exists again go back; each batch moves its rows out of the archive and into the table in one statement, so a row is never in both or in neither.",
+        "Only rows whose parent exists again go back; each batch moves its rows out of the archive and into the table in one statement, so a row is never in both or in neither. The INSERT names its columns: generated columns are computed again, columns added since the rollback get their default, identity values are kept (OVERRIDING SYSTEM VALUE). A batch that would put fewer rows into the table than it takes from the archive fails and rolls back.",
     );
     restore.transaction = true;
-    restore.statements = vec![purge::restore_batch_sql(&cx.orphans, batch, schema)];
     restore.repeat = Some(format!("per batch of up to {batch} rows until none can move; $1 = the run id whose rows are restored"));
     restore.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
-    restore.status = Status::Pending;
-    let refused = purge::restore_refused_sql(&cx.orphans, schema);
-    let mut cx = cx;
-    cx.notes.push(format!(
-        "Rows whose parent is still missing stay in the archive: {refused}"
-    ));
+    match columns {
+        Some(columns) => {
+            restore.statements = vec![purge::restore_batch_sql(
+                &cx.orphans,
+                batch,
+                schema,
+                &columns.columns,
+            )];
+            restore.status = Status::Pending;
+            cx.notes.extend(columns.notes());
+            let refused = purge::restore_refused_sql(&cx.orphans, schema, &columns.columns);
+            cx.notes.push(format!(
+                "Rows whose parent is still missing stay in the archive: {refused}"
+            ));
+        }
+        None => cx.notes.push(
+            "The INSERT's column list comes from the table's live columns and the archived rows of the run, read when restore runs.".to_string(),
+        ),
+    }
     cx.finish(Operation::Restore, vec![restore])
 }
 

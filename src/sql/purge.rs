@@ -10,6 +10,7 @@
 
 use super::ident::{quote_literal, Ident, QualifiedName};
 use super::orphans::OrphanQuery;
+use serde::Serialize;
 
 /// fkctl's own schema (journal and archive).
 pub const DEFAULT_SCHEMA: &str = "fkctl";
@@ -95,35 +96,131 @@ pub fn archived_count_sql(schema: &Ident, change: &str, constraint: &Ident) -> S
     )
 }
 
+/// How archived rows go back into the child table, decided from the table's
+/// live columns and the keys of the archived rows (see `plan::restore`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreColumns {
+    /// The columns the INSERT lists, in table order: live, not generated,
+    /// and present in every archived row. Columns left out get their default.
+    pub insert: Vec<Ident>,
+    /// Archived keys removed before the jsonb is read as a row: generated
+    /// columns, which PostgreSQL recomputes, so a value of an older type never
+    /// has to convert.
+    pub unread: Vec<Ident>,
+}
+
+fn text_array(names: &[Ident]) -> String {
+    let items = names
+        .iter()
+        .map(|n| quote_literal(n.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("ARRAY[{items}]::text[]")
+}
+
+/// `jsonb_populate_record(NULL::child, json)`: archived json as a row of the
+/// child's current type, each value converted to its column's current type.
+fn archived_record(query: &OrphanQuery, json: &str, columns: &RestoreColumns) -> String {
+    let json = if columns.unread.is_empty() {
+        json.to_string()
+    } else {
+        format!("{json} - {}", text_array(&columns.unread))
+    };
+    format!(
+        "jsonb_populate_record(NULL::{}, {json})",
+        query.child.quoted()
+    )
+}
+
 /// The archived rows of run `$1` as rows of the child table, aliased `fk`,
 /// so that the orphan predicate applies to them unchanged.
-fn archived_as_child(query: &OrphanQuery, schema: &Ident) -> String {
+fn archived_as_child(query: &OrphanQuery, schema: &Ident, columns: &RestoreColumns) -> String {
     format!(
-        "{} a CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, a.row_data) fk WHERE a.run_id = $1 AND a.action = 'delete'",
+        "{} a CROSS JOIN LATERAL {} fk WHERE a.run_id = $1 AND a.action = 'delete'",
         archive_table(schema).quoted(),
-        query.child.quoted()
+        archived_record(query, "a.row_data", columns)
     )
 }
 
 /// Moves one batch of archived rows of run `$1` back into the child table:
 /// only rows that would not be orphans now (their parent is back), removed
 /// from the archive in the same statement. A row is always in exactly one place.
-pub fn restore_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) -> String {
+///
+/// The INSERT names its columns (generated columns are recomputed, columns
+/// added since the archive was written get their default) and keeps identity
+/// values (OVERRIDING SYSTEM VALUE). The statement returns the number of rows
+/// moved, and fails, so that the whole batch rolls back, if the table took in
+/// fewer rows than left the archive (a trigger that skips rows).
+pub fn restore_batch_sql(
+    query: &OrphanQuery,
+    batch_size: u32,
+    schema: &Ident,
+    columns: &RestoreColumns,
+) -> String {
     let archive = archive_table(schema).quoted();
     let child = query.child.quoted();
+    let list = columns
+        .insert
+        .iter()
+        .map(Ident::quoted)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = columns
+        .insert
+        .iter()
+        .map(|c| format!("fk.{}", c.quoted()))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
-        "WITH batch AS (SELECT a.id FROM {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data) INSERT INTO {child} OVERRIDING SYSTEM VALUE SELECT (jsonb_populate_record(NULL::{child}, moved.row_data)).* FROM moved",
-        archived_as_child(query, schema),
-        query.predicate()
+        "WITH batch AS (SELECT a.id FROM {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS (INSERT INTO {child} ({list}) OVERRIDING SYSTEM VALUE SELECT {values} FROM moved CROSS JOIN LATERAL {} fk RETURNING 1) SELECT (CASE WHEN m.n = p.n THEN p.n ELSE ('fkctl: ' || m.n || ' archived row(s) left the archive but ' || p.n || ' went into the table (a trigger or rule skipped rows); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM put) p",
+        archived_as_child(query, schema, columns),
+        query.predicate(),
+        archived_record(query, "moved.row_data", columns)
     )
 }
 
 /// Archived rows of run `$1` that would still be orphans: refused by restore.
-pub fn restore_refused_sql(query: &OrphanQuery, schema: &Ident) -> String {
+pub fn restore_refused_sql(
+    query: &OrphanQuery,
+    schema: &Ident,
+    columns: &RestoreColumns,
+) -> String {
     format!(
         "SELECT count(*) FROM {} AND ({})",
-        archived_as_child(query, schema),
+        archived_as_child(query, schema, columns),
         query.predicate()
+    )
+}
+
+/// Reads every archived row of run `$1` as a row of the table's current type:
+/// fails, changing nothing, if a value no longer converts to its column's type.
+pub fn restore_convert_sql(
+    query: &OrphanQuery,
+    schema: &Ident,
+    columns: &RestoreColumns,
+) -> String {
+    format!(
+        "SELECT count(*) FROM {}",
+        archived_as_child(query, schema, columns)
+    )
+}
+
+/// The same conversion for one column alone, to name the column that fails.
+pub fn restore_convert_column_sql(query: &OrphanQuery, schema: &Ident, column: &Ident) -> String {
+    let key = quote_literal(column.as_str());
+    format!(
+        "SELECT count(*) FROM {} a CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, jsonb_build_object({key}, a.row_data -> {key})) fk WHERE a.run_id = $1 AND a.action = 'delete'",
+        archive_table(schema).quoted(),
+        query.child.quoted()
+    )
+}
+
+/// The keys of the archived rows of run `$1`, each with the number of rows
+/// that have it (rows archived before a column was added lack its key).
+pub fn archived_keys_sql(schema: &Ident) -> String {
+    format!(
+        "SELECT k.key, count(*) FROM {} a CROSS JOIN LATERAL jsonb_object_keys(a.row_data) k(key) WHERE a.run_id = $1 AND a.action = 'delete' GROUP BY k.key ORDER BY k.key",
+        archive_table(schema).quoted()
     )
 }
 

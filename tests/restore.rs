@@ -1,0 +1,476 @@
+//! `fkctl restore` against a real PostgreSQL: rows come back exactly as the
+//! rollback archived them, or the restore is refused before any row moves,
+//! naming the columns that cannot come back and why.
+//!
+//! Each case: the seed table (shaped by the test), a copy of it taken before
+//! anything happens, an fkctl drop, a tenth of the parents deleted, an fkctl
+//! rollback that archives the orphans, the parents put back, then restore.
+
+mod common;
+
+use common::staged::Setup;
+use common::*;
+use fkctl::testkit::TestDatabase;
+use std::process::Output;
+
+const ORIGINAL_COLUMNS: &str = "id, pipeline_id, chat_name_id, response_url";
+
+struct Case {
+    s: Setup,
+    run_id: String,
+    orphans: i64,
+    rows: i64,
+}
+
+fn text(db: &TestDatabase, sql: &str) -> String {
+    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    client
+        .query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        .get(0)
+}
+
+fn server_version(db: &TestDatabase) -> i64 {
+    scalar_i64(db, "SELECT current_setting('server_version_num')::int8")
+}
+
+impl Case {
+    /// Shapes the child table with `schema_sql`, copies it to `before_rows`,
+    /// then drop, orphans, rollback (archiving them), parents back.
+    fn rolled_back(tag: &str, schema_sql: &str) -> Case {
+        let s = Setup::with_rollback(tag, "{ lock_timeout: 300ms }", "{ batch_size: 50 }");
+        if !schema_sql.is_empty() {
+            exec(&s.staging, schema_sql);
+        }
+        exec(
+            &s.staging,
+            "CREATE TABLE before_rows AS TABLE ci_pipeline_chat_data",
+        );
+        let rows = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data");
+        let out = s.drop(&["--env", "staging", "--yes"]);
+        assert!(out.status.success(), "drop: {}", stderr(&out));
+        exec(
+            &s.staging,
+            "CREATE TABLE deleted_parents AS SELECT * FROM chat_names WHERE id % 10 = 0;
+             DELETE FROM chat_names WHERE id % 10 = 0;",
+        );
+        let path = s.playbook.display().to_string();
+        let out = s.run(&[
+            "rollback", &path, "--env", "staging", "--yes", "--output", "json",
+        ]);
+        assert!(out.status.success(), "rollback: {}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stdout(&out)));
+        let run_id = summary["run_id"].as_str().unwrap_or_default().to_string();
+        assert!(!run_id.is_empty(), "{summary}");
+        let orphans = scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows");
+        assert!(orphans > 100, "{orphans}");
+        assert_eq!(
+            scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
+            rows
+        );
+        exec(
+            &s.staging,
+            "INSERT INTO chat_names SELECT * FROM deleted_parents",
+        );
+        Case {
+            s,
+            run_id,
+            orphans,
+            rows,
+        }
+    }
+
+    fn restore(&self, extra: &[&str]) -> Output {
+        let path = self.s.playbook.display().to_string();
+        let mut args = vec![
+            "restore",
+            path.as_str(),
+            "--env",
+            "staging",
+            "--run",
+            self.run_id.as_str(),
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        self.s.run(&args)
+    }
+
+    fn archived(&self) -> i64 {
+        scalar_i64(&self.s.staging, "SELECT count(*) FROM fkctl.archived_rows")
+    }
+
+    fn table_rows(&self) -> i64 {
+        scalar_i64(
+            &self.s.staging,
+            "SELECT count(*) FROM ci_pipeline_chat_data",
+        )
+    }
+
+    /// Rows that differ between the copy taken at the start and the table
+    /// now, over `columns` (both ways, duplicates counted).
+    fn differing_rows(&self, columns: &str) -> i64 {
+        scalar_i64(
+            &self.s.staging,
+            &format!(
+                "SELECT count(*) FROM ((SELECT {columns} FROM before_rows EXCEPT ALL SELECT {columns} FROM ci_pipeline_chat_data)
+                 UNION ALL (SELECT {columns} FROM ci_pipeline_chat_data EXCEPT ALL SELECT {columns} FROM before_rows)) d"
+            ),
+        )
+    }
+
+    /// Nothing moved: every archived row is still in the archive, the table
+    /// still lacks them.
+    fn assert_nothing_moved(&self) {
+        assert_eq!(self.archived(), self.orphans, "the archive is untouched");
+        assert_eq!(
+            self.table_rows(),
+            self.rows - self.orphans,
+            "no row went back"
+        );
+    }
+
+    /// The journal's detail of the restore step that succeeded.
+    fn restore_detail(&self) -> String {
+        text(
+            &self.s.staging,
+            "SELECT s.detail FROM fkctl.steps s JOIN fkctl.runs r USING (run_id)
+              WHERE r.operation = 'restore' AND s.step = 'restore-rows' AND s.outcome = 'ok'",
+        )
+    }
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "restore failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// A stored generated column (and, on 18, a virtual one): PostgreSQL
+/// computes it again; the INSERT does not list it.
+#[test]
+fn a_generated_column_is_computed_again_and_the_rows_come_back_whole() {
+    let mut schema = "ALTER TABLE ci_pipeline_chat_data ADD COLUMN url_length integer GENERATED ALWAYS AS (length(response_url)) STORED;".to_string();
+    let probe = database("rs_gen_probe");
+    let virtual_too = server_version(&probe) >= 180000;
+    drop(probe);
+    if virtual_too {
+        schema.push_str("ALTER TABLE ci_pipeline_chat_data ADD COLUMN url_host text GENERATED ALWAYS AS (split_part(response_url, '/', 3)) VIRTUAL;");
+    }
+    let case = Case::rolled_back("rs_gen", &schema);
+    let out = case.restore(&[]);
+    assert_success(&out);
+    let expected = if virtual_too {
+        "Generated column(s) url_length, url_host: PostgreSQL computes them again"
+    } else {
+        "Generated column(s) url_length: PostgreSQL computes them again"
+    };
+    assert!(stdout(&out).contains(expected), "{}", stdout(&out));
+    assert_eq!(case.archived(), 0);
+    assert_eq!(case.table_rows(), case.rows);
+    assert_eq!(
+        case.differing_rows("*"),
+        0,
+        "whole rows, generated included"
+    );
+}
+
+/// An identity ALWAYS primary key: the original ids go back (OVERRIDING
+/// SYSTEM VALUE), and the sequence is left alone.
+#[test]
+fn an_identity_always_key_keeps_its_original_values() {
+    let case = Case::rolled_back(
+        "rs_ident",
+        "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN id DROP DEFAULT;
+         DROP SEQUENCE ci_pipeline_chat_data_id_seq;
+         ALTER TABLE ci_pipeline_chat_data ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (START WITH 20001);",
+    );
+    let out = case.restore(&[]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("Identity column(s) id (GENERATED ALWAYS)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(case.archived(), 0);
+    assert_eq!(case.differing_rows("*"), 0, "same ids, same rows");
+    assert!(case.restore_detail().contains("OVERRIDING SYSTEM VALUE"));
+    // The identity sequence did not move: the next row gets the next new id.
+    exec(
+        &case.s.staging,
+        "INSERT INTO ci_pipeline_chat_data (pipeline_id, chat_name_id, response_url) VALUES (1, 1, 'x')",
+    );
+    assert_eq!(
+        scalar_i64(&case.s.staging, "SELECT max(id) FROM ci_pipeline_chat_data"),
+        20001
+    );
+}
+
+/// Columns added after the rollback: restored rows get the column's default
+/// (not NULL), the archived columns come back as they were.
+#[test]
+fn a_column_added_since_gets_its_default() {
+    let case = Case::rolled_back("rs_added", "");
+    exec(
+        &case.s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ADD COLUMN origin text NOT NULL DEFAULT 'before';
+         ALTER TABLE ci_pipeline_chat_data ALTER COLUMN origin SET DEFAULT 'restored';
+         ALTER TABLE ci_pipeline_chat_data ADD COLUMN note text;",
+    );
+    let out = case.restore(&[]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains(
+            "Column origin (text) was added since the rollback: restored rows get its default"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out)
+            .contains("Column note (text) was added since the rollback: restored rows get NULL"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(case.archived(), 0);
+    assert_eq!(case.differing_rows(ORIGINAL_COLUMNS), 0);
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            "SELECT count(*) FROM ci_pipeline_chat_data WHERE origin = 'restored'"
+        ),
+        case.orphans
+    );
+}
+
+/// A NOT NULL column with no default added after the rollback: nothing
+/// could fill it, so the restore is refused before any row moves.
+#[test]
+fn a_not_null_column_without_default_added_since_is_refused() {
+    let case = Case::rolled_back("rs_notnull", "");
+    exec(
+        &case.s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ADD COLUMN reviewer text NOT NULL DEFAULT 'x';
+         ALTER TABLE ci_pipeline_chat_data ALTER COLUMN reviewer DROP DEFAULT;",
+    );
+    let out = case.restore(&[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("reviewer (text) was added since the rollback, NOT NULL with no default"),
+        "{err}"
+    );
+    case.assert_nothing_moved();
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            "SELECT count(*) FROM fkctl.runs WHERE operation = 'restore'"
+        ),
+        0,
+        "refused before the run started"
+    );
+}
+
+/// A column dropped after the rollback: refused (its archived values would
+/// be lost) unless --discard-dropped-columns says to go on; then the rows go
+/// back without it and the journal says what was discarded.
+#[test]
+fn a_dropped_column_is_refused_unless_its_loss_is_accepted() {
+    let case = Case::rolled_back("rs_dropped", "");
+    exec(
+        &case.s.staging,
+        "ALTER TABLE ci_pipeline_chat_data DROP COLUMN response_url",
+    );
+    let out = case.restore(&[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("response_url is in the archived rows but no longer in the table"),
+        "{err}"
+    );
+    assert!(err.contains("would lose their archived values"), "{err}");
+    assert!(err.contains("--discard-dropped-columns"), "{err}");
+    case.assert_nothing_moved();
+
+    let out = case.restore(&["--discard-dropped-columns"]);
+    assert_success(&out);
+    assert_eq!(case.archived(), 0);
+    assert_eq!(case.table_rows(), case.rows);
+    assert_eq!(
+        case.differing_rows("id, pipeline_id, chat_name_id"),
+        0,
+        "the remaining columns come back as they were"
+    );
+    let detail = case.restore_detail();
+    assert!(detail.contains("response_url"), "{detail}");
+    assert!(detail.contains("discarded"), "{detail}");
+}
+
+/// A column whose type changed so that archived values no longer convert:
+/// refused before any row moves, naming the column and its new type.
+#[test]
+fn a_type_change_that_archived_values_do_not_survive_is_refused_by_name() {
+    let case = Case::rolled_back("rs_type", "");
+    exec(
+        &case.s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN response_url TYPE integer USING length(response_url)",
+    );
+    let out = case.restore(&[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("response_url (now integer)"), "{err}");
+    assert!(err.contains("22P02"), "{err}");
+    assert!(!err.contains("column: pipeline_id"), "{err}");
+    case.assert_nothing_moved();
+}
+
+/// A trigger that silently skips rows: the batch would take rows out of the
+/// archive without putting them into the table, so it fails and rolls back.
+#[test]
+fn a_batch_the_table_does_not_take_whole_rolls_back() {
+    let case = Case::rolled_back("rs_trigger", "");
+    exec(
+        &case.s.staging,
+        "CREATE FUNCTION skip_odd() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id % 20 = 7 THEN RETURN NULL; END IF; RETURN NEW; END $$;
+         CREATE TRIGGER skip_odd BEFORE INSERT ON ci_pipeline_chat_data FOR EACH ROW EXECUTE FUNCTION skip_odd();",
+    );
+    let skipped = scalar_i64(
+        &case.s.staging,
+        "SELECT count(*) FROM (SELECT row_data FROM fkctl.archived_rows ORDER BY id LIMIT 50) b WHERE (row_data->>'id')::int8 % 20 = 7",
+    );
+    assert!(
+        skipped > 0 && skipped < 50,
+        "the trigger skips some rows of the first batch: {skipped}"
+    );
+    let out = case.restore(&[]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("a restore batch was refused: 50 archived row(s) left the archive but {} went into the table", 50 - skipped)),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("Trigger(s) skip_odd on ci_pipeline_chat_data (BEFORE INSERT)"),
+        "{}",
+        stdout(&out)
+    );
+    case.assert_nothing_moved();
+}
+
+/// rollback -> restore on a table with many types, NULLs, a quoted column
+/// name, an identity ALWAYS key and a generated column: the table ends
+/// exactly as it started, whole rows compared.
+#[test]
+fn a_rollback_then_restore_gives_back_the_original_rows() {
+    let case = Case::rolled_back(
+        "rs_round",
+        r#"ALTER TABLE ci_pipeline_chat_data ALTER COLUMN id DROP DEFAULT;
+           DROP SEQUENCE ci_pipeline_chat_data_id_seq;
+           ALTER TABLE ci_pipeline_chat_data ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (START WITH 20001);
+           ALTER TABLE ci_pipeline_chat_data
+             ADD COLUMN "Mixed Case" text,
+             ADD COLUMN amount numeric(12,4),
+             ADD COLUMN ratio double precision,
+             ADD COLUMN seen_at timestamptz,
+             ADD COLUMN day date,
+             ADD COLUMN tags text[],
+             ADD COLUMN payload jsonb,
+             ADD COLUMN blob bytea,
+             ADD COLUMN flag boolean,
+             ADD COLUMN wait interval,
+             ADD COLUMN url_length integer GENERATED ALWAYS AS (length(response_url)) STORED;
+           UPDATE ci_pipeline_chat_data SET
+             "Mixed Case" = CASE WHEN id % 3 = 0 THEN NULL ELSE 'it''s "quoted" ' || id END,
+             amount = id / 7.0,
+             ratio = CASE WHEN id % 11 = 0 THEN 'NaN'::float8 ELSE id / 3.0 END,
+             seen_at = '2024-03-01 12:00:00.123456+02'::timestamptz + id * interval '1 minute',
+             day = date '2024-01-01' + (id % 400)::int,
+             tags = CASE WHEN id % 5 = 0 THEN NULL ELSE ARRAY['a', NULL, 'b,' || id] END,
+             payload = jsonb_build_object('n', id, 'nested', jsonb_build_array(1, 'two', NULL)),
+             blob = decode(md5(id::text), 'hex'),
+             flag = CASE WHEN id % 7 = 0 THEN NULL ELSE id % 2 = 0 END,
+             wait = id * interval '1.5 seconds';"#,
+    );
+    let out = case.restore(&[]);
+    assert_success(&out);
+    assert_eq!(case.archived(), 0);
+    assert_eq!(case.table_rows(), case.rows);
+    assert_eq!(
+        case.differing_rows("*"),
+        0,
+        "whole rows equal the originals"
+    );
+    let detail = case.restore_detail();
+    assert!(
+        detail.starts_with(&format!("{} row(s) restored", case.orphans)),
+        "{detail}"
+    );
+}
+
+/// A partitioned child with a generated column: every row goes back into
+/// the partition it came from, whole.
+#[test]
+fn a_partitioned_child_gets_its_rows_back_in_their_partitions() {
+    let db = database("rs_part");
+    exec(
+        &db,
+        r#"CREATE SCHEMA shop;
+           CREATE TABLE shop.customer (id int PRIMARY KEY);
+           INSERT INTO shop.customer SELECT g FROM generate_series(1, 500) g;
+           CREATE TABLE shop.payment (id bigint NOT NULL, customer_id int, amount numeric(10,2) NOT NULL, paid_on date NOT NULL,
+                                      amount_cents bigint GENERATED ALWAYS AS ((amount * 100)::bigint) STORED)
+               PARTITION BY RANGE (paid_on);
+           CREATE TABLE shop.payment_2025 PARTITION OF shop.payment FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+           CREATE TABLE shop."Payment 2026" PARTITION OF shop.payment FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+           ALTER TABLE shop.payment ADD CONSTRAINT payment_customer_fk FOREIGN KEY (customer_id) REFERENCES shop.customer (id);
+           INSERT INTO shop.payment (id, customer_id, amount, paid_on)
+           SELECT g, CASE WHEN g % 17 = 0 THEN NULL ELSE 1 + g % 500 END, g / 3.0, date '2025-06-01' + (g % 400)
+             FROM generate_series(1, 5000) g;
+           CREATE TABLE before_rows AS SELECT tableoid::regclass::text AS part, * FROM shop.payment;"#,
+    );
+    let dir = TempDir::new("rs_part");
+    let path = dir.write(
+        "payment.yml",
+        &format!(
+            "{}rollback: {{ batch_size: 100 }}\n",
+            playbook("  name: payment_customer_fk\n  table: shop.payment\n  columns: [customer_id]\n  references: { table: shop.customer, columns: [id] }")
+        ),
+    );
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "drop: {}", stderr(&out));
+    exec(
+        &db,
+        "CREATE TABLE gone AS SELECT * FROM shop.customer WHERE id % 10 = 0; DELETE FROM shop.customer WHERE id % 10 = 0;",
+    );
+    let summary = json("rollback", &path, &db, &["--yes"]);
+    let run_id = summary["run_id"].as_str().unwrap_or_default().to_string();
+    let archived = scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows");
+    assert!(archived > 100, "{archived}");
+    assert!(
+        scalar_i64(
+            &db,
+            "SELECT count(DISTINCT source_table) FROM fkctl.archived_rows"
+        ) == 2,
+        "orphans in both partitions"
+    );
+    exec(&db, "INSERT INTO shop.customer SELECT * FROM gone");
+    let out = run_env("restore", &path, &db, &["--run", &run_id, "--yes"]);
+    assert_success(&out);
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM ((TABLE before_rows EXCEPT ALL SELECT tableoid::regclass::text, * FROM shop.payment)
+              UNION ALL (SELECT tableoid::regclass::text, * FROM shop.payment EXCEPT ALL TABLE before_rows)) d"
+        ),
+        0,
+        "whole rows, each in its partition"
+    );
+}
