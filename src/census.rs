@@ -8,6 +8,7 @@
 //! cache-friendly batches. The DBA's work_mem is the better default.)
 
 use crate::error::{Error, Result};
+use crate::pg::Cell;
 use crate::sql::orphans::OrphanQuery;
 use serde::Serialize;
 
@@ -24,7 +25,7 @@ pub fn count(client: &mut postgres::Client, query: &OrphanQuery) -> Result<i64> 
     let row = client
         .query_one(sql.as_str(), &[])
         .map_err(|e| Error::from_postgres(&e, &sql))?;
-    Ok(row.get(0))
+    row.cell(0, &sql)
 }
 
 /// Up to `limit` orphaned rows, whole, as JSON.
@@ -37,11 +38,12 @@ pub fn sample(
     let rows = client
         .query(sql.as_str(), &[&limit])
         .map_err(|e| Error::from_postgres(&e, &sql))?;
-    Ok(rows
-        .iter()
-        .map(|r| OrphanSample {
-            relation: r.get(0),
-            row: r.get(1),
+    rows.iter()
+        .map(|r| {
+            Ok(OrphanSample {
+                relation: r.cell(0, &sql)?,
+                row: r.cell(1, &sql)?,
+            })
         })
-        .collect())
+        .collect()
 }

@@ -3,6 +3,7 @@
 
 use super::query;
 use crate::error::Result;
+use crate::pg::Cell;
 use postgres::GenericClient;
 use serde::Serialize;
 
@@ -54,20 +55,21 @@ pub fn sessions(
     relations: &[u32],
     long_transaction_s: f64,
 ) -> Result<Vec<SessionInfo>> {
-    Ok(
-        query(client, SESSIONS_SQL, &[&relations, &long_transaction_s])?
-            .iter()
-            .map(|r| SessionInfo {
-                pid: r.get(0),
-                user: r.get(1),
-                application: r.get(2),
-                state: r.get(3),
-                transaction_age_s: r.get(4),
-                locks: r.get(5),
-                query: redact_query(&r.get::<_, String>(6)),
+    let sql = SESSIONS_SQL;
+    query(client, sql, &[&relations, &long_transaction_s])?
+        .iter()
+        .map(|r| {
+            Ok(SessionInfo {
+                pid: r.cell(0, sql)?,
+                user: r.cell(1, sql)?,
+                application: r.cell(2, sql)?,
+                state: r.cell(3, sql)?,
+                transaction_age_s: r.cell(4, sql)?,
+                locks: r.cell(5, sql)?,
+                query: redact_query(&r.cell::<String>(6, sql)?),
             })
-            .collect(),
-    )
+        })
+        .collect()
 }
 
 #[cfg(test)]

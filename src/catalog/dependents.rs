@@ -3,6 +3,7 @@
 
 use super::query;
 use crate::error::Result;
+use crate::pg::Cell;
 use crate::sql::foreign_key::FkAction;
 use postgres::GenericClient;
 use serde::Serialize;
@@ -48,17 +49,20 @@ SELECT c.conname::text, c.conrelid::regclass::text,
  ORDER BY 2, 1";
 
 pub fn referencing(client: &mut impl GenericClient, table_oid: u32) -> Result<Vec<DependentKey>> {
-    Ok(query(client, DEPENDENTS_SQL, &[&table_oid])?
+    let sql = DEPENDENTS_SQL;
+    query(client, sql, &[&table_oid])?
         .iter()
-        .map(|r| DependentKey {
-            name: r.get(0),
-            table: r.get(1),
-            columns: r.get(2),
-            on_delete: FkAction::from_catalog_code(&r.get::<_, String>(3))
-                .unwrap_or(FkAction::NoAction),
-            on_update: FkAction::from_catalog_code(&r.get::<_, String>(4))
-                .unwrap_or(FkAction::NoAction),
-            validated: r.get(5),
+        .map(|r| {
+            Ok(DependentKey {
+                name: r.cell(0, sql)?,
+                table: r.cell(1, sql)?,
+                columns: r.cell(2, sql)?,
+                on_delete: FkAction::from_catalog_code(&r.cell::<String>(3, sql)?)
+                    .unwrap_or(FkAction::NoAction),
+                on_update: FkAction::from_catalog_code(&r.cell::<String>(4, sql)?)
+                    .unwrap_or(FkAction::NoAction),
+                validated: r.cell(5, sql)?,
+            })
         })
-        .collect())
+        .collect()
 }

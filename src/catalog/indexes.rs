@@ -2,6 +2,7 @@
 
 use super::query;
 use crate::error::Result;
+use crate::pg::Cell;
 use postgres::GenericClient;
 use serde::Serialize;
 
@@ -29,7 +30,7 @@ pub fn on_columns(
 ) -> Result<Vec<IndexInfo>> {
     let mut out = Vec::new();
     for r in query(client, INDEXES_SQL, &[&table_oid])? {
-        let keys: Vec<i16> = r.get(3);
+        let keys: Vec<i16> = r.cell(3, INDEXES_SQL)?;
         if !keys.iter().any(|k| fk_attnums.contains(k)) {
             continue;
         }
@@ -37,9 +38,9 @@ pub fn on_columns(
         let covers =
             leading.len() == fk_attnums.len() && fk_attnums.iter().all(|a| leading.contains(a));
         out.push(IndexInfo {
-            name: r.get(0),
-            definition: r.get(1),
-            valid: r.get(2),
+            name: r.cell(0, INDEXES_SQL)?,
+            definition: r.cell(1, INDEXES_SQL)?,
+            valid: r.cell(2, INDEXES_SQL)?,
             covers_foreign_key: covers,
         });
     }

@@ -5,6 +5,7 @@
 
 use super::query;
 use crate::error::Result;
+use crate::pg::Cell;
 use crate::sql::foreign_key::ForeignKeyDef;
 use crate::sql::ident::{Ident, QualifiedName};
 use postgres::GenericClient;
@@ -73,9 +74,10 @@ pub fn leaves(
     let names = |columns: &[Ident]| -> Vec<String> {
         columns.iter().map(|c| c.as_str().to_string()).collect()
     };
+    let sql = leaves_sql(server_version);
     let rows = query(
         client,
-        &leaves_sql(server_version),
+        &sql,
         &[
             &child_oid,
             &fk.name.as_str(),
@@ -89,27 +91,27 @@ pub fn leaves(
             &names(&fk.ref_columns),
         ],
     )?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|row| {
+            let sql = sql.as_str();
             let (exists, validated, intended): (bool, bool, bool) =
-                (row.get(2), row.get(3), row.get(5));
+                (row.cell(2, sql)?, row.cell(3, sql)?, row.cell(5, sql)?);
             let state = match (exists, intended, validated) {
                 (false, _, _) => LeafState::Absent,
                 (true, true, true) => LeafState::Valid,
                 (true, true, false) => LeafState::NotValid,
                 (true, false, _) => {
-                    LeafState::Different(row.get::<_, Option<String>>(6).unwrap_or_default())
+                    LeafState::Different(row.cell::<Option<String>>(6, sql)?.unwrap_or_default())
                 }
             };
-            Leaf {
+            Ok(Leaf {
                 table: QualifiedName::new(
-                    Ident::from_catalog(row.get::<_, String>(0)),
-                    Ident::from_catalog(row.get::<_, String>(1)),
+                    Ident::from_catalog(row.cell::<String>(0, sql)?),
+                    Ident::from_catalog(row.cell::<String>(1, sql)?),
                 ),
                 state,
-                attached: row.get(4),
-            }
+                attached: row.cell(4, sql)?,
+            })
         })
-        .collect())
+        .collect()
 }

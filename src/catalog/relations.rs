@@ -2,6 +2,7 @@
 
 use super::query;
 use crate::error::Result;
+use crate::pg::Cell;
 use crate::sql::ident::{Ident, QualifiedName};
 use postgres::GenericClient;
 use serde::Serialize;
@@ -54,18 +55,21 @@ pub fn find(client: &mut impl GenericClient, name: &QualifiedName) -> Result<Opt
         RELATION_SQL,
         &[&name.schema.as_str(), &name.name.as_str()],
     )?;
-    Ok(rows.first().map(|row| {
-        let kind: String = row.get(1);
-        Relation {
-            oid: row.get(0),
-            name: name.clone(),
-            partitioned: kind == "p",
-            kind,
-            row_estimate: row.get::<_, Option<f64>>(2).map(|v| v.round() as i64),
-            total_bytes: row.get(3),
-            partitions: row.get(4),
-        }
-    }))
+    let sql = RELATION_SQL;
+    rows.first()
+        .map(|row| {
+            let kind: String = row.cell(1, sql)?;
+            Ok(Relation {
+                oid: row.cell(0, sql)?,
+                name: name.clone(),
+                partitioned: kind == "p",
+                kind,
+                row_estimate: row.cell::<Option<f64>>(2, sql)?.map(|v| v.round() as i64),
+                total_bytes: row.cell(3, sql)?,
+                partitions: row.cell(4, sql)?,
+            })
+        })
+        .transpose()
 }
 
 const COLUMN_SQL: &str = "\
@@ -86,19 +90,23 @@ pub fn columns(
     let rows = query(client, COLUMN_SQL, &[&relation, &wanted])?;
     let found: Vec<Column> = rows
         .iter()
-        .map(|row| Column {
-            attnum: row.get(0),
-            name: Ident::from_catalog(row.get::<_, String>(1)),
-            type_name: row.get(2),
-            not_null: row.get(3),
-            collation: row.get::<_, Option<String>>(4).map(|schema| {
-                QualifiedName::new(
-                    Ident::from_catalog(schema),
-                    Ident::from_catalog(row.get::<_, Option<String>>(5).unwrap_or_default()),
-                )
-            }),
+        .map(|row| {
+            let sql = COLUMN_SQL;
+            let collation_name: Option<String> = row.cell(5, sql)?;
+            Ok(Column {
+                attnum: row.cell(0, sql)?,
+                name: Ident::from_catalog(row.cell::<String>(1, sql)?),
+                type_name: row.cell(2, sql)?,
+                not_null: row.cell(3, sql)?,
+                collation: row.cell::<Option<String>>(4, sql)?.map(|schema| {
+                    QualifiedName::new(
+                        Ident::from_catalog(schema),
+                        Ident::from_catalog(collation_name.unwrap_or_default()),
+                    )
+                }),
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(names
         .iter()
         .map(|name| {
@@ -155,25 +163,25 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
 /// Every live (not dropped) column of a table, in table order.
 pub fn table_columns(client: &mut impl GenericClient, relation: u32) -> Result<Vec<TableColumn>> {
     let rows = query(client, TABLE_COLUMNS_SQL, &[&relation])?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|row| {
-            let identity: String = row.get(4);
-            let generated: String = row.get(5);
-            TableColumn {
-                name: Ident::from_catalog(row.get::<_, String>(0)),
-                type_name: row.get(1),
-                not_null: row.get(2),
-                has_default: row.get(3),
+            let sql = TABLE_COLUMNS_SQL;
+            let identity: String = row.cell(4, sql)?;
+            let generated: String = row.cell(5, sql)?;
+            Ok(TableColumn {
+                name: Ident::from_catalog(row.cell::<String>(0, sql)?),
+                type_name: row.cell(1, sql)?,
+                not_null: row.cell(2, sql)?,
+                has_default: row.cell(3, sql)?,
                 filling: match (identity.as_str(), generated.as_str()) {
                     (_, g) if !g.is_empty() => Filling::Generated,
                     ("a", _) => Filling::IdentityAlways,
                     ("d", _) => Filling::IdentityByDefault,
                     _ => Filling::Plain,
                 },
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 const INSERT_TRIGGERS_SQL: &str = "\
@@ -189,5 +197,7 @@ SELECT format('%I on %s (%s)', t.tgname, t.tgrelid::regclass,
 /// the table or its partitions: they may change or skip the rows inserted.
 pub fn insert_triggers(client: &mut impl GenericClient, relation: u32) -> Result<Vec<String>> {
     let rows = query(client, INSERT_TRIGGERS_SQL, &[&relation])?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter()
+        .map(|r| r.cell(0, INSERT_TRIGGERS_SQL))
+        .collect()
 }

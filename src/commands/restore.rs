@@ -9,6 +9,7 @@ use crate::cli::args::Connection;
 use crate::error::{describe_postgres, Error, Kind, Result};
 use crate::execute::{guard, interrupt, Executor};
 use crate::journal::{record_step, Journal};
+use crate::pg::Cell;
 use crate::plan::restore::{ArchivedKey, ColumnPlan};
 use crate::plan::{restore_plan, Observed};
 use crate::playbook::Playbook;
@@ -25,10 +26,7 @@ pub struct Options {
 }
 
 fn count(client: &mut Client, sql: &str, run_id: &str) -> Result<i64> {
-    client
-        .query_one(sql, &[&run_id])
-        .map(|r| r.get(0))
-        .map_err(|e| Error::from_postgres(&e, sql))
+    crate::pg::query_scalar(client, sql, &[&run_id])
 }
 
 /// The table's live columns against the keys of the run's archived rows.
@@ -46,11 +44,13 @@ fn compare_columns(
         .query(sql.as_str(), &[&run_id])
         .map_err(|e| Error::from_postgres(&e, &sql))?
         .iter()
-        .map(|r| ArchivedKey {
-            name: Ident::from_catalog(r.get::<_, String>(0)),
-            rows: r.get(1),
+        .map(|r| {
+            Ok(ArchivedKey {
+                name: Ident::from_catalog(r.cell::<String>(0, &sql)?),
+                rows: r.cell(1, &sql)?,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut plan = ColumnPlan::compare(
         &table,
         &keys,
@@ -148,16 +148,13 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         let schema = &playbook.journal_schema;
         let journal = Journal::new(schema);
         let archive = purge::archive_table(schema);
-        let exists: bool = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&archive.quoted()])
-            .map(|r| r.get(0))
-            .map_err(|e| Error::from_postgres(&e, "to_regclass"))?;
+        let exists: bool = crate::pg::query_scalar(&mut client, "SELECT to_regclass($1) IS NOT NULL", &[&archive.quoted()])?;
         if !exists {
             return Err(Error::precondition(format!("there is no archive ({archive}) in the {env} database: no rollback purged rows here")));
         }
         let by_run = purge::archived_by_run_sql(schema);
         let row = client.query_one(by_run.as_str(), &[&run_id]).map_err(|e| Error::from_postgres(&e, &by_run))?;
-        let (deleted, nullified): (i64, i64) = (row.get(0), row.get(1));
+        let (deleted, nullified): (i64, i64) = (row.cell(0, &by_run)?, row.cell(1, &by_run)?);
         if deleted == 0 {
             let mut e = Error::precondition(format!("run {run_id} has no deleted rows in the archive of {env}"));
             if nullified > 0 {

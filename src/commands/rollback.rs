@@ -361,18 +361,12 @@ fn archived(client: &mut Client, playbook: &Playbook, run: &Run) -> Result<i64> 
     let table = purge::archive_table(&playbook.journal_schema).quoted();
     // With no orphan to purge, the archive may never have been created.
     let exists_sql = "SELECT to_regclass($1) IS NOT NULL";
-    let exists: bool = client
-        .query_one(exists_sql, &[&table])
-        .map(|r| r.get(0))
-        .map_err(|e| Error::from_postgres(&e, exists_sql))?;
+    let exists: bool = crate::pg::query_scalar(client, exists_sql, &[&table])?;
     if !exists {
         return Ok(0);
     }
     let sql = format!("SELECT count(*) FROM {table} WHERE run_id = $1");
-    client
-        .query_one(sql.as_str(), &[&run.id])
-        .map(|r| r.get(0))
-        .map_err(|e| Error::from_postgres(&e, &sql))
+    crate::pg::query_scalar(client, sql.as_str(), &[&run.id])
 }
 
 struct Context<'a> {
@@ -669,10 +663,7 @@ impl Context<'_> {
                 while remaining > 0 {
                     exec.run(c, batch, &params)?;
                     summary.batches += 1;
-                    let now = c
-                        .query_one(remaining_sql.as_str(), &[])
-                        .map(|r| r.get::<_, i64>(0))
-                        .map_err(|e| Error::from_postgres(&e, &remaining_sql))?;
+                    let now = crate::pg::query_scalar(c, remaining_sql.as_str(), &[])?;
                     bar.inc(u64::try_from(remaining - now).unwrap_or(0));
                     remaining = now;
                 }
@@ -696,9 +687,6 @@ impl Context<'_> {
     }
 
     fn count(&mut self, sql: &str) -> Result<i64> {
-        self.client
-            .query_one(sql, &[])
-            .map(|r| r.get(0))
-            .map_err(|e| Error::from_postgres(&e, sql))
+        crate::pg::query_scalar(self.client, sql, &[])
     }
 }

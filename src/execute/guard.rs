@@ -26,6 +26,9 @@ pub const CONSTRAINT_LOCK_CLASS: i32 = 0x666b_6363;
 /// How long to wait for a holder that is an fkctl session to go away: the
 /// server ends a killed client's backend within about a second.
 const ORPHAN_GRACE: Duration = Duration::from_secs(4);
+/// Any other holder gets a moment too: a session that just ended may still
+/// be on its way out of the server.
+const LEAVING_GRACE: Duration = Duration::from_secs(1);
 
 const TRY_SQL: &str = "SELECT pg_try_advisory_lock($1, hashtext($2))";
 const UNLOCK_SQL: &str = "SELECT pg_advisory_unlock($1, hashtext($2))";
@@ -101,7 +104,12 @@ fn take(
         let fkctl_session = held_by
             .as_ref()
             .is_some_and(|h| h.application.starts_with("fkctl"));
-        if !fkctl_session || started.elapsed() >= ORPHAN_GRACE {
+        let grace = if fkctl_session {
+            ORPHAN_GRACE
+        } else {
+            LEAVING_GRACE
+        };
+        if started.elapsed() >= grace {
             return Ok(Err(held_by));
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -6,6 +6,7 @@
 //! `fkctl status` report as interrupted.
 
 use crate::error::{Error, Result};
+use crate::pg::Cell;
 use crate::sql::foreign_key::ForeignKeyDef;
 use crate::sql::ident::Ident;
 use crate::sql::journal::{self as sql, table};
@@ -109,8 +110,8 @@ impl Journal {
         let q = sql::exists_sql();
         client
             .query_one(q, &[&self.schema.as_str()])
-            .map(|r| r.get(0))
-            .map_err(db_err(q))
+            .map_err(db_err(q))?
+            .cell(0, q)
     }
 
     pub fn ensure(&self, client: &mut Client) -> Result<()> {
@@ -199,12 +200,16 @@ impl Journal {
                 &[&change, &fk.table.display(), &fk.name.as_str()],
             )
             .map_err(db_err(&q))?;
-        Ok(rows.first().map(|r| Snapshot {
-            definition: r.get(0),
-            definition_json: r.get(1),
-            run_id: r.get(2),
-            taken_at: rfc3339(r.get(3)),
-        }))
+        rows.first()
+            .map(|r| {
+                Ok(Snapshot {
+                    definition: r.cell(0, &q)?,
+                    definition_json: r.cell(1, &q)?,
+                    run_id: r.cell(2, &q)?,
+                    taken_at: rfc3339(r.cell(3, &q)?),
+                })
+            })
+            .transpose()
     }
 
     /// The latest runs of this change in this database, newest first, with their steps.
@@ -231,30 +236,33 @@ impl Journal {
         );
         let mut runs = Vec::new();
         for r in rows {
-            let run_id: String = r.get(0);
+            let run_id: String = r.cell(0, &q)?;
             let steps = client
                 .query(steps_q.as_str(), &[&run_id])
                 .map_err(db_err(&steps_q))?
                 .iter()
-                .map(|s| StepRecord {
-                    step: s.get(0),
-                    started_at: rfc3339(s.get(1)),
-                    finished_at: s.get::<_, Option<DateTime<Utc>>>(2).map(rfc3339),
-                    outcome: s.get(3),
-                    retries: s.get(4),
-                    blockers: s.get(5),
-                    detail: s.get(6),
+                .map(|s| {
+                    let sql = steps_q.as_str();
+                    Ok(StepRecord {
+                        step: s.cell(0, sql)?,
+                        started_at: rfc3339(s.cell(1, sql)?),
+                        finished_at: s.cell::<Option<DateTime<Utc>>>(2, sql)?.map(rfc3339),
+                        outcome: s.cell(3, sql)?,
+                        retries: s.cell(4, sql)?,
+                        blockers: s.cell(5, sql)?,
+                        detail: s.cell(6, sql)?,
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<_>>>()?;
             runs.push(RunRecord {
                 run_id,
-                operation: r.get(1),
-                operator: r.get(2),
-                started_at: rfc3339(r.get(3)),
-                finished_at: r.get::<_, Option<DateTime<Utc>>>(4).map(rfc3339),
-                outcome: r.get(5),
-                message: r.get(6),
-                note: r.get(7),
+                operation: r.cell(1, &q)?,
+                operator: r.cell(2, &q)?,
+                started_at: rfc3339(r.cell(3, &q)?),
+                finished_at: r.cell::<Option<DateTime<Utc>>>(4, &q)?.map(rfc3339),
+                outcome: r.cell(5, &q)?,
+                message: r.cell(6, &q)?,
+                note: r.cell(7, &q)?,
                 steps,
             });
         }
@@ -281,7 +289,9 @@ impl Run {
         let row = client
             .query_one(q.as_str(), &[&self.id, &step, &sql_text, &Utc::now()])
             .map_err(db_err(&q))?;
-        Ok(StepEntry { id: row.get(0) })
+        Ok(StepEntry {
+            id: row.cell(0, &q)?,
+        })
     }
 
     pub fn step_finished(
