@@ -679,12 +679,14 @@ impl Run {
 
     /// Runs `fkctl orphans` on the shape's playbook: its exit code and JSON.
     fn orphans(&self, path: &std::path::Path) -> (Option<i32>, Option<serde_json::Value>, String) {
-        let out = run_env(
-            "orphans",
-            path,
-            &self.db,
-            &["--output", "json", "--sample", "100000"],
-        );
+        // Without TLS: hundreds of handshakes would double the run time, and
+        // tests/tls.rs covers TLS.
+        let dsn = format!("test={} sslmode=disable", self.db.dsn);
+        let path = path.display().to_string();
+        let out = fkctl(&[
+            "orphans", &path, "--env", "test", "--dsn", &dsn, "--output", "json", "--sample",
+            "100000",
+        ]);
         let report = serde_json::from_slice(&out.stdout).ok();
         (out.status.code(), report, stderr(&out))
     }
