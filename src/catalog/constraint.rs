@@ -64,7 +64,8 @@ fn constraint_sql(server_version: i32) -> String {
 SELECT c.oid, c.contype::text, c.confupdtype::text, c.confdeltype::text, c.confmatchtype::text,
        c.condeferrable, c.condeferred, c.convalidated, {enforced},
        pg_get_constraintdef(c.oid), nullif(c.conindid, 0)::regclass::text,
-       pn.nspname::text, p.relname::text, {set_cols}
+       pn.nspname::text, p.relname::text, {set_cols},
+       c.confrelid, c.conkey, c.confkey, c.conpfeqop
   FROM pg_constraint c
   LEFT JOIN pg_class p ON p.oid = c.confrelid
   LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
@@ -72,6 +73,10 @@ SELECT c.oid, c.contype::text, c.confupdtype::text, c.confdeltype::text, c.confm
     )
 }
 
+// One row per key column, in constraint order: how PostgreSQL's
+// RI_Initial_Check compares it (ri_GenerateQual, generate_operator_clause,
+// ri_GenerateQualCollation). `$3`, `$4`, `$5` are the child's and the parent's
+// attnums and the equality operators (`conpfeqop`), element by element.
 const KEYS_SQL: &str = "\
 SELECT fa.attname::text, pa.attname::text,
        opn.nspname::text, o.oprname::text,
@@ -79,17 +84,15 @@ SELECT fa.attname::text, pa.attname::text,
        CASE WHEN fa.atttypid <> o.oprright THEN rtn.nspname::text END, rt.typname::text,
        CASE WHEN pa.attcollation <> fa.attcollation AND pa.attcollation <> 0 THEN colln.nspname::text END,
        coll.collname::text
-  FROM pg_constraint c,
-       unnest(c.conkey, c.confkey, c.conpfeqop) WITH ORDINALITY AS k(fk_att, pk_att, eqop, ord)
-  JOIN pg_attribute fa ON fa.attnum = k.fk_att
-  JOIN pg_attribute pa ON pa.attnum = k.pk_att
+  FROM unnest($3::int2[], $4::int2[], $5::oid[]) WITH ORDINALITY AS k(fk_att, pk_att, eqop, ord)
+  JOIN pg_attribute fa ON fa.attrelid = $1 AND fa.attnum = k.fk_att
+  JOIN pg_attribute pa ON pa.attrelid = $2 AND pa.attnum = k.pk_att
   JOIN pg_operator o ON o.oid = k.eqop
   JOIN pg_namespace opn ON opn.oid = o.oprnamespace
   JOIN pg_type lt ON lt.oid = o.oprleft JOIN pg_namespace ltn ON ltn.oid = lt.typnamespace
   JOIN pg_type rt ON rt.oid = o.oprright JOIN pg_namespace rtn ON rtn.oid = rt.typnamespace
   LEFT JOIN pg_collation coll ON coll.oid = pa.attcollation
   LEFT JOIN pg_namespace colln ON colln.oid = coll.collnamespace
- WHERE c.oid = $1 AND fa.attrelid = c.conrelid AND pa.attrelid = c.confrelid
  ORDER BY k.ord";
 
 const COPIES_SQL: &str = "\
@@ -105,6 +108,65 @@ fn qualified(schema: Option<String>, name: String) -> QualifiedName {
         Ident::from_catalog(schema.unwrap_or_default()),
         Ident::from_catalog(name),
     )
+}
+
+/// How each key column is compared, as PostgreSQL's own validation compares
+/// it: `fk_attnums[i]` of the child against `pk_attnums[i]` of the parent with
+/// the equality operator `operators[i]` (a `conpfeqop` element, read from the
+/// live constraint or worked out as ADD CONSTRAINT would choose it).
+pub fn key_comparisons(
+    client: &mut impl GenericClient,
+    child_oid: u32,
+    parent_oid: u32,
+    fk_attnums: &[i16],
+    pk_attnums: &[i16],
+    operators: &[u32],
+) -> Result<Vec<KeyComparison>> {
+    let rows = query(
+        client,
+        KEYS_SQL,
+        &[
+            &child_oid,
+            &parent_oid,
+            &fk_attnums,
+            &pk_attnums,
+            &operators,
+        ],
+    )?;
+    if rows.len() != operators.len()
+        || fk_attnums.len() != operators.len()
+        || pk_attnums.len() != operators.len()
+    {
+        return Err(Error::internal(format!(
+            "the catalog described {} of {} key column(s) of the foreign key",
+            rows.len(),
+            operators.len()
+        )));
+    }
+    let mut keys = Vec::with_capacity(rows.len());
+    for k in &rows {
+        let symbol: String = k.get(3);
+        if !Operator::is_valid_symbol(&symbol) {
+            return Err(Error::internal(format!(
+                "the equality operator {symbol:?} is not an operator name fkctl can write safely"
+            )));
+        }
+        let cast = |schema: Option<String>, name: String| schema.map(|s| qualified(Some(s), name));
+        keys.push(KeyComparison {
+            fk_column: Ident::from_catalog(k.get::<_, String>(0)),
+            pk_column: Ident::from_catalog(k.get::<_, String>(1)),
+            operator: Operator {
+                schema: Ident::from_catalog(k.get::<_, String>(2)),
+                symbol,
+                pk_cast: cast(k.get(4), k.get(5)),
+                fk_cast: cast(k.get(6), k.get(7)),
+            },
+            collation: k
+                .get::<_, Option<String>>(8)
+                .map(|s| qualified(Some(s), k.get::<_, Option<String>>(9).unwrap_or_default())),
+        });
+    }
+    Ok(keys)
 }
 
 /// Reads the named constraint of `child` (whose name the playbook gives).
@@ -131,36 +193,16 @@ pub fn lookup(
     let on_update: String = row.get(2);
     let on_delete: String = row.get(3);
     let matching: String = row.get(4);
-    let key_rows = query(client, KEYS_SQL, &[&oid])?;
-    let mut columns = Vec::new();
-    let mut ref_columns = Vec::new();
-    let mut keys = Vec::new();
-    for k in &key_rows {
-        let fk_column = Ident::from_catalog(k.get::<_, String>(0));
-        let pk_column = Ident::from_catalog(k.get::<_, String>(1));
-        let symbol: String = k.get(3);
-        if !Operator::is_valid_symbol(&symbol) {
-            return Err(Error::internal(format!(
-                "the constraint's equality operator {symbol:?} is not an operator name fkctl can write safely"
-            )));
-        }
-        let cast = |schema: Option<String>, name: String| schema.map(|s| qualified(Some(s), name));
-        keys.push(KeyComparison {
-            fk_column: fk_column.clone(),
-            pk_column: pk_column.clone(),
-            operator: Operator {
-                schema: Ident::from_catalog(k.get::<_, String>(2)),
-                symbol,
-                pk_cast: cast(k.get(4), k.get(5)),
-                fk_cast: cast(k.get(6), k.get(7)),
-            },
-            collation: k
-                .get::<_, Option<String>>(8)
-                .map(|s| qualified(Some(s), k.get::<_, Option<String>>(9).unwrap_or_default())),
-        });
-        columns.push(fk_column);
-        ref_columns.push(pk_column);
-    }
+    let keys = key_comparisons(
+        client,
+        child_oid,
+        row.get(14),
+        &row.get::<_, Vec<i16>>(15),
+        &row.get::<_, Vec<i16>>(16),
+        &row.get::<_, Vec<u32>>(17),
+    )?;
+    let columns = keys.iter().map(|k| k.fk_column.clone()).collect();
+    let ref_columns = keys.iter().map(|k| k.pk_column.clone()).collect();
     let definition = ForeignKeyDef {
         name: name.clone(),
         table: child.clone(),

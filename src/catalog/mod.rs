@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod constraint;
 pub mod dependents;
+pub mod implement;
 pub mod indexes;
 pub mod partitions;
 pub mod relations;
@@ -61,8 +62,9 @@ pub struct Inspection {
     /// Both tables and all their partitions: whose lock holders to report.
     #[serde(skip)]
     pub watched: Vec<u32>,
-    /// The exact orphan query: from the constraint's own operators when it
-    /// exists, from the playbook's definition when it does not.
+    /// The exact orphan query: with the constraint's own operators when it
+    /// exists; when it does not, with the operators ADD CONSTRAINT would
+    /// choose for the playbook's definition (see [`implement`]).
     pub orphan_query: OrphanQuery,
 }
 
@@ -213,15 +215,30 @@ pub fn inspect(
             orphan_query.parent = live.definition.ref_table.clone();
             orphan_query.keys = live.keys.clone();
         }
-        _ => {
-            for (key, (c, p)) in orphan_query
-                .keys
-                .iter_mut()
-                .zip(child_columns.iter().zip(&parent_columns))
-            {
-                if c.collation != p.collation {
-                    key.collation = p.collation.clone();
+        // Not in the catalog: compare as ADD CONSTRAINT would make
+        // PostgreSQL compare, or refuse what it would refuse.
+        Lookup::Absent | Lookup::NotAForeignKey { .. } => {
+            let facts =
+                implement::facts(&mut tx, &child, &parent, &child_columns, &parent_columns)?;
+            let pk_attnums: Vec<i16> = parent_columns.iter().map(|c| c.attnum).collect();
+            match implement::verdict(&facts, fk, &pk_attnums, server.version_num) {
+                Ok(operators) => {
+                    let fk_attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
+                    orphan_query.keys = constraint::key_comparisons(
+                        &mut tx,
+                        child.oid,
+                        parent.oid,
+                        &fk_attnums,
+                        &pk_attnums,
+                        &operators,
+                    )?;
                 }
+                Err(refusal) if matches!(lookup, Lookup::Absent) => {
+                    return Err(refusal.into_error(playbook, environment));
+                }
+                // Another kind of constraint holds the name: every command
+                // refuses that on its own terms; keep plain equality.
+                Err(_) => {}
             }
         }
     }
