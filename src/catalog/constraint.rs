@@ -3,6 +3,7 @@
 
 use super::query;
 use crate::error::{Error, Result};
+use crate::pg::Cell;
 use crate::sql::foreign_key::{FkAction, ForeignKeyDef, MatchType};
 use crate::sql::ident::{Ident, QualifiedName};
 use crate::sql::orphans::{KeyComparison, Operator};
@@ -145,25 +146,26 @@ pub fn key_comparisons(
     }
     let mut keys = Vec::with_capacity(rows.len());
     for k in &rows {
-        let symbol: String = k.get(3);
+        let symbol: String = k.cell(3, KEYS_SQL)?;
         if !Operator::is_valid_symbol(&symbol) {
             return Err(Error::internal(format!(
                 "the equality operator {symbol:?} is not an operator name fkctl can write safely"
             )));
         }
         let cast = |schema: Option<String>, name: String| schema.map(|s| qualified(Some(s), name));
+        let collation_name: Option<String> = k.cell(9, KEYS_SQL)?;
         keys.push(KeyComparison {
-            fk_column: Ident::from_catalog(k.get::<_, String>(0)),
-            pk_column: Ident::from_catalog(k.get::<_, String>(1)),
+            fk_column: Ident::from_catalog(k.cell::<String>(0, KEYS_SQL)?),
+            pk_column: Ident::from_catalog(k.cell::<String>(1, KEYS_SQL)?),
             operator: Operator {
-                schema: Ident::from_catalog(k.get::<_, String>(2)),
+                schema: Ident::from_catalog(k.cell::<String>(2, KEYS_SQL)?),
                 symbol,
-                pk_cast: cast(k.get(4), k.get(5)),
-                fk_cast: cast(k.get(6), k.get(7)),
+                pk_cast: cast(k.cell(4, KEYS_SQL)?, k.cell(5, KEYS_SQL)?),
+                fk_cast: cast(k.cell(6, KEYS_SQL)?, k.cell(7, KEYS_SQL)?),
             },
             collation: k
-                .get::<_, Option<String>>(8)
-                .map(|s| qualified(Some(s), k.get::<_, Option<String>>(9).unwrap_or_default())),
+                .cell::<Option<String>>(8, KEYS_SQL)?
+                .map(|s| qualified(Some(s), collation_name.unwrap_or_default())),
         });
     }
     Ok(keys)
@@ -182,24 +184,24 @@ pub fn lookup(
     let Some(row) = rows.first() else {
         return Ok(Lookup::Absent);
     };
-    let contype: String = row.get(1);
+    let contype: String = row.cell(1, &sql)?;
     if contype != "f" {
         return Ok(Lookup::NotAForeignKey { contype });
     }
-    let oid: u32 = row.get(0);
+    let oid: u32 = row.cell(0, &sql)?;
     let bad = |what: &str, code: String| {
         Error::internal(format!("unexpected {what} code {code:?} in pg_constraint"))
     };
-    let on_update: String = row.get(2);
-    let on_delete: String = row.get(3);
-    let matching: String = row.get(4);
+    let on_update: String = row.cell(2, &sql)?;
+    let on_delete: String = row.cell(3, &sql)?;
+    let matching: String = row.cell(4, &sql)?;
     let keys = key_comparisons(
         client,
         child_oid,
-        row.get(14),
-        &row.get::<_, Vec<i16>>(15),
-        &row.get::<_, Vec<i16>>(16),
-        &row.get::<_, Vec<u32>>(17),
+        row.cell(14, &sql)?,
+        &row.cell::<Vec<i16>>(15, &sql)?,
+        &row.cell::<Vec<i16>>(16, &sql)?,
+        &row.cell::<Vec<u32>>(17, &sql)?,
     )?;
     let columns = keys.iter().map(|k| k.fk_column.clone()).collect();
     let ref_columns = keys.iter().map(|k| k.pk_column.clone()).collect();
@@ -208,8 +210,8 @@ pub fn lookup(
         table: child.clone(),
         columns,
         ref_table: qualified(
-            row.get(11),
-            row.get::<_, Option<String>>(12).unwrap_or_default(),
+            row.cell(11, &sql)?,
+            row.cell::<Option<String>>(12, &sql)?.unwrap_or_default(),
         ),
         ref_columns,
         on_delete: FkAction::from_catalog_code(&on_delete)
@@ -218,25 +220,27 @@ pub fn lookup(
             .ok_or_else(|| bad("confupdtype", on_update.clone()))?,
         match_type: MatchType::from_catalog_code(&matching)
             .ok_or_else(|| bad("confmatchtype", matching.clone()))?,
-        deferrable: row.get(5),
-        initially_deferred: row.get(6),
+        deferrable: row.cell(5, &sql)?,
+        initially_deferred: row.cell(6, &sql)?,
     };
     let copies = query(client, COPIES_SQL, &[&oid])?
         .iter()
-        .map(|r| ConstraintCopy {
-            table: r.get(0),
-            references: r.get(1),
-            validated: r.get(2),
+        .map(|r| {
+            Ok(ConstraintCopy {
+                table: r.cell(0, COPIES_SQL)?,
+                references: r.cell(1, COPIES_SQL)?,
+                validated: r.cell(2, COPIES_SQL)?,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(Lookup::Found(Box::new(LiveConstraint {
         oid,
         definition,
-        validated: row.get(7),
-        enforced: row.get(8),
-        pg_definition: row.get(9),
-        parent_index: row.get(10),
-        on_delete_set_columns: row.get(13),
+        validated: row.cell(7, &sql)?,
+        enforced: row.cell(8, &sql)?,
+        pg_definition: row.cell(9, &sql)?,
+        parent_index: row.cell(10, &sql)?,
+        on_delete_set_columns: row.cell(13, &sql)?,
         keys,
         copies,
     })))

@@ -31,6 +31,7 @@
 use super::query;
 use super::relations::{Column, Relation};
 use crate::error::{Error, Result};
+use crate::pg::Cell;
 use crate::playbook::{Playbook, Position};
 use crate::sql::foreign_key::{FkAction, ForeignKeyDef};
 use postgres::GenericClient;
@@ -231,31 +232,41 @@ pub fn facts(
         )));
     }
     Ok(Facts {
-        child_kind: first.get::<_, Option<String>>(13).unwrap_or_default(),
-        child_persistence: first.get::<_, Option<String>>(14).unwrap_or_default(),
-        parent_kind: first.get::<_, Option<String>>(15).unwrap_or_default(),
-        parent_persistence: first.get::<_, Option<String>>(16).unwrap_or_default(),
-        index: first.get(17),
-        index_method: first.get(18),
-        index_without_overlaps: first.get(19),
-        deferrable_match: first.get(20),
+        child_kind: first
+            .cell::<Option<String>>(13, FACTS_SQL)?
+            .unwrap_or_default(),
+        child_persistence: first
+            .cell::<Option<String>>(14, FACTS_SQL)?
+            .unwrap_or_default(),
+        parent_kind: first
+            .cell::<Option<String>>(15, FACTS_SQL)?
+            .unwrap_or_default(),
+        parent_persistence: first
+            .cell::<Option<String>>(16, FACTS_SQL)?
+            .unwrap_or_default(),
+        index: first.cell(17, FACTS_SQL)?,
+        index_method: first.cell(18, FACTS_SQL)?,
+        index_without_overlaps: first.cell(19, FACTS_SQL)?,
+        deferrable_match: first.cell(20, FACTS_SQL)?,
         keys: rows
             .iter()
-            .map(|r| KeyFacts {
-                operator: r.get(1),
-                fk_type: r.get(2),
-                pk_type: r.get(3),
-                index_type: r.get(4),
-                generated: r.get(5),
-                fk_collatable: r.get(6),
-                pk_collatable: r.get(7),
-                same_collation: r.get(8),
-                fk_deterministic: r.get(9),
-                pk_deterministic: r.get(10),
-                fk_collation: r.get(11),
-                pk_collation: r.get(12),
+            .map(|r| {
+                Ok(KeyFacts {
+                    operator: r.cell(1, FACTS_SQL)?,
+                    fk_type: r.cell(2, FACTS_SQL)?,
+                    pk_type: r.cell(3, FACTS_SQL)?,
+                    index_type: r.cell(4, FACTS_SQL)?,
+                    generated: r.cell(5, FACTS_SQL)?,
+                    fk_collatable: r.cell(6, FACTS_SQL)?,
+                    pk_collatable: r.cell(7, FACTS_SQL)?,
+                    same_collation: r.cell(8, FACTS_SQL)?,
+                    fk_deterministic: r.cell(9, FACTS_SQL)?,
+                    pk_deterministic: r.cell(10, FACTS_SQL)?,
+                    fk_collation: r.cell(11, FACTS_SQL)?,
+                    pk_collation: r.cell(12, FACTS_SQL)?,
+                })
             })
-            .collect(),
+            .collect::<Result<_>>()?,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod partitions;
 pub mod relations;
 
 use crate::error::{Error, Result};
+use crate::pg::Cell;
 use crate::playbook::{Playbook, Position};
 use crate::sql::ident::QualifiedName;
 use crate::sql::orphans::OrphanQuery;
@@ -154,6 +155,10 @@ pub fn relation_family(
         .collect()
 }
 
+const SETTINGS_SQL: &str = "\
+SELECT current_setting('server_version'), current_setting('server_version_num')::int4, current_database()::text,
+       (SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout')";
+
 /// Reads everything about the playbook's constraint, in one snapshot.
 pub fn inspect(
     client: &mut postgres::Client,
@@ -170,20 +175,15 @@ pub fn inspect(
     // search_path would not find; an empty path qualifies them all.
     tx.batch_execute("SET LOCAL search_path = ''")
         .map_err(|e| Error::from_postgres(&e, "SET LOCAL search_path = ''"))?;
-    let settings = query(
-        &mut tx,
-        "SELECT current_setting('server_version'), current_setting('server_version_num')::int4, current_database()::text,
-                (SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout')",
-        &[],
-    )?;
+    let settings = query(&mut tx, SETTINGS_SQL, &[])?;
     let row = settings
         .first()
         .ok_or_else(|| Error::internal("the server returned no settings row"))?;
     let server = Server {
-        version: row.get(0),
-        version_num: row.get(1),
-        database: row.get(2),
-        deadlock_timeout_ms: row.get(3),
+        version: row.cell(0, SETTINGS_SQL)?,
+        version_num: row.cell(1, SETTINGS_SQL)?,
+        database: row.cell(2, SETTINGS_SQL)?,
+        deadlock_timeout_ms: row.cell(3, SETTINGS_SQL)?,
     };
     let fk = &playbook.constraint;
     let at = &playbook.positions;
