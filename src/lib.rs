@@ -21,6 +21,7 @@ pub mod connect;
 pub mod error;
 pub mod execute;
 pub mod journal;
+pub mod model;
 pub mod pg;
 pub mod plan;
 pub mod playbook;

@@ -1,7 +1,7 @@
 //! The shapes of what read commands report: built by `commands`, rendered
 //! as text by `render` and as JSON by serde, so both always agree.
 
-use crate::catalog::{relations::Relation, Lookup, Server};
+use crate::model::{Lookup, Relation, Server};
 use crate::plan::{impact, Drift};
 use crate::sql::foreign_key::ForeignKeyDef;
 use serde::Serialize;
@@ -24,13 +24,13 @@ pub struct InspectReport<'a> {
     pub server: &'a Server,
     pub state: ConstraintState,
     pub playbook: &'a ForeignKeyDef,
-    pub live: Option<&'a crate::catalog::LiveConstraint>,
+    pub live: Option<&'a crate::model::LiveConstraint>,
     pub drift: Vec<Drift>,
     pub child: &'a Relation,
     pub parent: &'a Relation,
-    pub child_indexes: &'a [crate::catalog::indexes::IndexInfo],
-    pub referencing_child: &'a [crate::catalog::dependents::DependentKey],
-    pub sessions: &'a [crate::catalog::activity::SessionInfo],
+    pub child_indexes: &'a [crate::model::IndexInfo],
+    pub referencing_child: &'a [crate::model::DependentKey],
+    pub sessions: &'a [crate::model::SessionInfo],
     pub impact: impact::Impact,
 }
 

@@ -3,23 +3,9 @@
 
 use super::query;
 use crate::error::Result;
+use crate::model::SessionInfo;
 use crate::pg::Cell;
 use postgres::GenericClient;
-use serde::Serialize;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SessionInfo {
-    pub pid: i32,
-    pub user: String,
-    pub application: String,
-    pub state: String,
-    /// Seconds since the session's transaction began, if one is open.
-    pub transaction_age_s: Option<f64>,
-    /// Relation locks it holds or waits for on the tables, e.g. `RowExclusiveLock on public.t`.
-    pub locks: Vec<String>,
-    /// Its current or last query, shortened, literals replaced by `?`.
-    pub query: String,
-}
 
 /// Another session's query as fkctl shows and records it: literals and
 /// comments replaced by `?` (a password or customer value never lands in

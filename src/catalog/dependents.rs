@@ -3,41 +3,10 @@
 
 use super::query;
 use crate::error::Result;
+use crate::model::DependentKey;
 use crate::pg::Cell;
 use crate::sql::foreign_key::FkAction;
 use postgres::GenericClient;
-use serde::Serialize;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct DependentKey {
-    pub name: String,
-    /// The table whose rows reference the child table.
-    pub table: String,
-    pub columns: Vec<String>,
-    pub on_delete: FkAction,
-    pub on_update: FkAction,
-    pub validated: bool,
-}
-
-impl DependentKey {
-    /// What deleting a referenced child row does to this table.
-    pub fn effect_of_delete(&self) -> String {
-        match self.on_delete {
-            FkAction::Cascade => format!("deletes the referencing rows of {}", self.table),
-            FkAction::SetNull => {
-                format!("sets {}.({}) to NULL", self.table, self.columns.join(", "))
-            }
-            FkAction::SetDefault => format!(
-                "sets {}.({}) to their defaults",
-                self.table,
-                self.columns.join(", ")
-            ),
-            FkAction::NoAction | FkAction::Restrict => {
-                format!("is refused while {} still references the row", self.table)
-            }
-        }
-    }
-}
 
 const DEPENDENTS_SQL: &str = "\
 SELECT c.conname::text, c.conrelid::regclass::text,

@@ -29,8 +29,8 @@
 //! without I/O, so the rules can be tested without a server.
 
 use super::query;
-use super::relations::{Column, Relation};
 use crate::error::{Error, Result};
+use crate::model::{Column, Relation};
 use crate::pg::Cell;
 use crate::playbook::{Playbook, Position};
 use crate::sql::foreign_key::{FkAction, ForeignKeyDef};

@@ -2,19 +2,9 @@
 
 use super::query;
 use crate::error::Result;
+use crate::model::IndexInfo;
 use crate::pg::Cell;
 use postgres::GenericClient;
-use serde::Serialize;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct IndexInfo {
-    pub name: String,
-    pub definition: String,
-    pub valid: bool,
-    /// Its leading columns are exactly the FK columns (in any order), so
-    /// PostgreSQL can use it to find the children of a parent row.
-    pub covers_foreign_key: bool,
-}
 
 const INDEXES_SQL: &str = "\
 SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), i.indisvalid, i.indkey::int2[]

@@ -17,9 +17,8 @@ use crate::sql::ident::QualifiedName;
 use crate::sql::orphans::OrphanQuery;
 use postgres::types::ToSql;
 use postgres::{GenericClient, IsolationLevel, Row};
-use serde::Serialize;
 
-pub use constraint::{LiveConstraint, Lookup};
+use crate::model::{Column, Inspection, Lookup, Relation, Server};
 
 /// Runs a catalog query; failures carry the SQL for the message.
 pub(crate) fn query(
@@ -35,49 +34,6 @@ pub(crate) fn query(
 /// Sessions with a transaction open longer than this are reported.
 pub const LONG_TRANSACTION_S: f64 = 60.0;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Server {
-    pub version: String,
-    pub version_num: i32,
-    pub database: String,
-    pub deadlock_timeout_ms: i64,
-}
-
-/// Everything observed about one foreign key in one database.
-#[derive(Debug, Clone, Serialize)]
-pub struct Inspection {
-    pub server: Server,
-    pub child: relations::Relation,
-    pub parent: relations::Relation,
-    pub child_columns: Vec<relations::Column>,
-    pub parent_columns: Vec<relations::Column>,
-    #[serde(skip)]
-    pub constraint: Lookup,
-    /// Foreign keys of other tables that reference the child table.
-    pub referencing_child: Vec<dependents::DependentKey>,
-    pub child_indexes: Vec<indexes::IndexInfo>,
-    /// The child's leaf partitions and their own copies of the constraint
-    /// (empty when the child is not partitioned).
-    pub leaves: Vec<partitions::Leaf>,
-    pub sessions: Vec<activity::SessionInfo>,
-    /// Both tables and all their partitions: whose lock holders to report.
-    #[serde(skip)]
-    pub watched: Vec<u32>,
-    /// The exact orphan query: with the constraint's own operators when it
-    /// exists; when it does not, with the operators ADD CONSTRAINT would
-    /// choose for the playbook's definition (see [`implement`]).
-    pub orphan_query: OrphanQuery,
-}
-
-impl Inspection {
-    pub fn live(&self) -> Option<&LiveConstraint> {
-        match &self.constraint {
-            Lookup::Found(c) => Some(c),
-            _ => None,
-        }
-    }
-}
-
 fn missing(playbook: &Playbook, at: Position, what: String, environment: &str) -> Error {
     Error::precondition(what)
         .with("environment", environment)
@@ -91,7 +47,7 @@ fn find_relation(
     name: &QualifiedName,
     at: Position,
     environment: &str,
-) -> Result<relations::Relation> {
+) -> Result<Relation> {
     relations::find(tx, name)?.ok_or_else(|| {
         missing(
             playbook,
@@ -105,11 +61,11 @@ fn find_relation(
 fn find_columns(
     tx: &mut impl GenericClient,
     playbook: &Playbook,
-    relation: &relations::Relation,
+    relation: &Relation,
     names: &[crate::sql::ident::Ident],
     positions: &[Position],
     environment: &str,
-) -> Result<Vec<relations::Column>> {
+) -> Result<Vec<Column>> {
     let found = relations::columns(tx, relation.oid, names)?;
     found
         .into_iter()

@@ -5,32 +5,11 @@
 
 use super::query;
 use crate::error::Result;
+use crate::model::{Leaf, LeafState};
 use crate::pg::Cell;
 use crate::sql::foreign_key::ForeignKeyDef;
 use crate::sql::ident::{Ident, QualifiedName};
 use postgres::GenericClient;
-use serde::Serialize;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "state", content = "definition")]
-pub enum LeafState {
-    /// No constraint of that name on the leaf.
-    Absent,
-    /// The intended foreign key, NOT VALID.
-    NotValid,
-    /// The intended foreign key, validated.
-    Valid,
-    /// Something else under that name (another definition, or not a foreign key).
-    Different(String),
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Leaf {
-    pub table: QualifiedName,
-    pub state: LeafState,
-    /// Attached to a constraint on the partitioned table (`conparentid` set).
-    pub attached: bool,
-}
 
 // One row per leaf. "Intended" is compared field by field with the
 // definition, the keys by column name (a partition's attnums may differ

@@ -2,11 +2,11 @@
 //! that `drop` and `rollback` execute, with live evidence where asked.
 
 use super::{connect, inspect_live, write_stdout};
-use crate::catalog::Inspection;
 use crate::census;
 use crate::cli::args::RequestFormat;
 use crate::error::{Error, Result};
 use crate::journal::Journal;
+use crate::model::Inspection;
 use crate::plan::{drop_plan, impact, rollback_plan, Observed, Plan};
 use crate::playbook::{self, Playbook};
 use crate::render::change_request::{self as cr, Evidence, PastRun};

@@ -1,10 +1,10 @@
 //! `fkctl drop`: the staged, interactive removal, one environment at a time.
 
 use super::{connect, inspect_live, label, select_environments};
-use crate::catalog::{Inspection, Lookup};
 use crate::error::{Error, Result};
 use crate::execute::{guard, interrupt, Executor};
 use crate::journal::{record_step, Journal, Run};
+use crate::model::{Inspection, Lookup};
 use crate::plan::{drift, drop_plan, impact, Observed, Step};
 use crate::playbook::{self, Environment, Playbook};
 use crate::tui;

@@ -1,7 +1,7 @@
 use super::{connect, inspect_live, load_with_env, write_json, write_stdout};
-use crate::catalog::Lookup;
 use crate::cli::args::{Connection, Output};
 use crate::error::{Error, Result};
+use crate::model::Lookup;
 use crate::plan::{drift, impact};
 use crate::render;
 use crate::report::{state_of, InspectReport};

@@ -207,7 +207,7 @@ pub fn inspect_live(
     playbook: &Playbook,
     env: &str,
     step: &str,
-) -> Result<crate::catalog::Inspection> {
+) -> Result<crate::model::Inspection> {
     let watched = crate::catalog::relation_family(
         client,
         &[&playbook.constraint.table, &playbook.constraint.ref_table],
@@ -274,7 +274,7 @@ pub fn step_text(step: &crate::plan::Step) -> String {
 /// DDL must give up on a lock before the server's deadlock detection would run.
 pub fn check_lock_timeout(
     playbook: &Playbook,
-    inspection: &crate::catalog::Inspection,
+    inspection: &crate::model::Inspection,
     env: &str,
 ) -> Result<()> {
     let lock_ms = i64::try_from(playbook.safety.lock_timeout.as_millis()).unwrap_or(i64::MAX);

@@ -3,12 +3,13 @@
 //! refused before any row moves, naming the columns that cannot come back.
 
 use super::{connect, inspect_live, label, load_with_env};
-use crate::catalog::relations::{self, TableColumn};
-use crate::catalog::Inspection;
+use crate::catalog::relations;
 use crate::cli::args::Connection;
 use crate::error::{describe_postgres, Error, Kind, Result};
 use crate::execute::{guard, interrupt, Executor};
 use crate::journal::{record_step, Journal};
+use crate::model::Inspection;
+use crate::model::TableColumn;
 use crate::pg::Cell;
 use crate::plan::restore::{ArchivedKey, ColumnPlan};
 use crate::plan::{restore_plan, Observed};

@@ -4,12 +4,12 @@
 //! anywhere is continued by the next one from where the database is.
 
 use super::{connect, inspect_live, label, load_with_env, write_json};
-use crate::catalog::partitions::LeafState;
-use crate::catalog::{Inspection, Lookup};
 use crate::cli::args::{Connection, Output};
 use crate::error::{Error, Kind, Result};
 use crate::execute::{guard, interrupt, Executor, Value};
 use crate::journal::{record_step, Journal, Run};
+use crate::model::LeafState;
+use crate::model::{Inspection, Lookup};
 use crate::plan::{drift, rollback_plan, Observed, Status, Step};
 use crate::playbook::{OrphanPolicy, Playbook};
 use crate::sql::purge;

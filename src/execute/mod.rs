@@ -61,7 +61,7 @@ impl<'a> Executor<'a> {
     pub fn for_inspection(
         target: &'a Target,
         environment: &'a str,
-        inspection: &crate::catalog::Inspection,
+        inspection: &crate::model::Inspection,
         read_retries: u32,
     ) -> Result<Executor<'a>> {
         Executor::new(

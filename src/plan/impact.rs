@@ -1,7 +1,7 @@
 //! What the database stops doing when the foreign key is dropped, what a
 //! purge of child rows would set off, and what deserves a warning.
 
-use crate::catalog::{Inspection, Lookup};
+use crate::model::{Inspection, Lookup};
 use crate::playbook::Playbook;
 use crate::sql::foreign_key::{FkAction, ForeignKeyDef};
 use serde::Serialize;

@@ -7,7 +7,7 @@
 
 use super::steps::{add_not_valid, lock, short_ddl, step, validate_constraint};
 use super::{Check, Expect, LockMode, Status, Step};
-use crate::catalog::partitions::{Leaf, LeafState};
+use crate::model::{Leaf, LeafState};
 use crate::playbook::Playbook;
 use crate::sql::checks;
 

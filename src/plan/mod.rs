@@ -10,7 +10,7 @@ pub mod locks;
 pub mod restore;
 mod steps;
 
-use crate::catalog::{Inspection, Lookup};
+use crate::model::{Inspection, Lookup};
 use crate::playbook::Playbook;
 use serde::Serialize;
 

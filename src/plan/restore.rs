@@ -3,7 +3,7 @@
 //! was when the rollback removed it). No I/O: the command reads both, this
 //! decides the INSERT's column list and what stops an exact restore.
 
-use crate::catalog::relations::{Filling, TableColumn};
+use crate::model::{Filling, TableColumn};
 use crate::sql::ident::Ident;
 use crate::sql::purge::RestoreColumns;
 use serde::Serialize;

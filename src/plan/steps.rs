@@ -3,8 +3,8 @@
 use super::leaves::{self, Path, PARTITIONED_NOT_VALID_VERSION};
 use super::restore::ColumnPlan;
 use super::{Check, Expect, Lock, LockMode, Observed, Operation, Plan, Status, Step};
-use crate::catalog::partitions::LeafState;
-use crate::catalog::Lookup;
+use crate::model::LeafState;
+use crate::model::Lookup;
 use crate::playbook::{duration, OrphanPolicy, Playbook};
 use crate::sql::checks;
 use crate::sql::foreign_key::{FkAction, ForeignKeyDef};
@@ -573,7 +573,7 @@ pub fn rollback_path(observed: Option<&Observed<'_>>) -> Path {
 
 fn path_note(
     path: Path,
-    i: &crate::catalog::Inspection,
+    i: &crate::model::Inspection,
     fk: &crate::sql::foreign_key::ForeignKeyDef,
 ) -> Option<String> {
     let n = i.leaves.len();

@@ -1,0 +1,60 @@
+//! Observed state as plain data: what the catalog readers (`catalog`) found
+//! in one database, in one snapshot. The planning core (`plan`) reads only
+//! these types, so a plan can be built, and tested, from a state written by
+//! hand, without a server. Nothing here talks to a database.
+
+pub mod constraint;
+pub mod neighbours;
+pub mod partition;
+pub mod relation;
+
+pub use constraint::{ConstraintCopy, LiveConstraint, Lookup};
+pub use neighbours::{DependentKey, IndexInfo, SessionInfo};
+pub use partition::{Leaf, LeafState};
+pub use relation::{Column, Filling, Relation, TableColumn};
+
+use crate::sql::orphans::OrphanQuery;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub version: String,
+    pub version_num: i32,
+    pub database: String,
+    pub deadlock_timeout_ms: i64,
+}
+
+/// Everything observed about one foreign key in one database.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub server: Server,
+    pub child: Relation,
+    pub parent: Relation,
+    pub child_columns: Vec<Column>,
+    pub parent_columns: Vec<Column>,
+    #[serde(skip)]
+    pub constraint: Lookup,
+    /// Foreign keys of other tables that reference the child table.
+    pub referencing_child: Vec<DependentKey>,
+    pub child_indexes: Vec<IndexInfo>,
+    /// The child's leaf partitions and their own copies of the constraint
+    /// (empty when the child is not partitioned).
+    pub leaves: Vec<Leaf>,
+    pub sessions: Vec<SessionInfo>,
+    /// Both tables and all their partitions: whose lock holders to report.
+    #[serde(skip)]
+    pub watched: Vec<u32>,
+    /// The exact orphan query: with the constraint's own operators when it
+    /// exists; when it does not, with the operators ADD CONSTRAINT would
+    /// choose for the playbook's definition (see `catalog::implement`).
+    pub orphan_query: OrphanQuery,
+}
+
+impl Inspection {
+    pub fn live(&self) -> Option<&LiveConstraint> {
+        match &self.constraint {
+            Lookup::Found(c) => Some(c),
+            _ => None,
+        }
+    }
+}
