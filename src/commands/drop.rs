@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::execute::{guard, interrupt, Executor};
 use crate::journal::{record_step, Journal, Run};
 use crate::model::{Inspection, Lookup};
-use crate::plan::{drift, drop_plan, impact, Observed, Step};
+use crate::plan::{drift, drop_plan, impact, Observed, Step, StepKind};
 use crate::playbook::{self, Environment, Playbook};
 use crate::tui;
 use postgres::Client;
@@ -325,8 +325,8 @@ fn drop_steps(
     let mut definition = None;
     for step in steps {
         println!("{}", super::step_text(step));
-        match step.id {
-            "verify-definition" | "count-orphans" => {
+        match step.kind {
+            StepKind::VerifyDefinition | StepKind::CountOrphans => {
                 let check = step
                     .before
                     .as_ref()
@@ -336,20 +336,20 @@ fn drop_steps(
                     Ok((v.clone(), 0, Vec::new(), Some(v.to_string())))
                 })
                 .map_err(|e| {
-                    if step.id == "count-orphans" {
+                    if step.kind == StepKind::CountOrphans {
                         e.next("orphans exist although safety.max_orphans_before_drop forbids them: run fkctl orphans --sample 20 to see them")
                     } else {
                         e
                     }
                 })?;
                 println!("   ok: {value}");
-                if step.id == "count-orphans" {
+                if step.kind == StepKind::CountOrphans {
                     if let crate::execute::Value::Count(n) = value {
                         evidence.orphans = Some(n);
                     }
                 }
             }
-            "snapshot-definition" => {
+            StepKind::SnapshotDefinition => {
                 if dry_run {
                     println!("   dry run: not recorded");
                     continue;
@@ -370,7 +370,7 @@ fn drop_steps(
                 println!("   recorded: {text}");
                 definition = Some(text);
             }
-            "drop-constraint" => {
+            StepKind::DropConstraint => {
                 if dry_run {
                     println!("\n   dry run: the statements above were not run; nothing was changed on {}", environment.name);
                     evidence.outcome = "dry run";
@@ -417,7 +417,12 @@ fn drop_steps(
                 evidence.retries = outcome.retries;
                 evidence.blockers = outcome.blockers;
             }
-            other => return Err(Error::internal(format!("drop does not know step {other}"))),
+            _ => {
+                return Err(Error::internal(format!(
+                    "a drop has no use for step {}",
+                    step.id
+                )))
+            }
         }
     }
     Ok(())

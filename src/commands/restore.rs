@@ -6,7 +6,7 @@ use super::{connect, inspect_live, label, load_with_env};
 use crate::catalog::relations;
 use crate::cli::args::Connection;
 use crate::error::{describe_postgres, Error, Kind, Result};
-use crate::execute::{guard, interrupt, Executor};
+use crate::execute::{guard, interrupt, BindValues, Executor};
 use crate::journal::{record_step, Journal};
 use crate::model::Inspection;
 use crate::model::TableColumn;
@@ -211,11 +211,13 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         journal.ensure(&mut client)?;
         let run = journal.start_run(&mut client, &playbook.change, "restore", env, &playbook.constraint)?;
         let archived_left = format!("SELECT count(*) FROM {} WHERE run_id = $1 AND action = 'delete'", archive.quoted());
+        let values = BindValues { run_id: &run.id, change: &playbook.change, constraint_name: playbook.constraint.name.as_str(), restore_run_id: Some(run_id) };
+        let params = values.for_step(step)?;
         let result = record_step(&mut client, Some(&run), step, |c| {
             let mut moved = 0i64;
             let mut batches = 0u32;
             loop {
-                let outcome = exec.run(c, step, &[&run_id]).map_err(explain_batch)?;
+                let outcome = exec.run(c, step, &params).map_err(explain_batch)?;
                 let n: i64 = outcome
                     .returned
                     .as_deref()

@@ -6,11 +6,11 @@
 use super::{connect, inspect_live, label, load_with_env, write_json};
 use crate::cli::args::{Connection, Output};
 use crate::error::{Error, Kind, Result};
-use crate::execute::{guard, interrupt, Executor, Value};
+use crate::execute::{guard, interrupt, BindValues, Executor, Value};
 use crate::journal::{record_step, Journal, Run};
 use crate::model::LeafState;
 use crate::model::{Inspection, Lookup};
-use crate::plan::{drift, rollback_plan, Observed, Status, Step};
+use crate::plan::{drift, rollback_plan, Observed, Status, Step, StepKind};
 use crate::playbook::{OrphanPolicy, Playbook};
 use crate::sql::purge;
 use crate::tui;
@@ -384,93 +384,123 @@ struct Context<'a> {
 /// address changed under fkctl (an UPDATE) is found again by the next cycle.
 const PURGE_ROUNDS: usize = 3;
 
-impl Context<'_> {
-    fn find<'s>(steps: &'s [Step], id: &str) -> Option<&'s Step> {
-        steps.iter().find(|s| s.id == id)
-    }
+/// The steps that list and purge orphans again when the check before
+/// VALIDATE still finds some, found in the plan by kind.
+struct RepairSteps<'s> {
+    archive: &'s Step,
+    collect: &'s Step,
+    batch: &'s Step,
+}
 
+impl<'s> RepairSteps<'s> {
+    fn find(steps: &'s [Step]) -> Option<RepairSteps<'s>> {
+        let of = |pred: fn(StepKind) -> bool| steps.iter().find(|s| pred(s.kind));
+        Some(RepairSteps {
+            archive: of(|k| k == StepKind::PrepareArchive)?,
+            collect: of(|k| k == StepKind::CollectOrphans)?,
+            batch: of(|k| matches!(k, StepKind::PurgeOrphans | StepKind::NullifyOrphans))?,
+        })
+    }
+}
+
+impl Context<'_> {
+    /// Runs the plan's steps in the order the plan gives, by kind.
     fn steps(&mut self, steps: &[Step]) -> Result<()> {
         let env = self.exec.environment;
-        let step = |id: &str| {
-            Self::find(steps, id)
-                .ok_or_else(|| Error::internal(format!("the rollback plan has no step {id}")))
-        };
-        // 1. Census, before any change: a refusal (over max_orphans, policy
-        // abort, or an answer of "no") leaves the database as it was. With a
-        // purge policy it counts the list of orphan addresses, so the one
-        // collecting scan serves both.
-        if let Some(collect) = Self::find(steps, "collect-orphans") {
-            self.say.line(super::step_text(collect));
-            let exec = self.exec;
-            record_step(self.client, Some(self.run), collect, |c| {
-                exec.run(c, collect, &[]).map(|o| (o, 0, Vec::new(), None))
-            })?;
-        }
-        let orphans = self.census(step("count-orphans")?)?;
-        if let Some(stop) = Self::find(steps, "refuse-orphans") {
-            self.say.line(super::step_text(stop));
-            let check = stop
-                .before
-                .as_ref()
-                .ok_or_else(|| Error::internal("refusal without its check"))?;
-            let exec = self.exec;
-            record_step(self.client, Some(self.run), stop, |c| exec.check(c, check, stop).map(|v| (v, 0, Vec::new(), None)))
-                .map_err(|e| e.next("rollback.orphans is abort: nothing was changed. Clean the orphans up (fkctl orphans --sample shows them), then run the rollback again"))?;
-        }
-        if orphans > 0 && !self.confirm_purge(orphans)? {
-            return Err(Error::precondition(
-                "stopped before the purge at your request; nothing was changed",
-            )
-            .with("environment", env)
-            .next("run the rollback again when ready"));
-        }
-        // 2. ADD ... NOT VALID (on the table, or on each leaf partition),
-        // unless the catalog already has it.
-        let adds = steps.iter().filter(|s| {
-            matches!(
-                s.id,
-                "add-not-valid" | "add-not-valid-partition" | "replace-not-enforced"
-            )
-        });
-        for add in adds {
-            self.ddl_step(add, "added NOT VALID")?;
-        }
-        // 3. Purge the listed orphans; then verify, and purge what was
-        // orphaned meanwhile (before the NOT VALID constraint checked new rows).
-        if orphans > 0 {
-            self.purge(steps, false)?;
-        }
-        let verify = step("verify-no-orphans")?;
-        self.say.line(super::step_text(verify));
-        if let Some(check) = &verify.before {
-            let exec = self.exec;
-            let verified = record_step(self.client, Some(self.run), verify, |c| {
-                exec.check(c, check, verify)
-                    .map(|v| (v, 0, Vec::new(), None))
-            });
-            match verified {
-                Ok(_) => {}
-                Err(e)
-                    if e.kind == Kind::Precondition
-                        && Self::find(steps, "collect-orphans").is_some() =>
-                {
-                    self.say.line("   rows were orphaned after the census (before NOT VALID checked new rows)");
-                    if !self.options.yes
-                        && !ask(
-                            "List those rows and purge them too, archiving each one?",
-                            self.protected,
-                            env,
-                        )?
-                    {
-                        let mut e = e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest");
-                        e.kind = Kind::FailedMidway;
-                        e.message =
-                            format!("stopped at your request after NOT VALID: {}", e.message);
-                        return Err(e);
+        let mut orphans = 0;
+        let mut validation_confirmed = false;
+        for step in steps {
+            match step.kind {
+                StepKind::CollectOrphans => self.plain_step(step)?,
+                StepKind::CountOrphans => {
+                    // The census comes before any change: a refusal (over
+                    // max_orphans, policy abort, an answer of "no") leaves
+                    // the database as it was.
+                    orphans = self.census(step)?;
+                    if orphans > 0 && !self.confirm_purge(orphans)? {
+                        return Err(Error::precondition(
+                            "stopped before the purge at your request; nothing was changed",
+                        )
+                        .with("environment", env)
+                        .next("run the rollback again when ready"));
                     }
-                    self.purge(steps, true)?;
                 }
-                Err(mut e) => {
+                StepKind::RefuseOrphans => self.refuse(step)?,
+                kind if kind.adds() => self.ddl_step(step, "added NOT VALID")?,
+                StepKind::PrepareArchive if orphans > 0 => self.plain_step(step)?,
+                StepKind::PurgeOrphans | StepKind::NullifyOrphans if orphans > 0 => {
+                    self.batches(step)?;
+                }
+                StepKind::PrepareArchive | StepKind::PurgeOrphans | StepKind::NullifyOrphans => {}
+                StepKind::VerifyNoOrphans => self.verify(step, steps)?,
+                kind if kind.validates() => {
+                    if !validation_confirmed {
+                        validation_confirmed = true;
+                        if !self.confirm_validation(steps)? {
+                            self.summary.outcome = "stopped before VALIDATE";
+                            self.say.line("   stopped before VALIDATE: the constraint stays NOT VALID (new rows are checked); run the rollback again to validate");
+                            return Ok(());
+                        }
+                    }
+                    let done = if kind == StepKind::AttachConstraint {
+                        "attached the partitions' validated copies"
+                    } else {
+                        "validated"
+                    };
+                    self.ddl_step(step, done)?;
+                }
+                _ => {
+                    return Err(Error::internal(format!(
+                        "a rollback has no use for step {}",
+                        step.id
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A step whose statements run as they are (listing orphans, creating the archive).
+    fn plain_step(&mut self, step: &Step) -> Result<()> {
+        self.say.line(super::step_text(step));
+        let exec = self.exec;
+        record_step(self.client, Some(self.run), step, |c| {
+            exec.run(c, step, &[])
+                .map(|o| ((), o.retries, o.blockers, None))
+        })
+    }
+
+    fn refuse(&mut self, step: &Step) -> Result<()> {
+        self.say.line(super::step_text(step));
+        let check = step
+            .before
+            .as_ref()
+            .ok_or_else(|| Error::internal("refusal without its check"))?;
+        let exec = self.exec;
+        record_step(self.client, Some(self.run), step, |c| exec.check(c, check, step).map(|v| (v, 0, Vec::new(), None)))
+            .map_err(|e| e.next("rollback.orphans is abort: nothing was changed. Clean the orphans up (fkctl orphans --sample shows them), then run the rollback again"))?;
+        Ok(())
+    }
+
+    /// No orphan may remain before VALIDATE. Rows orphaned after the census
+    /// (before NOT VALID checked new rows), or whose address changed under
+    /// fkctl, are listed and purged again, a bounded number of times.
+    fn verify(&mut self, step: &Step, steps: &[Step]) -> Result<()> {
+        let env = self.exec.environment;
+        self.say.line(super::step_text(step));
+        let Some(check) = &step.before else {
+            return Ok(());
+        };
+        let exec = self.exec;
+        let mut verified = record_step(self.client, Some(self.run), step, |c| {
+            exec.check(c, check, step).map(|v| (v, 0, Vec::new(), None))
+        });
+        let repair = RepairSteps::find(steps);
+        for round in 0..PURGE_ROUNDS {
+            let (e, repair) = match (verified, &repair) {
+                (Ok(_), _) => return Ok(()),
+                (Err(e), Some(repair)) if e.kind == Kind::Precondition => (e, repair),
+                (Err(mut e), _) => {
                     // NOT VALID is in place by now: not a refusal before any change.
                     if e.kind == Kind::Precondition {
                         e.kind = Kind::FailedMidway;
@@ -478,43 +508,50 @@ impl Context<'_> {
                     }
                     return Err(e);
                 }
-            }
-        }
-        let pending_validation = steps.iter().any(|s| {
-            matches!(s.id, "validate-constraint" | "validate-partition")
-                && s.status == Status::Pending
-        });
-        if pending_validation
-            && !self.options.yes
-            && !ask(
-                &format!(
-                    "Validate {} on {env} now? (it scans the table; reads and writes go on)",
-                    self.playbook.constraint.name
-                ),
-                self.protected,
-                env,
-            )?
-        {
-            self.summary.outcome = "stopped before VALIDATE";
-            self.say.line("   stopped before VALIDATE: the constraint stays NOT VALID (new rows are checked); run the rollback again to validate");
-            return Ok(());
-        }
-        // 4. VALIDATE on the table, or on each leaf and then the attach.
-        let validates = steps.iter().filter(|s| {
-            matches!(
-                s.id,
-                "validate-constraint" | "validate-partition" | "attach-constraint"
-            )
-        });
-        for validate in validates {
-            let done = if validate.id == "attach-constraint" {
-                "attached the partitions' validated copies"
-            } else {
-                "validated"
             };
-            self.ddl_step(validate, done)?;
+            self.say.line(format!(
+                "   round {}: rows were orphaned after the census, or their address changed under fkctl",
+                round + 2
+            ));
+            if !self.options.yes
+                && !ask(
+                    "List those rows and purge them too, archiving each one?",
+                    self.protected,
+                    env,
+                )?
+            {
+                let mut e = e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest");
+                e.kind = Kind::FailedMidway;
+                e.message = format!("stopped at your request after NOT VALID: {}", e.message);
+                return Err(e);
+            }
+            self.plain_step(repair.archive)?;
+            self.plain_step(repair.collect)?;
+            self.batches(repair.batch)?;
+            verified = exec.check(self.client, check, step);
         }
-        Ok(())
+        verified.map(|_| ()).map_err(|mut e| {
+            e.kind = Kind::FailedMidway;
+            e.next("orphans keep appearing while fkctl purges them: find what writes them (the constraint is NOT VALID, so new rows are already checked), then run the rollback again")
+        })
+    }
+
+    fn confirm_validation(&self, steps: &[Step]) -> Result<bool> {
+        let pending = steps
+            .iter()
+            .any(|s| s.kind.validates() && s.status == Status::Pending);
+        if !pending || self.options.yes {
+            return Ok(true);
+        }
+        let env = self.exec.environment;
+        ask(
+            &format!(
+                "Validate {} on {env} now? (it scans the table; reads and writes go on)",
+                self.playbook.constraint.name
+            ),
+            self.protected,
+            env,
+        )
     }
 
     /// The orphan count, recorded in the summary even when it is over the
@@ -599,91 +636,52 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// Collect the orphans' addresses once, then delete (or nullify) them in
-    /// batches, each archived in the statement that removes it.
-    /// `relist`: collect the addresses again first (the census's list is used up).
-    fn purge(&mut self, steps: &[Step], relist: bool) -> Result<()> {
-        let policy_step = if self.playbook.rollback.orphans == OrphanPolicy::Nullify {
-            "nullify-orphans"
-        } else {
-            "purge-orphans"
-        };
-        let find = |id: &str| {
-            Self::find(steps, id)
-                .ok_or_else(|| Error::internal(format!("the rollback plan has no step {id}")))
-        };
-        let (archive, collect, batch) = (
-            find("prepare-archive")?,
-            find("collect-orphans")?,
-            find(policy_step)?,
-        );
-        let exec = self.exec;
-        self.say.line(super::step_text(archive));
-        record_step(self.client, Some(self.run), archive, |c| {
-            exec.run(c, archive, &[]).map(|o| (o, 0, Vec::new(), None))
-        })?;
+    /// Deletes (or nullifies) the listed orphans batch by batch, each batch
+    /// archived in the statement that removes it, until the list is empty.
+    fn batches(&mut self, batch: &Step) -> Result<()> {
         let remaining_sql = purge::remaining_listed_sql();
-        for round in 0..PURGE_ROUNDS {
-            // The census collected the first round's list, unless it is used up.
-            if round > 0 || relist {
-                self.say.line(super::step_text(collect));
-                record_step(self.client, Some(self.run), collect, |c| {
-                    exec.run(c, collect, &[]).map(|o| (o, 0, Vec::new(), None))
-                })?;
-            }
-            let listed = self.count(&remaining_sql)?;
-            if listed == 0 {
-                break;
-            }
-            if round > 0 {
-                self.say.line(format!(
-                    "   round {}: {listed} more row(s) (their addresses changed under fkctl)",
-                    round + 1
-                ));
-            }
-            self.say.line(super::step_text(batch));
-            let bar = ProgressBar::with_draw_target(
-                Some(u64::try_from(listed).unwrap_or(0)),
-                ProgressDrawTarget::stderr(),
-            );
-            if let Ok(style) =
-                ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({per_sec}, ETA {eta})")
-            {
-                bar.set_style(style);
-            }
-            let params: [&(dyn postgres::types::ToSql + Sync); 3] = [
-                &self.run.id,
-                &self.playbook.change,
-                &self.playbook.constraint.name.as_str(),
-            ];
-            let client = &mut *self.client;
-            let summary = &mut *self.summary;
-            let done = record_step(client, Some(self.run), batch, |c| {
-                let mut remaining = listed;
-                while remaining > 0 {
-                    exec.run(c, batch, &params)?;
-                    summary.batches += 1;
-                    let now = crate::pg::query_scalar(c, remaining_sql.as_str(), &[])?;
-                    bar.inc(u64::try_from(remaining - now).unwrap_or(0));
-                    remaining = now;
-                }
-                Ok((
-                    (),
-                    0,
-                    Vec::new(),
-                    Some(format!("{listed} listed row(s) handled")),
-                ))
-            });
-            bar.finish_and_clear();
-            done?;
-            let verify = find("verify-no-orphans")?;
-            if let Some(check) = &verify.before {
-                if exec.check(self.client, check, verify).is_ok() {
-                    return Ok(());
-                }
-            }
+        let listed = self.count(&remaining_sql)?;
+        if listed == 0 {
+            return Ok(());
         }
-        Ok(())
+        self.say.line(super::step_text(batch));
+        let bar = ProgressBar::with_draw_target(
+            Some(u64::try_from(listed).unwrap_or(0)),
+            ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({per_sec}, ETA {eta})")
+        {
+            bar.set_style(style);
+        }
+        let values = BindValues {
+            run_id: &self.run.id,
+            change: &self.playbook.change,
+            constraint_name: self.playbook.constraint.name.as_str(),
+            restore_run_id: None,
+        };
+        let params = values.for_step(batch)?;
+        let exec = self.exec;
+        let client = &mut *self.client;
+        let summary = &mut *self.summary;
+        let done = record_step(client, Some(self.run), batch, |c| {
+            let mut remaining = listed;
+            while remaining > 0 {
+                exec.run(c, batch, &params)?;
+                summary.batches += 1;
+                let now = crate::pg::query_scalar(c, remaining_sql.as_str(), &[])?;
+                bar.inc(u64::try_from(remaining - now).unwrap_or(0));
+                remaining = now;
+            }
+            Ok((
+                (),
+                0,
+                Vec::new(),
+                Some(format!("{listed} listed row(s) handled")),
+            ))
+        });
+        bar.finish_and_clear();
+        done
     }
 
     fn count(&mut self, sql: &str) -> Result<i64> {

@@ -10,11 +10,39 @@ pub use lock_wait::backoff;
 
 use crate::connect::Target;
 use crate::error::{Error, Kind, Result};
-use crate::plan::{Check, Expect, Step};
+use crate::plan::{Bind, Check, Expect, Step};
 use crate::tui;
 use postgres::types::ToSql;
 use postgres::Client;
 use std::time::{Duration, Instant};
+
+/// The values a run gives to the plan's [`Bind`]s.
+pub struct BindValues<'a> {
+    pub run_id: &'a str,
+    pub change: &'a str,
+    pub constraint_name: &'a str,
+    /// For restore: the run whose archived rows go back.
+    pub restore_run_id: Option<&'a str>,
+}
+
+impl<'a> BindValues<'a> {
+    /// The parameters for `step`, in the order its binds name them.
+    pub fn for_step(&self, step: &Step) -> Result<Vec<&(dyn ToSql + Sync + 'a)>> {
+        step.binds
+            .iter()
+            .map(|b| -> Result<&(dyn ToSql + Sync + 'a)> {
+                Ok(match b {
+                    Bind::RunId => &self.run_id,
+                    Bind::Change => &self.change,
+                    Bind::ConstraintName => &self.constraint_name,
+                    Bind::RestoreRunId => self.restore_run_id.as_ref().ok_or_else(|| {
+                        Error::internal(format!("step {} needs the run to restore", step.id))
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
 
 /// What a check's query returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,13 +212,22 @@ impl Executor<'_> {
         ))
     }
 
-    /// Runs the step's statements in one transaction, retrying on lock timeout.
+    /// Runs the step's statements in one transaction, retrying on lock
+    /// timeout. `params` are the values of `step.binds` (see [`BindValues`]).
     pub fn run(
         &self,
         client: &mut Client,
         step: &Step,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<StepOutcome> {
+        if params.len() != step.binds.len() {
+            return Err(Error::internal(format!(
+                "step {} takes {} parameter(s), {} given",
+                step.id,
+                step.binds.len(),
+                params.len()
+            )));
+        }
         let started = Instant::now();
         let (returned, waited) = lock_wait::with_lock_retries(
             client,
@@ -224,11 +261,12 @@ impl Executor<'_> {
         let mut tx = client.transaction().map_err(|e| (e, "BEGIN".to_string()))?;
         let mut returned = None;
         for sql in &step.statements {
-            let uses_params = sql.contains("$1");
-            let rows = if uses_params {
-                tx.query(sql.as_str(), params)
-            } else {
+            // The plan says which statements take parameters: a step with
+            // binds has exactly one statement, and it takes them all.
+            let rows = if step.binds.is_empty() {
                 tx.query(sql.as_str(), &[])
+            } else {
+                tx.query(sql.as_str(), params)
             }
             .map_err(|e| (e, sql.clone()))?;
             returned = rows.first().and_then(|r| r.try_get::<_, String>(0).ok());

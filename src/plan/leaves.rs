@@ -6,7 +6,7 @@
 //! PostgreSQL attaches the leaves' validated copies instead of scanning.
 
 use super::steps::{add_not_valid, lock, short_ddl, step, validate_constraint};
-use super::{Check, Expect, LockMode, Status, Step};
+use super::{Check, Expect, LockMode, Status, Step, StepKind};
 use crate::model::{Leaf, LeafState};
 use crate::playbook::Playbook;
 use crate::sql::checks;
@@ -41,7 +41,7 @@ pub fn add_steps(playbook: &Playbook, leaves: &[Leaf], parent: &str) -> Vec<Step
         .map(|leaf| {
             let on_leaf = fk.on_table(&leaf.table);
             let mut add = step(
-                "add-not-valid-partition",
+        StepKind::AddNotValidPartition,
                 &format!("Add the constraint NOT VALID on partition {}", leaf.table),
                 "A catalog change only, no scan; from its commit on, PostgreSQL checks new and updated rows of this partition. One partition per transaction, so each lock is brief.",
             );
@@ -74,7 +74,7 @@ pub fn validate_steps(playbook: &Playbook, leaves: &[Leaf], parent: &str) -> Vec
         .map(|leaf| {
             let on_leaf = fk.on_table(&leaf.table);
             let mut validate = step(
-                "validate-partition",
+        StepKind::ValidatePartition,
                 &format!("Validate the constraint on partition {}", leaf.table),
                 "Scans this partition under SHARE UPDATE EXCLUSIVE: reads and writes go on. No statement timeout, a short lock timeout.",
             );
@@ -96,7 +96,7 @@ pub fn validate_steps(playbook: &Playbook, leaves: &[Leaf], parent: &str) -> Vec
 pub fn attach_step(playbook: &Playbook, child: &str, parent: &str, status: Status) -> Step {
     let fk = &playbook.constraint;
     let mut attach = step(
-        "attach-constraint",
+        StepKind::AttachConstraint,
         "Add the constraint on the partitioned table, adopting the partitions' copies",
         "Every leaf already holds a validated copy, so PostgreSQL attaches them instead of scanning: catalog work only. It takes SHARE ROW EXCLUSIVE on the table and every partition and ACCESS EXCLUSIVE on the referenced table (it replaces the copies' own triggers there), for milliseconds, under the short lock and statement timeouts. The check before it makes sure no leaf would need a scan.",
     );

@@ -67,15 +67,104 @@ pub enum Status {
     Unknown,
 }
 
+/// What a step does. The engine dispatches on this; `id` is its stable
+/// name in the journal, JSON output and change requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Check the live constraint is the playbook's (drop).
+    VerifyDefinition,
+    /// Count orphans against a limit: the census.
+    CountOrphans,
+    /// Record the live definition as the snapshot a rollback restores.
+    SnapshotDefinition,
+    DropConstraint,
+    /// List orphan addresses in one scan (rollback).
+    CollectOrphans,
+    /// Stop if any orphan exists (policy abort).
+    RefuseOrphans,
+    AddNotValid,
+    AddNotValidPartition,
+    ReplaceNotEnforced,
+    PrepareArchive,
+    /// Delete listed orphans batch by batch, archiving each.
+    PurgeOrphans,
+    /// Set listed orphans' keys to NULL batch by batch, archiving each old row.
+    NullifyOrphans,
+    VerifyNoOrphans,
+    ValidateConstraint,
+    ValidatePartition,
+    /// ADD on the partitioned table that attaches the leaves' validated copies.
+    AttachConstraint,
+    /// Move archived rows back batch by batch.
+    RestoreRows,
+}
+
+impl StepKind {
+    pub fn id(self) -> &'static str {
+        match self {
+            StepKind::VerifyDefinition => "verify-definition",
+            StepKind::CountOrphans => "count-orphans",
+            StepKind::SnapshotDefinition => "snapshot-definition",
+            StepKind::DropConstraint => "drop-constraint",
+            StepKind::CollectOrphans => "collect-orphans",
+            StepKind::RefuseOrphans => "refuse-orphans",
+            StepKind::AddNotValid => "add-not-valid",
+            StepKind::AddNotValidPartition => "add-not-valid-partition",
+            StepKind::ReplaceNotEnforced => "replace-not-enforced",
+            StepKind::PrepareArchive => "prepare-archive",
+            StepKind::PurgeOrphans => "purge-orphans",
+            StepKind::NullifyOrphans => "nullify-orphans",
+            StepKind::VerifyNoOrphans => "verify-no-orphans",
+            StepKind::ValidateConstraint => "validate-constraint",
+            StepKind::ValidatePartition => "validate-partition",
+            StepKind::AttachConstraint => "attach-constraint",
+            StepKind::RestoreRows => "restore-rows",
+        }
+    }
+
+    /// Puts the constraint (back) in place, NOT VALID: a catalog change.
+    pub fn adds(self) -> bool {
+        matches!(
+            self,
+            StepKind::AddNotValid | StepKind::AddNotValidPartition | StepKind::ReplaceNotEnforced
+        )
+    }
+
+    /// Validates (or attaches validated copies): the end of a rollback.
+    pub fn validates(self) -> bool {
+        matches!(
+            self,
+            StepKind::ValidateConstraint | StepKind::ValidatePartition | StepKind::AttachConstraint
+        )
+    }
+}
+
+/// A value bound to a step's statement as a parameter ($1, $2, ... in order),
+/// filled in by the engine for the run at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bind {
+    RunId,
+    Change,
+    ConstraintName,
+    /// The run whose archived rows a restore moves back.
+    RestoreRunId,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     pub number: usize,
+    /// `kind.id()`: the step's stable name.
     pub id: &'static str,
+    pub kind: StepKind,
     pub title: String,
     pub why: String,
     /// Statements in order. When `transaction` is true they run in one
     /// transaction (BEGIN/COMMIT are not listed).
     pub statements: Vec<String>,
+    /// Parameters of the statement(s), in order: a step with binds has one statement.
+    pub binds: Vec<Bind>,
     pub transaction: bool,
     /// Repetition, e.g. "per batch of 1000 rows until the list is empty".
     pub repeat: Option<String>,

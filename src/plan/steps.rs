@@ -2,7 +2,9 @@
 
 use super::leaves::{self, Path, PARTITIONED_NOT_VALID_VERSION};
 use super::restore::ColumnPlan;
-use super::{Check, Expect, Lock, LockMode, Observed, Operation, Plan, Status, Step};
+use super::{
+    Bind, Check, Expect, Lock, LockMode, Observed, Operation, Plan, Status, Step, StepKind,
+};
 use crate::model::LeafState;
 use crate::model::Lookup;
 use crate::playbook::{duration, OrphanPolicy, Playbook};
@@ -93,7 +95,7 @@ impl<'a> Context<'a> {
 
     /// The orphan count over the child table (one anti-join pass), at most `limit`.
     fn census_step(&self, why: &str, limit: u64, status: Status) -> Step {
-        let mut census = step("count-orphans", "Count orphaned rows", why);
+        let mut census = step(StepKind::CountOrphans, "Count orphaned rows", why);
         census.locks = vec![
             lock(&self.child, LockMode::AccessShare),
             lock(&self.parent, LockMode::AccessShare),
@@ -124,10 +126,12 @@ impl<'a> Context<'a> {
     }
 }
 
-pub(super) fn step(id: &'static str, title: &str, why: &str) -> Step {
+pub(super) fn step(kind: StepKind, title: &str, why: &str) -> Step {
     Step {
         number: 0,
-        id,
+        id: kind.id(),
+        kind,
+        binds: Vec::new(),
         title: title.to_string(),
         why: why.to_string(),
         statements: Vec::new(),
@@ -241,7 +245,7 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     }
 
     let mut verify = step(
-        "verify-definition",
+        StepKind::VerifyDefinition,
         "Check the live constraint matches the playbook",
         "Every field of pg_constraint is compared with the playbook (fkctl inspect); any drift stops the change before DDL.",
     );
@@ -255,7 +259,7 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     );
 
     let mut snapshot = step(
-        "snapshot-definition",
+        StepKind::SnapshotDefinition,
         "Record the live definition",
         "What rollback restores: pg_get_constraintdef with every name schema-qualified, and every catalog field.",
     );
@@ -267,7 +271,7 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     snapshot.status = status.clone();
 
     let mut drop = step(
-        "drop-constraint",
+        StepKind::DropConstraint,
         "Drop the constraint",
         "ACCESS EXCLUSIVE on both tables: a waiting DROP queues all traffic behind it, so it waits at most lock_timeout, then rolls back, backs off and retries.",
     );
@@ -363,7 +367,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     }
 
     let mut add = step(
-        "add-not-valid",
+        StepKind::AddNotValid,
         "Add the constraint NOT VALID",
         "A catalog change only, no scan: from its commit on, PostgreSQL checks every new and updated row.",
     );
@@ -392,7 +396,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
                 rest_status.clone(),
             ));
             let mut stop = step(
-                "refuse-orphans",
+        StepKind::RefuseOrphans,
                 "Stop if any orphan exists (policy: abort)",
                 "The playbook forbids removing rows: with orphans present the rollback stops here and changes nothing more.",
             );
@@ -411,7 +415,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         }
         policy => {
             let mut archive = step(
-                "prepare-archive",
+                StepKind::PrepareArchive,
                 "Create fkctl's archive table if missing",
                 "Every purged row is written here, whole, in the same statement that removes it.",
             );
@@ -419,7 +423,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             archive.status = rest_status.clone();
 
             let mut collect = step(
-                "collect-orphans",
+        StepKind::CollectOrphans,
                 "List the orphaned rows' addresses",
                 "The one pass over the child table, before any change: the census counts this list and the batches below touch only listed rows (rows orphaned after this pass are found by the check before VALIDATE and listed again).",
             );
@@ -430,26 +434,27 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             ];
             collect.status = rest_status.clone();
 
-            let (id, title, sql) = if policy == OrphanPolicy::Nullify {
+            let (kind, title, sql) = if policy == OrphanPolicy::Nullify {
                 (
-                    "nullify-orphans",
+                    StepKind::NullifyOrphans,
                     "Set orphaned keys to NULL, archiving each row first",
                     purge::nullify_batch_sql(&cx.orphans, batch, &schema),
                 )
             } else {
                 (
-                    "purge-orphans",
+                    StepKind::PurgeOrphans,
                     "Delete orphaned rows, archiving each one",
                     purge::delete_batch_sql(&cx.orphans, batch, &schema),
                 )
             };
             let mut purge_step = step(
-                id,
+                kind,
                 title,
                 "Each batch re-checks the orphan condition at that moment and commits on its own: row locks are brief, no long transaction holds back vacuum, and a row is always either in its table or in the archive.",
             );
             purge_step.transaction = true;
             purge_step.statements = vec![sql];
+            purge_step.binds = vec![Bind::RunId, Bind::Change, Bind::ConstraintName];
             purge_step.repeat = Some(format!("per batch of up to {batch} rows until the list is empty; $1 = run id, $2 = change, $3 = constraint name"));
             purge_step.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
             purge_step.after = Some(Check {
@@ -460,7 +465,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             purge_step.status = rest_status.clone();
             // The census counts the list: one scan of the child serves both.
             let mut census = step(
-                "count-orphans",
+        StepKind::CountOrphans,
                 "Count the listed orphans",
                 "Exactly the rows VALIDATE would reject, as listed by the one scan above; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
             );
@@ -477,7 +482,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     }
 
     let mut verify = step(
-        "verify-no-orphans",
+        StepKind::VerifyNoOrphans,
         "Verify no orphan remains",
         "VALIDATE would fail on any remaining orphan; checking first gives a clear answer instead.",
     );
@@ -493,7 +498,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     verify.status = rest_status.clone();
 
     let mut validate = step(
-        "validate-constraint",
+        StepKind::ValidateConstraint,
         "Validate the constraint",
         "Scans the child under SHARE UPDATE EXCLUSIVE: reads and writes go on. No statement timeout (the scan takes as long as the table needs), but still a short lock timeout.",
     );
@@ -528,7 +533,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
 fn replace_not_enforced(cx: &Context<'_>) -> Step {
     let fk = &cx.playbook.constraint;
     let mut swap = step(
-        "replace-not-enforced",
+        StepKind::ReplaceNotEnforced,
         "Replace the NOT ENFORCED constraint with an enforced NOT VALID one",
         "ALTER ... ENFORCED would check every row under ACCESS EXCLUSIVE. Instead DROP and ADD ... NOT VALID in one transaction: catalog changes only, so the ACCESS EXCLUSIVE locks last milliseconds, and there is no moment without the constraint.",
     );
@@ -602,7 +607,7 @@ pub fn restore_plan(
     let schema = &playbook.journal_schema;
     let batch = playbook.rollback.batch_size;
     let mut restore = step(
-        "restore-rows",
+        StepKind::RestoreRows,
         "Put archived rows back",
         "Only rows whose parent exists again go back; each batch moves its rows out of the archive and into the table in one statement, so a row is never in both or in neither. The INSERT names its columns: generated columns are computed again, columns added since the rollback get their default, identity values are kept (OVERRIDING SYSTEM VALUE). A batch that would put fewer rows into the table than it takes from the archive fails and rolls back.",
     );
@@ -611,6 +616,7 @@ pub fn restore_plan(
     restore.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
     match columns {
         Some(columns) => {
+            restore.binds = vec![Bind::RestoreRunId];
             restore.statements = vec![purge::restore_batch_sql(
                 &cx.orphans,
                 batch,
