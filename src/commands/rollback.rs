@@ -10,6 +10,7 @@ use crate::execute::{guard, interrupt, BindValues, Executor, Value};
 use crate::journal::{record_step, Journal, Run};
 use crate::model::LeafState;
 use crate::model::{Inspection, Lookup};
+use crate::plan::spec::{resolve_rollback, Recorded, RollbackOverrides, RollbackSpec};
 use crate::plan::{drift, rollback_plan, Observed, Status, Step, StepKind};
 use crate::playbook::{OrphanPolicy, Playbook};
 use crate::sql::purge;
@@ -67,7 +68,7 @@ fn ask(question: &str, protected: bool, env: &str) -> Result<bool> {
 
 pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()> {
     let env = connection.env.as_str();
-    let (mut playbook, environment) = load_with_env(path, env)?;
+    let (loaded, environment) = load_with_env(path, env)?;
     if !options.yes && !tui::interactive() {
         return Err(Error::usage("fkctl rollback asks before the purge and before VALIDATE, but there is no terminal to ask on")
             .next(format!("in a script or runbook: fkctl rollback {} --env {env} --yes", path.display())));
@@ -82,31 +83,24 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
         ..Summary::default()
     };
     let result = (|| -> Result<()> {
-        let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
+        let (target, mut client) = connect(&loaded, &environment, &connection.dsn)?;
         say.line(format!("== rollback on {env} ({}) ==", target.description));
-        guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
-        let journal = Journal::new(&playbook.journal_schema);
-        choose_definition(
-            &mut client,
-            &journal,
-            &mut playbook,
-            &options,
-            &say,
-            &mut summary,
-        )?;
-        if let Some(n) = options.max_orphans {
-            playbook.rollback.max_orphans = n;
-        }
-        let inspection = inspect_live(&mut client, &playbook, env, "pre-checks")?;
-        if refuse_or_done(&playbook, &inspection, env, &say, &mut summary)? {
+        guard::lock_change(&mut client, &loaded.change, &loaded.constraint, env)?;
+        let journal = Journal::new(&loaded.journal_schema);
+        let spec = resolve(&mut client, &journal, &loaded, &options, &say)?;
+        let playbook = &spec.playbook;
+        summary.definition_source = spec.source.as_str();
+        summary.definition = playbook.constraint.constraint_clause();
+        let inspection = inspect_live(&mut client, playbook, env, "pre-checks")?;
+        if refuse_or_done(playbook, &inspection, env, &say, &mut summary)? {
             return Ok(());
         }
-        super::check_lock_timeout(&playbook, &inspection, env)?;
+        super::check_lock_timeout(playbook, &inspection, env)?;
         let observed = Observed {
             environment: env,
             inspection: &inspection,
         };
-        let plan = rollback_plan(&playbook, Some(&observed));
+        let plan = rollback_plan(playbook, Some(&observed));
         let exec =
             Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?;
         if !options.yes
@@ -132,7 +126,7 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
             client: &mut client,
             exec: &exec,
             run: &run,
-            playbook: &playbook,
+            playbook,
             say: &say,
             options: &options,
             protected: environment.protected,
@@ -143,13 +137,8 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
                 return Ok(()); // stopped before VALIDATE
             }
             // The catalog is the truth: read the result back.
-            let after = inspect_live(
-                &mut client,
-                &playbook,
-                env,
-                "verify the restored constraint",
-            )?;
-            verify_restored(&playbook, &after, env, &mut summary)
+            let after = inspect_live(&mut client, playbook, env, "verify the restored constraint")?;
+            verify_restored(playbook, &after, env, &mut summary)
         });
         let (label_text, message) = match &outcome {
             Ok(()) => (summary.outcome, None),
@@ -158,7 +147,7 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
         let finished = run.finish(&mut client, label_text, message.as_deref());
         outcome?;
         finished?;
-        summary.rows_archived = archived(&mut client, &playbook, &run)?;
+        summary.rows_archived = archived(&mut client, playbook, &run)?;
         Ok(())
     })();
     summary.elapsed_ms = started.elapsed().as_millis();
@@ -198,50 +187,43 @@ fn refusal_or_failure(e: &Error) -> &'static str {
     }
 }
 
-/// The definition to restore: the drop-time snapshot, unless told otherwise.
-fn choose_definition(
+/// Resolves what this run restores, once: the drop-time snapshot (read from
+/// the journal) unless told otherwise, and the command line's limits.
+fn resolve(
     client: &mut Client,
     journal: &Journal,
-    playbook: &mut Playbook,
+    loaded: &Playbook,
     options: &Options,
     say: &Say,
-    summary: &mut Summary,
-) -> Result<()> {
-    let snapshot = journal.snapshot(client, &playbook.change, &playbook.constraint)?;
-    match snapshot
-        .as_ref()
-        .and_then(|s| s.foreign_key().map(|fk| (s, fk)))
-    {
-        Some((s, fk)) => {
-            let differences = drift::compare(&playbook.constraint, &fk);
-            if !differences.is_empty() {
-                say.line("  the drop-time snapshot differs from the playbook:");
-                for d in &differences {
-                    say.line(format!(
-                        "    {:<20} playbook {:<16} snapshot {}",
-                        d.field, d.playbook, d.database
-                    ));
-                }
-            }
-            if options.use_playbook_definition {
-                say.line("  restoring the playbook's definition (--use-playbook-definition)");
-                summary.definition_source = "playbook";
-            } else {
-                say.line(format!(
-                    "  restoring the definition recorded at drop time (run {}, {}): {}",
-                    s.run_id, s.taken_at, s.definition
-                ));
-                playbook.constraint = fk;
-                summary.definition_source = "snapshot";
-            }
-        }
-        None => {
-            say.line("  no drop-time snapshot on record: restoring the playbook's definition");
-            summary.definition_source = "playbook";
+) -> Result<RollbackSpec> {
+    let snapshot = journal.snapshot(client, &loaded.change, &loaded.constraint)?;
+    let recorded = snapshot.and_then(|s| {
+        s.foreign_key().map(|definition| Recorded {
+            definition,
+            text: s.definition,
+            run_id: s.run_id,
+            taken_at: s.taken_at,
+        })
+    });
+    let spec = resolve_rollback(
+        loaded,
+        recorded.as_ref(),
+        &RollbackOverrides {
+            max_orphans: options.max_orphans,
+            use_playbook_definition: options.use_playbook_definition,
+        },
+    );
+    if !spec.snapshot_drift.is_empty() {
+        say.line("  the drop-time snapshot differs from the playbook:");
+        for d in &spec.snapshot_drift {
+            say.line(format!(
+                "    {:<20} playbook {:<16} snapshot {}",
+                d.field, d.playbook, d.database
+            ));
         }
     }
-    summary.definition = playbook.constraint.constraint_clause();
-    Ok(())
+    say.line(format!("  {}", spec.explanation));
+    Ok(spec)
 }
 
 /// Stops early when there is nothing to do, or when going on would be unsafe.

@@ -8,6 +8,7 @@ pub mod impact;
 pub mod leaves;
 pub mod locks;
 pub mod restore;
+pub mod spec;
 mod steps;
 
 use crate::model::{Inspection, Lookup};
