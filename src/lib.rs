@@ -1,16 +1,20 @@
 //! fkctl: remove a PostgreSQL foreign key safely and put it back in an incident.
 //!
-//! Layout (each folder one job):
+//! Layout (each folder one job; README "How fkctl is built" has the data path):
+//! - `cli`       — argument parsing only (clap)
+//! - `commands`  — one thin shell per command: load, connect, ask the core, run, render
 //! - `playbook`  — the YAML playbook, parsed and checked, with positions for errors
-//! - `sql`       — SQL knowledge: identifiers, FK DDL, the orphan predicate, purge, checks
-//! - `connect`   — libpq-style connection strings, pgpass, TLS
-//! - `catalog`   — reading the live database (introspection), in one snapshot
+//! - `model`     — observed database state as plain data (no I/O)
+//! - `catalog`   — reading the live database (introspection) into `model`, in one snapshot
+//! - `plan`      — the pure planning core: run spec + observed state -> steps (no I/O)
+//! - `sql`       — SQL knowledge (no I/O): quoting, FK DDL, the orphan predicate, purge, redaction
+//! - `execute`   — running steps: lock-timeout retries, blockers, advisory locks, Ctrl-C
+//! - `journal`   — runs, steps, snapshots and notes recorded in the target database
+//! - `connect`   — libpq-style connection strings, pgpass, TLS, session settings
+//! - `pg`        — reading rows without panicking
 //! - `census`    — counting and sampling orphaned rows
-//! - `plan`      — the pure planning core: playbook + observed state -> steps
-//! - `report`    — what read commands report
-//! - `render`    — text renderings of plans and reports
-//! - `commands`  — one module per command, the thin shells
-//! - `cli`       — argument parsing only
+//! - `report`, `render` — what read commands report, and its text renderings
+//! - `tui`       — prompts and the spinner
 //! - `testkit`   — finding or starting a PostgreSQL for tests and the demo
 
 pub mod catalog;

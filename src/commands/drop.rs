@@ -248,17 +248,13 @@ fn drop_in(
         Lookup::Found(live) => {
             let differences = drift::compare(fk, &live.definition);
             if !differences.is_empty() {
-                let mut e = Error::precondition(format!(
-                    "the live constraint differs from the playbook; nothing was changed on {env}"
-                ))
-                .with("environment", env)
+                let e = super::drift_refusal(
+                    format!("the live constraint differs from the playbook; nothing was changed on {env}"),
+                    env,
+                    "playbook",
+                    &differences,
+                )
                 .with("playbook", playbook.locate(playbook.positions.name));
-                for d in &differences {
-                    e = e.with(
-                        d.field,
-                        format!("playbook {}, database {}", d.playbook, d.database),
-                    );
-                }
                 return Err(e.next("run fkctl inspect to see the whole definition; make the playbook match the database (or find out who changed it)"));
             }
         }

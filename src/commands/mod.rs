@@ -1,5 +1,7 @@
-//! One module per command: each loads what it needs, asks the core, and
-//! hands the result to a renderer. No SQL is written here.
+//! One module per command: each loads what it needs, connects, asks the
+//! planning core for the plan, runs its steps (in plan order, by kind) and
+//! hands the result to a renderer. The SQL that changes anything comes from
+//! the plan; what is written here is only small reads of fkctl's own tables.
 
 mod change_request;
 mod demo;
@@ -277,14 +279,28 @@ pub fn check_lock_timeout(
     inspection: &crate::model::Inspection,
     env: &str,
 ) -> Result<()> {
-    let lock_ms = i64::try_from(playbook.safety.lock_timeout.as_millis()).unwrap_or(i64::MAX);
-    if lock_ms < inspection.server.deadlock_timeout_ms {
-        return Ok(());
+    match crate::plan::impact::lock_timeout_problem(playbook, inspection) {
+        None => Ok(()),
+        Some(problem) => Err(Error::precondition(problem)
+            .with("environment", env)
+            .next("lower safety.lock_timeout in the playbook: a DDL waiting that long holds up every query on both tables")),
     }
-    Err(Error::precondition(format!(
-        "safety.lock_timeout ({lock_ms} ms) is not below the server's deadlock_timeout ({} ms)",
-        inspection.server.deadlock_timeout_ms
-    ))
-    .with("environment", env)
-    .next("lower safety.lock_timeout in the playbook: a DDL waiting that long holds up every query on both tables"))
+}
+
+/// The refusal for a live constraint that differs from the one intended,
+/// field by field (`wanted` labels the intended side: "playbook", "to restore").
+pub fn drift_refusal(
+    message: String,
+    env: &str,
+    wanted: &str,
+    differences: &[crate::plan::Drift],
+) -> Error {
+    let mut e = Error::precondition(message).with("environment", env);
+    for d in differences {
+        e = e.with(
+            d.field,
+            format!("{wanted} {}, database {}", d.playbook, d.database),
+        );
+    }
+    e
 }

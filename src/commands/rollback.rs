@@ -246,13 +246,7 @@ fn refuse_or_done(
         Lookup::Found(live) => {
             let differences = drift::compare(fk, &live.definition);
             if !differences.is_empty() {
-                let mut e = Error::precondition(format!("a constraint named {} exists on {env} but differs from the definition to restore", fk.name)).with("environment", env);
-                for d in &differences {
-                    e = e.with(
-                        d.field,
-                        format!("to restore {}, database {}", d.playbook, d.database),
-                    );
-                }
+                let e = super::drift_refusal(format!("a constraint named {} exists on {env} but differs from the definition to restore", fk.name), env, "to restore", &differences);
                 return Err(e.next("drop the stray constraint by hand (or fix the playbook), then run the rollback again"));
             }
             if live.validated && live.enforced {

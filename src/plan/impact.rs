@@ -84,12 +84,8 @@ pub fn analyse(playbook: &Playbook, inspection: Option<&Inspection>) -> Impact {
             )
         })
         .collect();
-    let lock_ms = playbook.safety.lock_timeout.as_millis() as i64;
-    if lock_ms >= i.server.deadlock_timeout_ms {
-        impact.warnings.push(format!(
-            "safety.lock_timeout ({lock_ms}ms) is not below deadlock_timeout ({}ms): a waiting DDL could sit in a lock queue until deadlock detection runs. Lower lock_timeout.",
-            i.server.deadlock_timeout_ms
-        ));
+    if let Some(problem) = lock_timeout_problem(playbook, i) {
+        impact.warnings.push(problem);
     }
     if !i
         .child_indexes
@@ -130,4 +126,18 @@ pub fn analyse(playbook: &Playbook, inspection: Option<&Inspection>) -> Impact {
         ));
     }
     impact
+}
+
+/// A DDL waiting for its lock longer than the server's `deadlock_timeout`
+/// could sit in the lock queue until deadlock detection runs, holding up
+/// every query on both tables: shown by `inspect`, refused by `drop` and
+/// `rollback`.
+pub fn lock_timeout_problem(playbook: &Playbook, i: &Inspection) -> Option<String> {
+    let lock_ms = i64::try_from(playbook.safety.lock_timeout.as_millis()).unwrap_or(i64::MAX);
+    (lock_ms >= i.server.deadlock_timeout_ms).then(|| {
+        format!(
+            "safety.lock_timeout ({lock_ms} ms) is not below the server's deadlock_timeout ({} ms): a waiting DDL could sit in the lock queue until deadlock detection runs",
+            i.server.deadlock_timeout_ms
+        )
+    })
 }
