@@ -6,7 +6,7 @@ use super::{
     Bind, Check, Expect, Lock, LockMode, Observed, Operation, Plan, Status, Step, StepKind,
 };
 use crate::model::LeafState;
-use crate::model::Lookup;
+use crate::model::{Inspection, Lookup};
 use crate::playbook::{duration, OrphanPolicy, Playbook};
 use crate::sql::checks;
 use crate::sql::foreign_key::{FkAction, ForeignKeyDef};
@@ -71,6 +71,20 @@ impl<'a> Context<'a> {
 
     fn lookup(&self) -> Option<&Lookup> {
         self.observed.map(|o| &o.inspection.constraint)
+    }
+
+    /// The child's leaf partitions, as observed (none without a live catalog).
+    fn leaves(&self) -> &'a [crate::model::Leaf] {
+        self.observed
+            .map_or(&[][..], |o| o.inspection.leaves.as_slice())
+    }
+
+    /// ACCESS SHARE on both tables: what a read of them takes.
+    fn reads_both(&self) -> Vec<Lock> {
+        vec![
+            lock(&self.child, LockMode::AccessShare),
+            lock(&self.parent, LockMode::AccessShare),
+        ]
     }
 
     fn exists_check(&self, expect: i64) -> Check {
@@ -327,10 +341,40 @@ fn what_stops(playbook: &Playbook) -> String {
 /// Rollback: ADD NOT VALID, census, archived purge, verify, VALIDATE.
 pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     let mut cx = Context::new(playbook, observed);
-    let fk = &playbook.constraint;
-    let schema = playbook.journal_schema.clone();
-    let present = observed.and_then(Observed::present);
-    let (add_status, rest_status) = match (observed, present) {
+    let (add_status, rest) = rollback_statuses(observed);
+    let path = rollback_path(observed);
+    if let Some(o) = observed {
+        let notes = rollback_notes(playbook, o.inspection, path);
+        cx.notes.extend(notes);
+    }
+    let adds = rollback_adds(&cx, path, add_status);
+    // The census comes before any change: a rollback refused over
+    // max_orphans (or by policy abort) leaves the database as it found it.
+    let mut steps = Vec::new();
+    match playbook.rollback.orphans {
+        OrphanPolicy::Abort => {
+            steps.push(cx.census_step(
+                "Exactly the rows VALIDATE would reject; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
+                playbook.rollback.max_orphans,
+                rest.clone(),
+            ));
+            steps.push(refuse_orphans_step(&cx, &rest));
+            steps.extend(adds);
+        }
+        policy => {
+            steps.extend([collect_step(&cx, &rest), listed_census_step(&cx, &rest)]);
+            steps.extend(adds);
+            steps.extend([archive_step(&cx, &rest), purge_batch_step(&cx, policy, &rest)]);
+        }
+    }
+    steps.push(verify_no_orphans_step(&cx, &rest));
+    steps.extend(rollback_validations(&cx, path, &rest));
+    cx.finish(Operation::Rollback, steps)
+}
+
+/// (ADD steps, every later step): what the catalog shows already done.
+fn rollback_statuses(observed: Option<&Observed<'_>>) -> (Status, Status) {
+    match (observed, observed.and_then(Observed::present)) {
         (None, _) => (Status::Unknown, Status::Unknown),
         (Some(_), None) => (Status::Pending, Status::Pending),
         (Some(_), Some(false)) => (
@@ -341,146 +385,146 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             Status::AlreadyDone("the constraint is present and valid".into()),
             Status::AlreadyDone("the constraint is present and valid".into()),
         ),
-    };
-    let path = rollback_path(observed);
-    if let Some(o) = observed {
-        let i = o.inspection;
-        if let Some(note) = path_note(path, i, fk) {
-            cx.notes.push(note);
-        }
-        for leaf in &i.leaves {
-            if let LeafState::Different(definition) = &leaf.state {
-                cx.notes.push(format!(
-                    "Partition {} already has a different constraint named {} ({definition}): fkctl rollback refuses until it is removed.",
-                    leaf.table, fk.name
-                ));
-            }
-        }
-        let risky = super::impact::unarchivable_cascades(i);
-        if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
-            cx.notes.push(format!(
-                "Deleting orphans fires other foreign keys that reference {}: {}. Those rows would change without being archived: fkctl rollback refuses to purge until this is handled.",
-                fk.table,
-                risky.join("; ")
+    }
+}
+
+/// What the people running the rollback must know before it starts.
+fn rollback_notes(playbook: &Playbook, i: &Inspection, path: Path) -> Vec<String> {
+    let fk = &playbook.constraint;
+    let mut notes: Vec<String> = path_note(path, i, fk).into_iter().collect();
+    for leaf in &i.leaves {
+        if let LeafState::Different(definition) = &leaf.state {
+            notes.push(format!(
+                "Partition {} already has a different constraint named {} ({definition}): fkctl rollback refuses until it is removed.",
+                leaf.table, fk.name
             ));
         }
     }
+    let risky = super::impact::unarchivable_cascades(i);
+    if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
+        notes.push(format!(
+            "Deleting orphans fires other foreign keys that reference {}: {}. Those rows would change without being archived: fkctl rollback refuses to purge until this is handled.",
+            fk.table,
+            risky.join("; ")
+        ));
+    }
+    notes
+}
 
-    let mut add = step(
-        StepKind::AddNotValid,
-        "Add the constraint NOT VALID",
-        "A catalog change only, no scan: from its commit on, PostgreSQL checks every new and updated row.",
-    );
-    add_not_valid(&mut add, playbook, fk, &cx.child, &cx.parent);
-    add.before = Some(cx.exists_check(0));
-    add.after = Some(cx.exists_check(1));
-    add.status = add_status;
-
-    let limit = playbook.rollback.max_orphans;
-    let leaf_list = observed.map_or(&[][..], |o| o.inspection.leaves.as_slice());
+/// The ADD ... NOT VALID step(s) of the path the server needs.
+fn rollback_adds(cx: &Context<'_>, path: Path, status: Status) -> Vec<Step> {
+    let playbook = cx.playbook;
     let not_enforced = matches!(cx.lookup(), Some(Lookup::Found(c)) if !c.enforced);
-    // The census comes before any change: a rollback refused over
-    // max_orphans (or by policy abort) leaves the database as it found it.
-    let adds = match path {
-        Path::Direct if not_enforced => vec![replace_not_enforced(&cx)],
-        Path::Direct => vec![add],
-        Path::PerLeaf => leaves::add_steps(playbook, leaf_list, &cx.parent),
-    };
-    let mut steps = Vec::new();
-    let batch = playbook.rollback.batch_size;
-    match playbook.rollback.orphans {
-        OrphanPolicy::Abort => {
-            steps.push(cx.census_step(
-                "Exactly the rows VALIDATE would reject; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
-                limit,
-                rest_status.clone(),
-            ));
-            let mut stop = step(
-        StepKind::RefuseOrphans,
-                "Stop if any orphan exists (policy: abort)",
-                "The playbook forbids removing rows: with orphans present the rollback stops here and changes nothing more.",
+    match path {
+        Path::Direct if not_enforced => vec![replace_not_enforced(cx)],
+        Path::Direct => {
+            let mut add = step(
+                StepKind::AddNotValid,
+                "Add the constraint NOT VALID",
+                "A catalog change only, no scan: from its commit on, PostgreSQL checks every new and updated row.",
             );
-            stop.before = Some(Check {
-                what: "no orphaned row exists".into(),
-                sql: cx.orphans.exists_sql(),
-                expect: Expect::IsFalse,
-            });
-            stop.locks = vec![
-                lock(&cx.child, LockMode::AccessShare),
-                lock(&cx.parent, LockMode::AccessShare),
-            ];
-            stop.status = rest_status.clone();
-            steps.push(stop);
-            steps.extend(adds);
+            add_not_valid(&mut add, playbook, &playbook.constraint, &cx.child, &cx.parent);
+            add.before = Some(cx.exists_check(0));
+            add.after = Some(cx.exists_check(1));
+            add.status = status;
+            vec![add]
         }
-        policy => {
-            let mut archive = step(
-                StepKind::PrepareArchive,
-                "Create fkctl's archive table if missing",
-                "Every purged row is written here, whole, in the same statement that removes it.",
-            );
-            archive.statements = purge::create_archive_sql(&schema);
-            archive.status = rest_status.clone();
-
-            let mut collect = step(
-        StepKind::CollectOrphans,
-                "List the orphaned rows' addresses",
-                "The one pass over the child table, before any change: the census counts this list and the batches below touch only listed rows (rows orphaned after this pass are found by the check before VALIDATE and listed again).",
-            );
-            collect.statements = purge::collect_sql(&cx.orphans);
-            collect.locks = vec![
-                lock(&cx.child, LockMode::AccessShare),
-                lock(&cx.parent, LockMode::AccessShare),
-            ];
-            collect.status = rest_status.clone();
-
-            let (kind, title, sql) = if policy == OrphanPolicy::Nullify {
-                (
-                    StepKind::NullifyOrphans,
-                    "Set orphaned keys to NULL, archiving each row first",
-                    purge::nullify_batch_sql(&cx.orphans, batch, &schema),
-                )
-            } else {
-                (
-                    StepKind::PurgeOrphans,
-                    "Delete orphaned rows, archiving each one",
-                    purge::delete_batch_sql(&cx.orphans, batch, &schema),
-                )
-            };
-            let mut purge_step = step(
-                kind,
-                title,
-                "Each batch re-checks the orphan condition at that moment and commits on its own: row locks are brief, no long transaction holds back vacuum, and a row is always either in its table or in the archive.",
-            );
-            purge_step.transaction = true;
-            purge_step.statements = vec![sql];
-            purge_step.binds = vec![Bind::RunId, Bind::Change, Bind::ConstraintName];
-            purge_step.repeat = Some(format!("per batch of up to {batch} rows until the list is empty; $1 = run id, $2 = change, $3 = constraint name"));
-            purge_step.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
-            purge_step.after = Some(Check {
-                what: "every listed row was handled".into(),
-                sql: purge::remaining_listed_sql(),
-                expect: Expect::Equals(0),
-            });
-            purge_step.status = rest_status.clone();
-            // The census counts the list: one scan of the child serves both.
-            let mut census = step(
-        StepKind::CountOrphans,
-                "Count the listed orphans",
-                "Exactly the rows VALIDATE would reject, as listed by the one scan above; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
-            );
-            census.before = Some(Check {
-                what: format!("orphaned rows (rows VALIDATE would reject), at most {limit}"),
-                sql: purge::remaining_listed_sql(),
-                expect: Expect::AtMost(i64::try_from(limit).unwrap_or(i64::MAX)),
-            });
-            census.status = rest_status.clone();
-            steps.extend([collect, census]);
-            steps.extend(adds);
-            steps.extend([archive, purge_step]);
-        }
+        Path::PerLeaf => leaves::add_steps(playbook, cx.leaves(), &cx.parent),
     }
+}
 
+fn refuse_orphans_step(cx: &Context<'_>, status: &Status) -> Step {
+    let mut stop = step(
+        StepKind::RefuseOrphans,
+        "Stop if any orphan exists (policy: abort)",
+        "The playbook forbids removing rows: with orphans present the rollback stops here and changes nothing.",
+    );
+    stop.before = Some(Check {
+        what: "no orphaned row exists".into(),
+        sql: cx.orphans.exists_sql(),
+        expect: Expect::IsFalse,
+    });
+    stop.locks = cx.reads_both();
+    stop.status = status.clone();
+    stop
+}
+
+fn collect_step(cx: &Context<'_>, status: &Status) -> Step {
+    let mut collect = step(
+        StepKind::CollectOrphans,
+        "List the orphaned rows' addresses",
+        "The one pass over the child table, before any change: the census counts this list and the batches below touch only listed rows (rows orphaned after this pass are found by the check before VALIDATE and listed again).",
+    );
+    collect.statements = purge::collect_sql(&cx.orphans);
+    collect.locks = cx.reads_both();
+    collect.status = status.clone();
+    collect
+}
+
+/// The census counts the collected list: one scan of the child serves both.
+fn listed_census_step(cx: &Context<'_>, status: &Status) -> Step {
+    let limit = cx.playbook.rollback.max_orphans;
+    let mut census = step(
+        StepKind::CountOrphans,
+        "Count the listed orphans",
+        "Exactly the rows VALIDATE would reject, as listed by the one scan above; above rollback.max_orphans fkctl stops unless --max-orphans raises it.",
+    );
+    census.before = Some(Check {
+        what: format!("orphaned rows (rows VALIDATE would reject), at most {limit}"),
+        sql: purge::remaining_listed_sql(),
+        expect: Expect::AtMost(i64::try_from(limit).unwrap_or(i64::MAX)),
+    });
+    census.status = status.clone();
+    census
+}
+
+fn archive_step(cx: &Context<'_>, status: &Status) -> Step {
+    let mut archive = step(
+        StepKind::PrepareArchive,
+        "Create fkctl's archive table if missing",
+        "Every purged row is written here, whole, in the same statement that removes it.",
+    );
+    archive.statements = purge::create_archive_sql(&cx.playbook.journal_schema);
+    archive.status = status.clone();
+    archive
+}
+
+fn purge_batch_step(cx: &Context<'_>, policy: OrphanPolicy, status: &Status) -> Step {
+    let schema = &cx.playbook.journal_schema;
+    let batch = cx.playbook.rollback.batch_size;
+    let (kind, title, sql) = if policy == OrphanPolicy::Nullify {
+        (
+            StepKind::NullifyOrphans,
+            "Set orphaned keys to NULL, archiving each row first",
+            purge::nullify_batch_sql(&cx.orphans, batch, schema),
+        )
+    } else {
+        (
+            StepKind::PurgeOrphans,
+            "Delete orphaned rows, archiving each one",
+            purge::delete_batch_sql(&cx.orphans, batch, schema),
+        )
+    };
+    let mut purge_step = step(
+        kind,
+        title,
+        "Each batch re-checks the orphan condition at that moment and commits on its own: row locks are brief, no long transaction holds back vacuum, and a row is always either in its table or in the archive.",
+    );
+    purge_step.transaction = true;
+    purge_step.statements = vec![sql];
+    purge_step.binds = vec![Bind::RunId, Bind::Change, Bind::ConstraintName];
+    purge_step.repeat = Some(format!("per batch of up to {batch} rows until the list is empty; $1 = run id, $2 = change, $3 = constraint name"));
+    purge_step.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
+    purge_step.after = Some(Check {
+        what: "every listed row was handled".into(),
+        sql: purge::remaining_listed_sql(),
+        expect: Expect::Equals(0),
+    });
+    purge_step.status = status.clone();
+    purge_step
+}
+
+fn verify_no_orphans_step(cx: &Context<'_>, status: &Status) -> Step {
     let mut verify = step(
         StepKind::VerifyNoOrphans,
         "Verify no orphan remains",
@@ -491,40 +535,43 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         sql: cx.orphans.exists_sql(),
         expect: Expect::IsFalse,
     });
-    verify.locks = vec![
-        lock(&cx.child, LockMode::AccessShare),
-        lock(&cx.parent, LockMode::AccessShare),
-    ];
-    verify.status = rest_status.clone();
+    verify.locks = cx.reads_both();
+    verify.status = status.clone();
+    verify
+}
 
-    let mut validate = step(
-        StepKind::ValidateConstraint,
-        "Validate the constraint",
-        "Scans the child under SHARE UPDATE EXCLUSIVE: reads and writes go on. No statement timeout (the scan takes as long as the table needs), but still a short lock timeout.",
-    );
-    validate_constraint(
-        &mut validate,
-        playbook,
-        fk,
-        &cx.child,
-        &cx.parent,
-        "the constraint is validated",
-    );
-    validate.status = rest_status.clone();
-    steps.push(verify);
+/// VALIDATE on the table, or on each leaf and then the attach.
+fn rollback_validations(cx: &Context<'_>, path: Path, status: &Status) -> Vec<Step> {
+    let playbook = cx.playbook;
     match path {
-        Path::Direct => steps.push(validate),
+        Path::Direct => {
+            let mut validate = step(
+                StepKind::ValidateConstraint,
+                "Validate the constraint",
+                "Scans the child under SHARE UPDATE EXCLUSIVE: reads and writes go on. No statement timeout (the scan takes as long as the table needs), but still a short lock timeout.",
+            );
+            validate_constraint(
+                &mut validate,
+                playbook,
+                &playbook.constraint,
+                &cx.child,
+                &cx.parent,
+                "the constraint is validated",
+            );
+            validate.status = status.clone();
+            vec![validate]
+        }
         Path::PerLeaf => {
-            steps.extend(leaves::validate_steps(playbook, leaf_list, &cx.parent));
+            let mut steps = leaves::validate_steps(playbook, cx.leaves(), &cx.parent);
             steps.push(leaves::attach_step(
                 playbook,
                 &cx.child,
                 &cx.parent,
-                rest_status.clone(),
+                status.clone(),
             ));
+            steps
         }
     }
-    cx.finish(Operation::Rollback, steps)
 }
 
 /// A NOT ENFORCED constraint (PostgreSQL 18) is swapped for an enforced NOT
