@@ -4,6 +4,8 @@
 //! hand, without a server. Nothing here talks to a database.
 
 pub mod constraint;
+#[cfg(test)]
+pub mod fixtures;
 pub mod neighbours;
 pub mod partition;
 pub mod relation;

@@ -8,6 +8,8 @@ pub mod impact;
 pub mod leaves;
 pub mod locks;
 pub mod restore;
+#[cfg(test)]
+mod snapshot_tests;
 pub mod spec;
 mod steps;
 
