@@ -67,7 +67,7 @@ fn snapshot_drop_seed_drift_on_delete() {
     let i = fixtures::seed_drifted(&pb);
     pin!(
         "drop_seed_drift_on_delete",
-        "drop, seed table, live constraint is ON DELETE NO ACTION, playbook says cascade. Known wrinkle: the 'Once dropped' note describes the playbook's cascade, not the live NO ACTION",
+        "drop, seed table, live constraint is ON DELETE NO ACTION, playbook says cascade: the 'Once dropped' note describes the live NO ACTION",
         plan(Operation::Drop, &pb, Some(&i))
     );
 }
@@ -374,5 +374,27 @@ fn drop_sql_from_the_playbook_alone_equals_drop_sql_from_the_live_state() {
     assert_eq!(
         all_sql(&plan(Operation::Drop, &pb, None)),
         all_sql(&plan(Operation::Drop, &pb, Some(&live)))
+    );
+}
+
+#[test]
+fn snapshot_rollback_seed_drifted_is_refused_in_a_note() {
+    let pb = fixtures::seed_playbook();
+    let i = fixtures::seed_drifted(&pb);
+    pin!(
+        "rollback_seed_drifted",
+        "rollback, a constraint of that name exists with ON DELETE NO ACTION while the playbook restores cascade: the note says the rollback refuses",
+        plan(Operation::Rollback, &pb, Some(&i))
+    );
+}
+
+#[test]
+fn snapshot_rollback_nullify_on_a_not_null_key_is_refused_in_a_note() {
+    let pb = fixtures::seed_playbook_with_rollback("{ orphans: nullify }");
+    let i = fixtures::seed(&pb, Seen::Absent, PG15);
+    pin!(
+        "rollback_seed_nullify_not_null_key",
+        "rollback with nullify while chat_name_id is NOT NULL: the note says the rollback refuses",
+        plan(Operation::Rollback, &pb, Some(&i))
     );
 }

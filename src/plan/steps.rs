@@ -306,14 +306,19 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     });
     drop.status = status;
 
-    let stops = what_stops(playbook);
+    // What the database loses is what the live constraint does, which may
+    // differ from the playbook (drift is refused, but the note must be true).
+    let live = match cx.lookup() {
+        Some(Lookup::Found(c)) => Some(&c.definition),
+        _ => None,
+    };
+    let stops = what_stops(live.unwrap_or(&playbook.constraint));
     cx.notes.push(stops);
     cx.finish(Operation::Drop, vec![verify, census, snapshot, drop])
 }
 
 /// What PostgreSQL stops doing once the constraint is gone.
-fn what_stops(playbook: &Playbook) -> String {
-    let fk = &playbook.constraint;
+fn what_stops(fk: &ForeignKeyDef) -> String {
     let on_delete = match fk.on_delete {
         FkAction::Cascade => format!(
             "deleting a {} row will no longer delete its {} rows",
@@ -364,7 +369,10 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         policy => {
             steps.extend([collect_step(&cx, &rest), listed_census_step(&cx, &rest)]);
             steps.extend(adds);
-            steps.extend([archive_step(&cx, &rest), purge_batch_step(&cx, policy, &rest)]);
+            steps.extend([
+                archive_step(&cx, &rest),
+                purge_batch_step(&cx, policy, &rest),
+            ]);
         }
     }
     steps.push(verify_no_orphans_step(&cx, &rest));
@@ -400,6 +408,31 @@ fn rollback_notes(playbook: &Playbook, i: &Inspection, path: Path) -> Vec<String
             ));
         }
     }
+    if let Lookup::Found(live) = &i.constraint {
+        let differences = super::drift::compare(fk, &live.definition);
+        if !differences.is_empty() {
+            let fields: Vec<&str> = differences.iter().map(|d| d.field).collect();
+            notes.push(format!(
+                "A constraint named {} exists but differs from the definition to restore ({}): fkctl rollback refuses until it is dropped by hand or the playbook is fixed.",
+                fk.name,
+                fields.join(", ")
+            ));
+        }
+    }
+    if playbook.rollback.orphans == OrphanPolicy::Nullify {
+        let not_null: Vec<String> = i
+            .child_columns
+            .iter()
+            .filter(|c| c.not_null)
+            .map(|c| c.name.display())
+            .collect();
+        if !not_null.is_empty() {
+            notes.push(format!(
+                "rollback.orphans is nullify but {} cannot be NULL: fkctl rollback refuses; use archive-delete or abort.",
+                not_null.join(", ")
+            ));
+        }
+    }
     let risky = super::impact::unarchivable_cascades(i);
     if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
         notes.push(format!(
@@ -423,7 +456,13 @@ fn rollback_adds(cx: &Context<'_>, path: Path, status: Status) -> Vec<Step> {
                 "Add the constraint NOT VALID",
                 "A catalog change only, no scan: from its commit on, PostgreSQL checks every new and updated row.",
             );
-            add_not_valid(&mut add, playbook, &playbook.constraint, &cx.child, &cx.parent);
+            add_not_valid(
+                &mut add,
+                playbook,
+                &playbook.constraint,
+                &cx.child,
+                &cx.parent,
+            );
             add.before = Some(cx.exists_check(0));
             add.after = Some(cx.exists_check(1));
             add.status = status;
