@@ -122,7 +122,7 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
             &playbook.constraint,
         )?;
         summary.run_id = Some(run.id.clone());
-        let mut ctx = Context {
+        let mut ctx = RollbackRun {
             client: &mut client,
             exec: &exec,
             run: &run,
@@ -345,7 +345,7 @@ fn archived(client: &mut Client, playbook: &Playbook, run: &Run) -> Result<i64> 
     crate::pg::query_scalar(client, sql.as_str(), &[&run.id])
 }
 
-struct Context<'a> {
+struct RollbackRun<'a> {
     client: &'a mut Client,
     exec: &'a Executor<'a>,
     run: &'a Run,
@@ -379,7 +379,7 @@ impl<'s> RepairSteps<'s> {
     }
 }
 
-impl Context<'_> {
+impl RollbackRun<'_> {
     /// Runs the plan's steps in the order the plan gives, by kind.
     fn steps(&mut self, steps: &[Step]) -> Result<()> {
         let env = self.exec.environment;

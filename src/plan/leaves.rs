@@ -13,7 +13,7 @@ use crate::sql::checks;
 
 /// Which way the constraint goes back on, and why (shown by `plan`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
+pub enum RollbackPath {
     /// ADD NOT VALID and VALIDATE on the child table itself.
     Direct,
     /// NOT VALID and VALIDATE leaf by leaf, then attach on the partitioned table.

@@ -18,7 +18,7 @@ use crate::playbook::Playbook;
 use serde::Serialize;
 
 pub use drift::Drift;
-pub use leaves::Path;
+pub use leaves::RollbackPath;
 pub use locks::{Lock, LockMode};
 pub use steps::{drop_plan, restore_plan, rollback_path, rollback_plan};
 

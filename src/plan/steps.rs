@@ -1,6 +1,6 @@
 //! The steps of a drop and of a rollback.
 
-use super::leaves::{self, Path, PARTITIONED_NOT_VALID_VERSION};
+use super::leaves::{self, RollbackPath, PARTITIONED_NOT_VALID_VERSION};
 use super::restore::ColumnPlan;
 use super::{
     Bind, Check, Expect, Lock, LockMode, Observed, Operation, Plan, Status, Step, StepKind,
@@ -33,7 +33,7 @@ pub(super) fn timeouts(playbook: &Playbook) -> Vec<String> {
     ]
 }
 
-struct Context<'a> {
+struct Planner<'a> {
     playbook: &'a Playbook,
     observed: Option<&'a Observed<'a>>,
     child: String,
@@ -42,8 +42,8 @@ struct Context<'a> {
     notes: Vec<String>,
 }
 
-impl<'a> Context<'a> {
-    fn new(playbook: &'a Playbook, observed: Option<&'a Observed<'a>>) -> Context<'a> {
+impl<'a> Planner<'a> {
+    fn new(playbook: &'a Playbook, observed: Option<&'a Observed<'a>>) -> Planner<'a> {
         let fk = &playbook.constraint;
         let mut notes = Vec::new();
         let orphans = match observed {
@@ -59,7 +59,7 @@ impl<'a> Context<'a> {
         } else {
             fk.table.display()
         };
-        Context {
+        Planner {
             playbook,
             observed,
             child,
@@ -222,7 +222,7 @@ pub(super) fn validate_constraint(
 
 /// Drop: check, count, snapshot, drop under a short lock timeout, verify gone.
 pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
-    let mut cx = Context::new(playbook, observed);
+    let mut cx = Planner::new(playbook, observed);
     let fk = &playbook.constraint;
     let status = match cx.lookup() {
         None => Status::Unknown,
@@ -345,7 +345,7 @@ fn what_stops(fk: &ForeignKeyDef) -> String {
 
 /// Rollback: ADD NOT VALID, census, archived purge, verify, VALIDATE.
 pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
-    let mut cx = Context::new(playbook, observed);
+    let mut cx = Planner::new(playbook, observed);
     let (add_status, rest) = rollback_statuses(observed);
     let path = rollback_path(observed);
     if let Some(o) = observed {
@@ -397,7 +397,7 @@ fn rollback_statuses(observed: Option<&Observed<'_>>) -> (Status, Status) {
 }
 
 /// What the people running the rollback must know before it starts.
-fn rollback_notes(playbook: &Playbook, i: &Inspection, path: Path) -> Vec<String> {
+fn rollback_notes(playbook: &Playbook, i: &Inspection, path: RollbackPath) -> Vec<String> {
     let fk = &playbook.constraint;
     let mut notes: Vec<String> = path_note(path, i, fk).into_iter().collect();
     for leaf in &i.leaves {
@@ -445,12 +445,12 @@ fn rollback_notes(playbook: &Playbook, i: &Inspection, path: Path) -> Vec<String
 }
 
 /// The ADD ... NOT VALID step(s) of the path the server needs.
-fn rollback_adds(cx: &Context<'_>, path: Path, status: Status) -> Vec<Step> {
+fn rollback_adds(cx: &Planner<'_>, path: RollbackPath, status: Status) -> Vec<Step> {
     let playbook = cx.playbook;
     let not_enforced = matches!(cx.lookup(), Some(Lookup::Found(c)) if !c.enforced);
     match path {
-        Path::Direct if not_enforced => vec![replace_not_enforced(cx)],
-        Path::Direct => {
+        RollbackPath::Direct if not_enforced => vec![replace_not_enforced(cx)],
+        RollbackPath::Direct => {
             let mut add = step(
                 StepKind::AddNotValid,
                 "Add the constraint NOT VALID",
@@ -468,11 +468,11 @@ fn rollback_adds(cx: &Context<'_>, path: Path, status: Status) -> Vec<Step> {
             add.status = status;
             vec![add]
         }
-        Path::PerLeaf => leaves::add_steps(playbook, cx.leaves(), &cx.parent),
+        RollbackPath::PerLeaf => leaves::add_steps(playbook, cx.leaves(), &cx.parent),
     }
 }
 
-fn refuse_orphans_step(cx: &Context<'_>, status: &Status) -> Step {
+fn refuse_orphans_step(cx: &Planner<'_>, status: &Status) -> Step {
     let mut stop = step(
         StepKind::RefuseOrphans,
         "Stop if any orphan exists (policy: abort)",
@@ -488,7 +488,7 @@ fn refuse_orphans_step(cx: &Context<'_>, status: &Status) -> Step {
     stop
 }
 
-fn collect_step(cx: &Context<'_>, status: &Status) -> Step {
+fn collect_step(cx: &Planner<'_>, status: &Status) -> Step {
     let mut collect = step(
         StepKind::CollectOrphans,
         "List the orphaned rows' addresses",
@@ -501,7 +501,7 @@ fn collect_step(cx: &Context<'_>, status: &Status) -> Step {
 }
 
 /// The census counts the collected list: one scan of the child serves both.
-fn listed_census_step(cx: &Context<'_>, status: &Status) -> Step {
+fn listed_census_step(cx: &Planner<'_>, status: &Status) -> Step {
     let limit = cx.playbook.rollback.max_orphans;
     let mut census = step(
         StepKind::CountOrphans,
@@ -517,7 +517,7 @@ fn listed_census_step(cx: &Context<'_>, status: &Status) -> Step {
     census
 }
 
-fn archive_step(cx: &Context<'_>, status: &Status) -> Step {
+fn archive_step(cx: &Planner<'_>, status: &Status) -> Step {
     let mut archive = step(
         StepKind::PrepareArchive,
         "Create fkctl's archive table if missing",
@@ -528,7 +528,7 @@ fn archive_step(cx: &Context<'_>, status: &Status) -> Step {
     archive
 }
 
-fn purge_batch_step(cx: &Context<'_>, policy: OrphanPolicy, status: &Status) -> Step {
+fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> Step {
     let schema = &cx.playbook.journal_schema;
     let batch = cx.playbook.rollback.batch_size;
     let (kind, title, sql) = if policy == OrphanPolicy::Nullify {
@@ -563,7 +563,7 @@ fn purge_batch_step(cx: &Context<'_>, policy: OrphanPolicy, status: &Status) -> 
     purge_step
 }
 
-fn verify_no_orphans_step(cx: &Context<'_>, status: &Status) -> Step {
+fn verify_no_orphans_step(cx: &Planner<'_>, status: &Status) -> Step {
     let mut verify = step(
         StepKind::VerifyNoOrphans,
         "Verify no orphan remains",
@@ -580,10 +580,10 @@ fn verify_no_orphans_step(cx: &Context<'_>, status: &Status) -> Step {
 }
 
 /// VALIDATE on the table, or on each leaf and then the attach.
-fn rollback_validations(cx: &Context<'_>, path: Path, status: &Status) -> Vec<Step> {
+fn rollback_validations(cx: &Planner<'_>, path: RollbackPath, status: &Status) -> Vec<Step> {
     let playbook = cx.playbook;
     match path {
-        Path::Direct => {
+        RollbackPath::Direct => {
             let mut validate = step(
                 StepKind::ValidateConstraint,
                 "Validate the constraint",
@@ -600,7 +600,7 @@ fn rollback_validations(cx: &Context<'_>, path: Path, status: &Status) -> Vec<St
             validate.status = status.clone();
             vec![validate]
         }
-        Path::PerLeaf => {
+        RollbackPath::PerLeaf => {
             let mut steps = leaves::validate_steps(playbook, cx.leaves(), &cx.parent);
             steps.push(leaves::attach_step(
                 playbook,
@@ -616,7 +616,7 @@ fn rollback_validations(cx: &Context<'_>, path: Path, status: &Status) -> Vec<St
 /// A NOT ENFORCED constraint (PostgreSQL 18) is swapped for an enforced NOT
 /// VALID one in one transaction, never turned on with ALTER ... ENFORCED,
 /// which validates every row under ACCESS EXCLUSIVE.
-fn replace_not_enforced(cx: &Context<'_>) -> Step {
+fn replace_not_enforced(cx: &Planner<'_>) -> Step {
     let fk = &cx.playbook.constraint;
     let mut swap = step(
         StepKind::ReplaceNotEnforced,
@@ -650,34 +650,34 @@ fn replace_not_enforced(cx: &Context<'_>) -> Step {
 /// cannot add NOT VALID to it. (Such a server cannot hold a NOT VALID
 /// constraint on the partitioned table either, so a constraint found there
 /// is valid and every step shows as done.)
-pub fn rollback_path(observed: Option<&Observed<'_>>) -> Path {
+pub fn rollback_path(observed: Option<&Observed<'_>>) -> RollbackPath {
     match observed {
         Some(o)
             if o.inspection.child.partitioned
                 && o.inspection.server.version_num < PARTITIONED_NOT_VALID_VERSION =>
         {
-            Path::PerLeaf
+            RollbackPath::PerLeaf
         }
-        _ => Path::Direct,
+        _ => RollbackPath::Direct,
     }
 }
 
 fn path_note(
-    path: Path,
+    path: RollbackPath,
     i: &crate::model::Inspection,
     fk: &crate::sql::foreign_key::ForeignKeyDef,
 ) -> Option<String> {
     let n = i.leaves.len();
     match path {
-        Path::PerLeaf => Some(format!(
+        RollbackPath::PerLeaf => Some(format!(
             "Path: partition by partition. {} is partitioned and PostgreSQL {} refuses ADD FOREIGN KEY ... NOT VALID on a partitioned table (allowed from 18), while a validating ADD would block writes on every partition for the whole scan. So: NOT VALID on each of its {n} leaf partitions, the purge, VALIDATE on each leaf (writes go on), then one ADD on the partitioned table, for which PostgreSQL attaches the validated copies without scanning.",
             fk.table, i.server.version
         )),
-        Path::Direct if i.child.partitioned => Some(format!(
+        RollbackPath::Direct if i.child.partitioned => Some(format!(
             "Path: on the partitioned table directly. PostgreSQL {} adds a NOT VALID foreign key to {} and its {n} leaf partitions in one statement; VALIDATE then scans each partition under SHARE UPDATE EXCLUSIVE (writes go on).",
             i.server.version, fk.table
         )),
-        Path::Direct => None,
+        RollbackPath::Direct => None,
     }
 }
 
@@ -689,7 +689,7 @@ pub fn restore_plan(
     observed: Option<&Observed<'_>>,
     columns: Option<&ColumnPlan>,
 ) -> Plan {
-    let mut cx = Context::new(playbook, observed);
+    let mut cx = Planner::new(playbook, observed);
     let schema = &playbook.journal_schema;
     let batch = playbook.rollback.batch_size;
     let mut restore = step(
