@@ -281,6 +281,7 @@ fn refuse(at: Part, reason: String, postgres: String, next: &str) -> Refusal {
 
 /// The equality operators (`conpfeqop`) ADD CONSTRAINT would store for `fk`,
 /// or why it would refuse it. `pk_attnums` are the referenced columns' attnums.
+// Long because it follows ATAddForeignKeyConstraint's checks in PostgreSQL's own order, one rule after another; split up, the order that makes it checkable against tablecmds.c would be lost.
 pub fn verdict(
     facts: &Facts,
     fk: &ForeignKeyDef,

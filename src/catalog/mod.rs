@@ -131,16 +131,7 @@ pub fn inspect(
     // search_path would not find; an empty path qualifies them all.
     tx.batch_execute("SET LOCAL search_path = ''")
         .map_err(|e| Error::from_postgres(&e, "SET LOCAL search_path = ''"))?;
-    let settings = query(&mut tx, SETTINGS_SQL, &[])?;
-    let row = settings
-        .first()
-        .ok_or_else(|| Error::internal("the server returned no settings row"))?;
-    let server = Server {
-        version: row.cell(0, SETTINGS_SQL)?,
-        version_num: row.cell(1, SETTINGS_SQL)?,
-        database: row.cell(2, SETTINGS_SQL)?,
-        deadlock_timeout_ms: row.cell(3, SETTINGS_SQL)?,
-    };
+    let server = server(&mut tx)?;
     let fk = &playbook.constraint;
     let at = &playbook.positions;
     let child = find_relation(&mut tx, playbook, &fk.table, at.table, environment)?;
@@ -162,42 +153,13 @@ pub fn inspect(
         environment,
     )?;
     let lookup = constraint::lookup(&mut tx, server.version_num, child.oid, &fk.table, &fk.name)?;
-    let mut orphan_query = OrphanQuery::from_definition(fk);
-    orphan_query.child_partitioned = child.partitioned;
-    orphan_query.parent_partitioned = parent.partitioned;
-    match &lookup {
-        Lookup::Found(live) => {
-            orphan_query.match_type = live.definition.match_type;
-            orphan_query.parent = live.definition.ref_table.clone();
-            orphan_query.keys = live.keys.clone();
-        }
-        // Not in the catalog: compare as ADD CONSTRAINT would make
-        // PostgreSQL compare, or refuse what it would refuse.
-        Lookup::Absent | Lookup::NotAForeignKey { .. } => {
-            let facts =
-                implement::facts(&mut tx, &child, &parent, &child_columns, &parent_columns)?;
-            let pk_attnums: Vec<i16> = parent_columns.iter().map(|c| c.attnum).collect();
-            match implement::verdict(&facts, fk, &pk_attnums, server.version_num) {
-                Ok(operators) => {
-                    let fk_attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
-                    orphan_query.keys = constraint::key_comparisons(
-                        &mut tx,
-                        child.oid,
-                        parent.oid,
-                        &fk_attnums,
-                        &pk_attnums,
-                        &operators,
-                    )?;
-                }
-                Err(refusal) if matches!(lookup, Lookup::Absent) => {
-                    return Err(refusal.into_error(playbook, environment));
-                }
-                // Another kind of constraint holds the name: every command
-                // refuses that on its own terms; keep plain equality.
-                Err(_) => {}
-            }
-        }
-    }
+    let keys = Keys {
+        child: &child,
+        parent: &parent,
+        child_columns: &child_columns,
+        parent_columns: &parent_columns,
+    };
+    let orphan_query = orphan_query(&mut tx, playbook, environment, &server, &keys, &lookup)?;
     let referencing_child = dependents::referencing(&mut tx, child.oid)?;
     let attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
     let child_indexes = indexes::on_columns(&mut tx, child.oid, &attnums)?;
@@ -224,4 +186,76 @@ pub fn inspect(
         watched,
         orphan_query,
     })
+}
+
+fn server(tx: &mut impl GenericClient) -> Result<Server> {
+    let settings = query(tx, SETTINGS_SQL, &[])?;
+    let row = settings
+        .first()
+        .ok_or_else(|| Error::internal("the server returned no settings row"))?;
+    Ok(Server {
+        version: row.cell(0, SETTINGS_SQL)?,
+        version_num: row.cell(1, SETTINGS_SQL)?,
+        database: row.cell(2, SETTINGS_SQL)?,
+        deadlock_timeout_ms: row.cell(3, SETTINGS_SQL)?,
+    })
+}
+
+/// The two tables and the key columns the playbook names, as found.
+struct Keys<'a> {
+    child: &'a Relation,
+    parent: &'a Relation,
+    child_columns: &'a [Column],
+    parent_columns: &'a [Column],
+}
+
+/// The exact orphan query: the live constraint's own comparisons, or, when
+/// it is not in the catalog, those ADD CONSTRAINT would make PostgreSQL use;
+/// a definition PostgreSQL would refuse is refused here.
+fn orphan_query(
+    tx: &mut impl GenericClient,
+    playbook: &Playbook,
+    environment: &str,
+    server: &Server,
+    keys: &Keys<'_>,
+    lookup: &Lookup,
+) -> Result<OrphanQuery> {
+    let fk = &playbook.constraint;
+    let mut query = OrphanQuery::from_definition(fk);
+    query.child_partitioned = keys.child.partitioned;
+    query.parent_partitioned = keys.parent.partitioned;
+    if let Lookup::Found(live) = lookup {
+        query.match_type = live.definition.match_type;
+        query.parent = live.definition.ref_table.clone();
+        query.keys = live.keys.clone();
+        return Ok(query);
+    }
+    let facts = implement::facts(
+        tx,
+        keys.child,
+        keys.parent,
+        keys.child_columns,
+        keys.parent_columns,
+    )?;
+    let pk_attnums: Vec<i16> = keys.parent_columns.iter().map(|c| c.attnum).collect();
+    match implement::verdict(&facts, fk, &pk_attnums, server.version_num) {
+        Ok(operators) => {
+            let fk_attnums: Vec<i16> = keys.child_columns.iter().map(|c| c.attnum).collect();
+            query.keys = constraint::key_comparisons(
+                tx,
+                keys.child.oid,
+                keys.parent.oid,
+                &fk_attnums,
+                &pk_attnums,
+                &operators,
+            )?;
+        }
+        Err(refusal) if matches!(lookup, Lookup::Absent) => {
+            return Err(refusal.into_error(playbook, environment));
+        }
+        // Another kind of constraint holds the name: every command
+        // refuses that on its own terms; keep plain equality.
+        Err(_) => {}
+    }
+    Ok(query)
 }

@@ -75,6 +75,43 @@ fn evidence(
     })
 }
 
+/// The template to render: `--template`, else the playbook's, else the built-in one.
+fn template_source(
+    template: Option<&Path>,
+    playbook: &playbook::Playbook,
+) -> Result<(String, String)> {
+    Ok(
+        match template
+            .map(Path::to_path_buf)
+            .or_else(|| playbook.change_request_template.clone())
+        {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    Error::usage(format!("cannot read the template {}: {e}", p.display()))
+                })?;
+                (p.display().to_string(), text)
+            }
+            None => (
+                cr::DEFAULT_TEMPLATE_NAME.to_string(),
+                cr::DEFAULT_TEMPLATE.to_string(),
+            ),
+        },
+    )
+}
+
+/// Writes the request to `out`, or to stdout.
+fn write_output(text: &str, out: Option<&Path>) -> Result<()> {
+    match out {
+        None => write_stdout(text),
+        Some(file) => {
+            std::fs::write(file, text)
+                .map_err(|e| Error::internal(format!("cannot write {}: {e}", file.display())))?;
+            eprintln!("wrote {}", file.display());
+            Ok(())
+        }
+    }
+}
+
 pub fn run(
     path: &Path,
     envs: &[String],
@@ -89,21 +126,7 @@ pub fn run(
             super::select_environments(&playbook, Some(name))?;
         }
     }
-    let (template_name, source) = match template
-        .map(Path::to_path_buf)
-        .or_else(|| playbook.change_request_template.clone())
-    {
-        Some(p) => {
-            let text = std::fs::read_to_string(&p).map_err(|e| {
-                Error::usage(format!("cannot read the template {}: {e}", p.display()))
-            })?;
-            (p.display().to_string(), text)
-        }
-        None => (
-            cr::DEFAULT_TEMPLATE_NAME.to_string(),
-            cr::DEFAULT_TEMPLATE.to_string(),
-        ),
-    };
+    let (template_name, source) = template_source(template, &playbook)?;
     let rollback_env = playbook
         .environments
         .last()
@@ -160,13 +183,5 @@ pub fn run(
                 + "\n"
         }
     };
-    match out {
-        None => write_stdout(&text),
-        Some(file) => {
-            std::fs::write(file, text)
-                .map_err(|e| Error::internal(format!("cannot write {}: {e}", file.display())))?;
-            eprintln!("wrote {}", file.display());
-            Ok(())
-        }
-    }
+    write_output(&text, out)
 }

@@ -205,6 +205,7 @@ impl Story {
     }
 }
 
+// Long because it is the demo's narrative: chapters in the order they are told.
 pub fn run(yes: bool, clean_only: bool) -> Result<()> {
     if clean_only {
         return clean();

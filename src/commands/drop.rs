@@ -193,6 +193,54 @@ fn show_inspection(playbook: &Playbook, inspection: &Inspection) {
     }
 }
 
+/// The constraint as the catalog shows it: absent already (true: nothing to
+/// do), or present and exactly the playbook's (false: go on); anything else
+/// is refused before any change.
+fn already_absent(
+    client: &mut Client,
+    journal: &Journal,
+    playbook: &Playbook,
+    inspection: &Inspection,
+    env: &str,
+) -> Result<bool> {
+    let fk = &playbook.constraint;
+    match &inspection.constraint {
+        Lookup::Absent => {
+            match journal.snapshot(client, &playbook.change, fk)? {
+                Some(s) => println!(
+                    "  already done: {} is absent from {}, and its definition is on record (run {}, {}):\n    {}",
+                    fk.name, fk.table, s.run_id, s.taken_at, s.definition
+                ),
+                None => println!(
+                    "  nothing to do: {} is absent from {} and no snapshot is on record, so it was dropped outside fkctl; a rollback will use the playbook's definition",
+                    fk.name, fk.table
+                ),
+            }
+            Ok(true)
+        }
+        Lookup::NotAForeignKey { contype } => Err(Error::precondition(format!(
+            "{} on {} is a constraint of type {contype:?}, not a foreign key",
+            fk.name, fk.table
+        ))
+        .with("environment", env)
+        .with("playbook", playbook.locate(playbook.positions.name))),
+        Lookup::Found(live) => {
+            let differences = drift::compare(fk, &live.definition);
+            if !differences.is_empty() {
+                let e = super::drift_refusal(
+                    format!("the live constraint differs from the playbook; nothing was changed on {env}"),
+                    env,
+                    "playbook",
+                    &differences,
+                )
+                .with("playbook", playbook.locate(playbook.positions.name));
+                return Err(e.next("run fkctl inspect to see the whole definition; make the playbook match the database (or find out who changed it)"));
+            }
+            Ok(false)
+        }
+    }
+}
+
 fn drop_in(
     playbook: &Playbook,
     environment: &Environment,
@@ -222,42 +270,9 @@ fn drop_in(
         environment: env.to_string(),
         ..Evidence::default()
     };
-    match &inspection.constraint {
-        Lookup::Absent => {
-            match journal.snapshot(&mut client, &playbook.change, fk)? {
-                Some(s) => println!(
-                    "  already done: {} is absent from {}, and its definition is on record (run {}, {}):\n    {}",
-                    fk.name, fk.table, s.run_id, s.taken_at, s.definition
-                ),
-                None => println!(
-                    "  nothing to do: {} is absent from {} and no snapshot is on record, so it was dropped outside fkctl; a rollback will use the playbook's definition",
-                    fk.name, fk.table
-                ),
-            }
-            evidence.outcome = "already absent";
-            return Ok(evidence);
-        }
-        Lookup::NotAForeignKey { contype } => {
-            return Err(Error::precondition(format!(
-                "{} on {} is a constraint of type {contype:?}, not a foreign key",
-                fk.name, fk.table
-            ))
-            .with("environment", env)
-            .with("playbook", playbook.locate(playbook.positions.name)));
-        }
-        Lookup::Found(live) => {
-            let differences = drift::compare(fk, &live.definition);
-            if !differences.is_empty() {
-                let e = super::drift_refusal(
-                    format!("the live constraint differs from the playbook; nothing was changed on {env}"),
-                    env,
-                    "playbook",
-                    &differences,
-                )
-                .with("playbook", playbook.locate(playbook.positions.name));
-                return Err(e.next("run fkctl inspect to see the whole definition; make the playbook match the database (or find out who changed it)"));
-            }
-        }
+    if already_absent(&mut client, &journal, playbook, &inspection, env)? {
+        evidence.outcome = "already absent";
+        return Ok(evidence);
     }
     show_inspection(playbook, &inspection);
     super::check_lock_timeout(playbook, &inspection, env)?;
@@ -281,17 +296,18 @@ fn drop_in(
         Some(run)
     };
     evidence.run_id = run.as_ref().map(|r| r.id.clone());
-    let result = drop_steps(
-        &mut client,
-        &exec,
-        run.as_ref(),
+    let result = DropRun {
+        client: &mut client,
+        exec: &exec,
+        run: run.as_ref(),
         playbook,
-        &plan.steps,
-        dry_run,
-        yes || dry_run,
         environment,
-        &mut evidence,
-    );
+        dry_run,
+        no_questions: yes || dry_run,
+        evidence: &mut evidence,
+        definition: None,
+    }
+    .steps(&plan.steps);
     if let Some(r) = &run {
         let (outcome, message) = match &result {
             Ok(()) => (evidence.outcome, None),
@@ -305,121 +321,149 @@ fn drop_in(
     result.map(|()| evidence)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn drop_steps(
-    client: &mut Client,
-    exec: &Executor<'_>,
-    run: Option<&Run>,
-    playbook: &Playbook,
-    steps: &[Step],
+/// One environment's drop, walking the plan's steps in order by kind.
+struct DropRun<'a> {
+    client: &'a mut Client,
+    exec: &'a Executor<'a>,
+    run: Option<&'a Run>,
+    playbook: &'a Playbook,
+    environment: &'a Environment,
     dry_run: bool,
     no_questions: bool,
-    environment: &Environment,
-    evidence: &mut Evidence,
-) -> Result<()> {
-    let fk = &playbook.constraint;
-    let mut definition = None;
-    for step in steps {
-        println!("{}", super::step_text(step));
-        match step.kind {
-            StepKind::VerifyDefinition | StepKind::CountOrphans => {
-                let check = step
-                    .before
-                    .as_ref()
-                    .ok_or_else(|| Error::internal("a check step without its check"))?;
-                let value = record_step(client, run, step, |c| {
-                    let v = exec.check(c, check, step)?;
-                    Ok((v.clone(), 0, Vec::new(), Some(v.to_string())))
-                })
-                .map_err(|e| {
-                    if step.kind == StepKind::CountOrphans {
-                        e.next("orphans exist although safety.max_orphans_before_drop forbids them: run fkctl orphans --sample 20 to see them")
-                    } else {
-                        e
-                    }
-                })?;
-                println!("   ok: {value}");
-                if step.kind == StepKind::CountOrphans {
-                    if let crate::execute::Value::Count(n) = value {
-                        evidence.orphans = Some(n);
-                    }
-                }
-            }
-            StepKind::SnapshotDefinition => {
-                if dry_run {
-                    println!("   dry run: not recorded");
-                    continue;
-                }
-                let text = record_step(client, run, step, |c| {
-                    let out = exec.run(c, step, &[])?;
-                    Ok((out.returned.clone(), 0, Vec::new(), out.returned))
-                })?
-                .ok_or_else(|| {
-                    Error::precondition(
-                        "the constraint vanished before its definition could be recorded",
-                    )
-                    .with("environment", environment.name.clone())
-                })?;
-                if let Some(r) = run {
-                    r.save_snapshot(client, &playbook.change, fk, &text)?;
-                }
-                println!("   recorded: {text}");
-                definition = Some(text);
-            }
-            StepKind::DropConstraint => {
-                if dry_run {
-                    println!("\n   dry run: the statements above were not run; nothing was changed on {}", environment.name);
-                    evidence.outcome = "dry run";
-                    continue;
-                }
-                if !no_questions {
-                    let question = format!("Drop {} on {} now?", fk.name, environment.name);
-                    let go = if environment.protected {
-                        tui::confirm_by_name(&question, &environment.name)?
-                    } else {
-                        tui::confirm(&question)?
-                    };
-                    if !go {
-                        evidence.outcome = "declined";
+    evidence: &'a mut Evidence,
+    /// The definition recorded before the DROP (what rollback restores).
+    definition: Option<String>,
+}
+
+impl DropRun<'_> {
+    fn steps(&mut self, steps: &[Step]) -> Result<()> {
+        for step in steps {
+            println!("{}", super::step_text(step));
+            match step.kind {
+                StepKind::VerifyDefinition | StepKind::CountOrphans => self.check(step)?,
+                StepKind::SnapshotDefinition => self.snapshot(step)?,
+                StepKind::DropConstraint => {
+                    if !self.drop(step)? {
                         return Ok(());
                     }
                 }
-                let outcome = record_step(client, run, step, |c| {
-                    if let Some(check) = &step.before {
-                        exec.check(c, check, step)?;
-                    }
-                    let out = exec.run(c, step, &[])?;
-                    let retries = out.retries;
-                    let blockers = out.blockers.clone();
-                    Ok((out, retries, blockers, None))
-                })?;
-                if let Some(check) = &step.after {
-                    exec.check_after(client, check, step).map_err(|e| {
-                        e.next("the DROP committed but the catalog still shows the constraint: inspect the database before doing anything else")
-                    })?;
+                _ => {
+                    return Err(Error::internal(format!(
+                        "a drop has no use for step {}",
+                        step.id
+                    )))
                 }
-                println!(
-                    "   dropped in {} ms after {} lock retries; the catalog confirms it is gone{}",
-                    outcome.elapsed.as_millis(),
-                    outcome.retries,
-                    if definition.is_some() {
-                        " (definition recorded for rollback)"
-                    } else {
-                        ""
-                    }
-                );
-                evidence.outcome = "dropped";
-                evidence.drop_ms = Some(outcome.elapsed.as_millis());
-                evidence.retries = outcome.retries;
-                evidence.blockers = outcome.blockers;
-            }
-            _ => {
-                return Err(Error::internal(format!(
-                    "a drop has no use for step {}",
-                    step.id
-                )))
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    fn check(&mut self, step: &Step) -> Result<()> {
+        let check = step
+            .before
+            .as_ref()
+            .ok_or_else(|| Error::internal("a check step without its check"))?;
+        let exec = self.exec;
+        let value = record_step(self.client, self.run, step, |c| {
+            let v = exec.check(c, check, step)?;
+            Ok((v.clone(), 0, Vec::new(), Some(v.to_string())))
+        })
+        .map_err(|e| {
+            if step.kind == StepKind::CountOrphans {
+                e.next("orphans exist although safety.max_orphans_before_drop forbids them: run fkctl orphans --sample 20 to see them")
+            } else {
+                e
+            }
+        })?;
+        println!("   ok: {value}");
+        if let (StepKind::CountOrphans, crate::execute::Value::Count(n)) = (step.kind, value) {
+            self.evidence.orphans = Some(n);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, step: &Step) -> Result<()> {
+        if self.dry_run {
+            println!("   dry run: not recorded");
+            return Ok(());
+        }
+        let exec = self.exec;
+        let text = record_step(self.client, self.run, step, |c| {
+            let out = exec.run(c, step, &[])?;
+            Ok((out.returned.clone(), 0, Vec::new(), out.returned))
+        })?
+        .ok_or_else(|| {
+            Error::precondition("the constraint vanished before its definition could be recorded")
+                .with("environment", self.environment.name.clone())
+        })?;
+        if let Some(r) = self.run {
+            r.save_snapshot(
+                self.client,
+                &self.playbook.change,
+                &self.playbook.constraint,
+                &text,
+            )?;
+        }
+        println!("   recorded: {text}");
+        self.definition = Some(text);
+        Ok(())
+    }
+
+    /// The DROP itself; false when the operator declined.
+    fn drop(&mut self, step: &Step) -> Result<bool> {
+        let environment = self.environment;
+        if self.dry_run {
+            println!(
+                "\n   dry run: the statements above were not run; nothing was changed on {}",
+                environment.name
+            );
+            self.evidence.outcome = "dry run";
+            return Ok(true);
+        }
+        if !self.no_questions {
+            let question = format!(
+                "Drop {} on {} now?",
+                self.playbook.constraint.name, environment.name
+            );
+            let go = if environment.protected {
+                tui::confirm_by_name(&question, &environment.name)?
+            } else {
+                tui::confirm(&question)?
+            };
+            if !go {
+                self.evidence.outcome = "declined";
+                return Ok(false);
+            }
+        }
+        let exec = self.exec;
+        let outcome = record_step(self.client, self.run, step, |c| {
+            if let Some(check) = &step.before {
+                exec.check(c, check, step)?;
+            }
+            let out = exec.run(c, step, &[])?;
+            let retries = out.retries;
+            let blockers = out.blockers.clone();
+            Ok((out, retries, blockers, None))
+        })?;
+        if let Some(check) = &step.after {
+            exec.check_after(self.client, check, step).map_err(|e| {
+                e.next("the DROP committed but the catalog still shows the constraint: inspect the database before doing anything else")
+            })?;
+        }
+        println!(
+            "   dropped in {} ms after {} lock retries; the catalog confirms it is gone{}",
+            outcome.elapsed.as_millis(),
+            outcome.retries,
+            if self.definition.is_some() {
+                " (definition recorded for rollback)"
+            } else {
+                ""
+            }
+        );
+        self.evidence.outcome = "dropped";
+        self.evidence.drop_ms = Some(outcome.elapsed.as_millis());
+        self.evidence.retries = outcome.retries;
+        self.evidence.blockers = outcome.blockers;
+        Ok(true)
+    }
 }

@@ -22,6 +22,7 @@ use clap::CommandFactory;
 use std::io::Write;
 use std::path::Path;
 
+// Long because it is one match arm per command, handing each its arguments; no logic.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Lint { playbooks, output } => lint::run(&playbooks, output),

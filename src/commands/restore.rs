@@ -133,6 +133,107 @@ fn explain_batch(mut e: Error) -> Error {
     e
 }
 
+/// How many rows run `run_id` deleted and archived here; refused when none.
+fn archived_rows(client: &mut Client, schema: &Ident, run_id: &str, env: &str) -> Result<i64> {
+    let archive = purge::archive_table(schema);
+    let exists: bool = crate::pg::query_scalar(
+        client,
+        "SELECT to_regclass($1) IS NOT NULL",
+        &[&archive.quoted()],
+    )?;
+    if !exists {
+        return Err(Error::precondition(format!(
+            "there is no archive ({archive}) in the {env} database: no rollback purged rows here"
+        )));
+    }
+    let by_run = purge::archived_by_run_sql(schema);
+    let row = client
+        .query_one(by_run.as_str(), &[&run_id])
+        .map_err(|e| Error::from_postgres(&e, &by_run))?;
+    let (deleted, nullified): (i64, i64) = (row.cell(0, &by_run)?, row.cell(1, &by_run)?);
+    if deleted == 0 {
+        let mut e = Error::precondition(format!(
+            "run {run_id} has no deleted rows in the archive of {env}"
+        ));
+        if nullified > 0 {
+            e = e.with("note", format!("{nullified} rows of that run were nullified, not deleted; restoring nullified keys is not supported yet"));
+        }
+        return Err(e.next("fkctl status lists the runs; the archive is the table above"));
+    }
+    Ok(deleted)
+}
+
+/// Refuses, before any row moves, when the rows cannot go back as they were.
+fn refuse_columns(
+    columns: &ColumnPlan,
+    deleted: i64,
+    run_id: &str,
+    playbook: &Playbook,
+    env: &str,
+    discard_dropped_columns: bool,
+) -> Result<()> {
+    let refusals = columns.refusals();
+    if !refusals.is_empty() {
+        let mut e = Error::precondition(format!(
+            "the {deleted} archived row(s) of run {run_id} cannot go back into {} as they were",
+            playbook.constraint.table
+        ))
+        .with("environment", env);
+        for (what, why) in refusals {
+            e = e.with(&what, why);
+        }
+        let advice = if columns.dropped.is_empty() || discard_dropped_columns {
+            "nothing was restored. Change the table back (or give the added column a default), then run the same restore again"
+        } else {
+            "nothing was restored. Add the columns back to keep their values, or pass --discard-dropped-columns to restore the rows without them"
+        };
+        return Err(e.next(advice));
+    }
+    Ok(())
+}
+
+/// Moves the run's rows back batch by batch until none can move, then
+/// checks the archive shrank by exactly the rows that went back.
+/// Returns (rows moved, rows left in the archive, a line for the journal).
+#[allow(clippy::too_many_arguments)]
+fn move_rows(
+    c: &mut Client,
+    exec: &Executor<'_>,
+    step: &crate::plan::Step,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+    archived_left: &str,
+    run_id: &str,
+    deleted: i64,
+    env: &str,
+) -> Result<(i64, i64, String)> {
+    let mut moved = 0i64;
+    let mut batches = 0u32;
+    loop {
+        let outcome = exec.run(c, step, params).map_err(explain_batch)?;
+        let n: i64 = outcome
+            .returned
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| Error::internal("the restore batch did not return its row count"))?;
+        if n == 0 {
+            break;
+        }
+        moved += n;
+        batches += 1;
+    }
+    let left = count(c, archived_left, run_id)?;
+    if deleted - left != moved {
+        return Err(Error::new(Kind::Internal, format!("the archive of run {run_id} went from {deleted} to {left} row(s), but {moved} row(s) went back into the table"))
+            .with("environment", env)
+            .next("something else changed the archive during the restore; compare the archive with the table before going on"));
+    }
+    Ok((
+        moved,
+        left,
+        format!("{moved} row(s) restored in {batches} batch(es); archive of the run: {deleted} row(s) before, {left} after"),
+    ))
+}
+
 pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
@@ -149,39 +250,10 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         let schema = &playbook.journal_schema;
         let journal = Journal::new(schema);
         let archive = purge::archive_table(schema);
-        let exists: bool = crate::pg::query_scalar(&mut client, "SELECT to_regclass($1) IS NOT NULL", &[&archive.quoted()])?;
-        if !exists {
-            return Err(Error::precondition(format!("there is no archive ({archive}) in the {env} database: no rollback purged rows here")));
-        }
-        let by_run = purge::archived_by_run_sql(schema);
-        let row = client.query_one(by_run.as_str(), &[&run_id]).map_err(|e| Error::from_postgres(&e, &by_run))?;
-        let (deleted, nullified): (i64, i64) = (row.cell(0, &by_run)?, row.cell(1, &by_run)?);
-        if deleted == 0 {
-            let mut e = Error::precondition(format!("run {run_id} has no deleted rows in the archive of {env}"));
-            if nullified > 0 {
-                e = e.with("note", format!("{nullified} rows of that run were nullified, not deleted; restoring nullified keys is not supported yet"));
-            }
-            return Err(e.next("fkctl status lists the runs; the archive is the table above"));
-        }
+        let deleted = archived_rows(&mut client, schema, run_id, env)?;
         let inspection = inspect_live(&mut client, &playbook, env, "pre-checks")?;
         let (columns, table) = compare_columns(&mut client, &playbook, &inspection, run_id, deleted, options.discard_dropped_columns)?;
-        let refusals = columns.refusals();
-        if !refusals.is_empty() {
-            let mut e = Error::precondition(format!(
-                "the {deleted} archived row(s) of run {run_id} cannot go back into {} as they were",
-                playbook.constraint.table
-            ))
-            .with("environment", env);
-            for (what, why) in refusals {
-                e = e.with(&what, why);
-            }
-            let advice = if columns.dropped.is_empty() || options.discard_dropped_columns {
-                "nothing was restored. Change the table back (or give the added column a default), then run the same restore again"
-            } else {
-                "nothing was restored. Add the columns back to keep their values, or pass --discard-dropped-columns to restore the rows without them"
-            };
-            return Err(e.next(advice));
-        }
+        refuse_columns(&columns, deleted, run_id, &playbook, env, options.discard_dropped_columns)?;
         check_conversion(&mut client, &inspection, schema, &columns, &table, run_id)?;
         let observed = Observed { environment: env, inspection: &inspection };
         let plan = restore_plan(&playbook, Some(&observed), Some(&columns));
@@ -214,28 +286,8 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         let values = BindValues { run_id: &run.id, change: &playbook.change, constraint_name: playbook.constraint.name.as_str(), restore_run_id: Some(run_id) };
         let params = values.for_step(step)?;
         let result = record_step(&mut client, Some(&run), step, |c| {
-            let mut moved = 0i64;
-            let mut batches = 0u32;
-            loop {
-                let outcome = exec.run(c, step, &params).map_err(explain_batch)?;
-                let n: i64 = outcome
-                    .returned
-                    .as_deref()
-                    .and_then(|t| t.parse().ok())
-                    .ok_or_else(|| Error::internal("the restore batch did not return its row count"))?;
-                if n == 0 {
-                    break;
-                }
-                moved += n;
-                batches += 1;
-            }
-            let left = count(c, &archived_left, run_id)?;
-            if deleted - left != moved {
-                return Err(Error::new(Kind::Internal, format!("the archive of run {run_id} went from {deleted} to {left} row(s), but {moved} row(s) went back into the table"))
-                    .with("environment", env)
-                    .next("something else changed the archive during the restore; compare the archive with the table before going on"));
-            }
-            let mut detail = vec![format!("{moved} row(s) restored in {batches} batch(es); archive of the run: {deleted} row(s) before, {left} after")];
+            let (moved, left, detail) = move_rows(c, &exec, step, &params, &archived_left, run_id, deleted, env)?;
+            let mut detail = vec![detail];
             detail.extend(columns.notes());
             Ok(((moved, left), 0, Vec::new(), Some(detail.join("\n"))))
         });

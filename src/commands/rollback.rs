@@ -82,74 +82,14 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
         environment: env.to_string(),
         ..Summary::default()
     };
-    let result = (|| -> Result<()> {
-        let (target, mut client) = connect(&loaded, &environment, &connection.dsn)?;
-        say.line(format!("== rollback on {env} ({}) ==", target.description));
-        guard::lock_change(&mut client, &loaded.change, &loaded.constraint, env)?;
-        let journal = Journal::new(&loaded.journal_schema);
-        let spec = resolve(&mut client, &journal, &loaded, &options, &say)?;
-        let playbook = &spec.playbook;
-        summary.definition_source = spec.source.as_str();
-        summary.definition = playbook.constraint.constraint_clause();
-        let inspection = inspect_live(&mut client, playbook, env, "pre-checks")?;
-        if refuse_or_done(playbook, &inspection, env, &say, &mut summary)? {
-            return Ok(());
-        }
-        super::check_lock_timeout(playbook, &inspection, env)?;
-        let observed = Observed {
-            environment: env,
-            inspection: &inspection,
-        };
-        let plan = rollback_plan(playbook, Some(&observed));
-        let exec =
-            Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?;
-        if !options.yes
-            && !ask(
-                &format!("Roll back {} on {env}?", playbook.constraint.name),
-                environment.protected,
-                env,
-            )?
-        {
-            summary.outcome = "declined";
-            return Ok(());
-        }
-        journal.ensure(&mut client)?;
-        let run = journal.start_run(
-            &mut client,
-            &playbook.change,
-            "rollback",
-            env,
-            &playbook.constraint,
-        )?;
-        summary.run_id = Some(run.id.clone());
-        let mut ctx = RollbackRun {
-            client: &mut client,
-            exec: &exec,
-            run: &run,
-            playbook,
-            say: &say,
-            options: &options,
-            protected: environment.protected,
-            summary: &mut summary,
-        };
-        let outcome = ctx.steps(&plan.steps).and_then(|()| {
-            if !summary.outcome.is_empty() {
-                return Ok(()); // stopped before VALIDATE
-            }
-            // The catalog is the truth: read the result back.
-            let after = inspect_live(&mut client, playbook, env, "verify the restored constraint")?;
-            verify_restored(playbook, &after, env, &mut summary)
-        });
-        let (label_text, message) = match &outcome {
-            Ok(()) => (summary.outcome, None),
-            Err(e) => (refusal_or_failure(e), Some(e.to_string())),
-        };
-        let finished = run.finish(&mut client, label_text, message.as_deref());
-        outcome?;
-        finished?;
-        summary.rows_archived = archived(&mut client, playbook, &run)?;
-        Ok(())
-    })();
+    let result = rollback_in(
+        &loaded,
+        &environment,
+        connection,
+        &options,
+        &say,
+        &mut summary,
+    );
     summary.elapsed_ms = started.elapsed().as_millis();
     let result = result.map_err(|e| label(e, env, "rollback"));
     if let Err(e) = &result {
@@ -173,6 +113,80 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
         ));
     }
     result
+}
+
+/// The rollback on one environment: resolve, inspect, plan, ask, run the
+/// plan's steps, read the catalog back.
+fn rollback_in(
+    loaded: &Playbook,
+    environment: &crate::playbook::Environment,
+    connection: &Connection,
+    options: &Options,
+    say: &Say,
+    summary: &mut Summary,
+) -> Result<()> {
+    let env = environment.name.as_str();
+    let (target, mut client) = connect(loaded, environment, &connection.dsn)?;
+    say.line(format!("== rollback on {env} ({}) ==", target.description));
+    guard::lock_change(&mut client, &loaded.change, &loaded.constraint, env)?;
+    let journal = Journal::new(&loaded.journal_schema);
+    let spec = resolve(&mut client, &journal, loaded, options, say)?;
+    let playbook = &spec.playbook;
+    summary.definition_source = spec.source.as_str();
+    summary.definition = playbook.constraint.constraint_clause();
+    let inspection = inspect_live(&mut client, playbook, env, "pre-checks")?;
+    if refuse_or_done(playbook, &inspection, env, say, summary)? {
+        return Ok(());
+    }
+    super::check_lock_timeout(playbook, &inspection, env)?;
+    let observed = Observed {
+        environment: env,
+        inspection: &inspection,
+    };
+    let plan = rollback_plan(playbook, Some(&observed));
+    let exec = Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?;
+    let question = format!("Roll back {} on {env}?", playbook.constraint.name);
+    if !options.yes && !ask(&question, environment.protected, env)? {
+        summary.outcome = "declined";
+        return Ok(());
+    }
+    journal.ensure(&mut client)?;
+    let run = journal.start_run(
+        &mut client,
+        &playbook.change,
+        "rollback",
+        env,
+        &playbook.constraint,
+    )?;
+    summary.run_id = Some(run.id.clone());
+    let outcome = RollbackRun {
+        client: &mut client,
+        exec: &exec,
+        run: &run,
+        playbook,
+        say,
+        options,
+        protected: environment.protected,
+        summary,
+    }
+    .steps(&plan.steps)
+    .and_then(|()| {
+        if !summary.outcome.is_empty() {
+            return Ok(()); // stopped before VALIDATE
+        }
+        // The catalog is the truth: read the result back.
+        let after = inspect_live(&mut client, playbook, env, "verify the restored constraint")?;
+        verify_restored(playbook, &after, env, summary)
+    });
+    let (label_text, message) = match &outcome {
+        Ok(()) => (summary.outcome, None),
+        Err(e) => (refusal_or_failure(e), Some(e.to_string())),
+    };
+    let finished = run.finish(&mut client, label_text, message.as_deref());
+    outcome?;
+    finished?;
+    summary.rows_archived = archived(&mut client, playbook, &run)?;
+    Ok(())
 }
 
 /// The outcome word for a run that ended in an error (journal and JSON).

@@ -83,6 +83,7 @@ impl Target {
     }
 
     /// Builds a target from a connection string, with libpq's defaults.
+    // Long because it is libpq's keyword table and defaults, one after another (issue: keep only the PG*/pgpass/service merging on top of postgres::Config).
     pub fn from_dsn(environment: &str, text: &str) -> Result<Target> {
         let pairs = dsn::parse(text).map_err(Error::usage)?;
         let mut config = Config::new();

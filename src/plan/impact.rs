@@ -43,6 +43,7 @@ pub fn unarchivable_cascades(inspection: &Inspection) -> Vec<String> {
         .collect()
 }
 
+// Long because it lists what PostgreSQL stops enforcing, action by action, in the order `inspect` shows them.
 pub fn analyse(playbook: &Playbook, inspection: Option<&Inspection>) -> Impact {
     let live = inspection.and_then(Inspection::live);
     let fk = live.map_or(&playbook.constraint, |l| &l.definition);

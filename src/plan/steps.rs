@@ -223,41 +223,14 @@ pub(super) fn validate_constraint(
 /// Drop: check, count, snapshot, drop under a short lock timeout, verify gone.
 pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     let mut cx = Planner::new(playbook, observed);
-    let fk = &playbook.constraint;
     let status = match cx.lookup() {
         None => Status::Unknown,
-        Some(Lookup::Found(_)) => Status::Pending,
+        Some(Lookup::Found(_)) | Some(Lookup::NotAForeignKey { .. }) => Status::Pending,
         Some(Lookup::Absent) => Status::AlreadyDone("the constraint is already absent".into()),
-        Some(Lookup::NotAForeignKey { contype }) => {
-            cx.notes.push(format!("A constraint named {} exists but is not a foreign key (contype {contype}); fkctl drop will refuse.", fk.name));
-            Status::Pending
-        }
     };
-    if let Some(Lookup::Found(live)) = cx.lookup() {
-        let drift = super::drift::compare(fk, &live.definition);
-        if !drift.is_empty() {
-            cx.notes.push(format!(
-                "The live constraint differs from the playbook ({}); fkctl drop stops at step 1 until they agree.",
-                drift.iter().map(|d| d.field).collect::<Vec<_>>().join(", ")
-            ));
-        }
-    }
-
-    let leftover: Vec<String> = observed
-        .map(|o| o.inspection.leaves.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .filter(|l| l.state != LeafState::Absent && !l.attached)
-        .map(|l| l.table.display())
-        .collect();
-    if !leftover.is_empty() {
-        cx.notes.push(format!(
-            "Partitions {} carry their own copy of {} (left by an unfinished partition-by-partition rollback): finish it with fkctl rollback, or drop those copies by hand.",
-            leftover.join(", "),
-            fk.name
-        ));
-    }
-
+    let notes = drop_notes(&cx, observed);
+    cx.notes.extend(notes);
+    let fk = &playbook.constraint;
     let mut verify = step(
         StepKind::VerifyDefinition,
         "Check the live constraint matches the playbook",
@@ -265,13 +238,11 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     );
     verify.before = Some(cx.exists_check(1));
     verify.status = status.clone();
-
     let census = cx.census_step(
         "A valid foreign key has none; a NOT VALID one may. One anti-join pass over the child table.",
         playbook.safety.max_orphans_before_drop,
         status.clone(),
     );
-
     let mut snapshot = step(
         StepKind::SnapshotDefinition,
         "Record the live definition",
@@ -283,7 +254,54 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
         checks::constraint_definition_sql(fk),
     ];
     snapshot.status = status.clone();
+    let drop = drop_step(&cx, status);
+    cx.finish(Operation::Drop, vec![verify, census, snapshot, drop])
+}
 
+/// The notes of a drop plan: refusals the command will make, leftovers of
+/// an unfinished rollback, and what the database stops doing.
+fn drop_notes(cx: &Planner<'_>, observed: Option<&Observed<'_>>) -> Vec<String> {
+    let fk = &cx.playbook.constraint;
+    let mut notes = Vec::new();
+    match cx.lookup() {
+        Some(Lookup::NotAForeignKey { contype }) => notes.push(format!("A constraint named {} exists but is not a foreign key (contype {contype}); fkctl drop will refuse.", fk.name)),
+        Some(Lookup::Found(live)) => {
+            let drift = super::drift::compare(fk, &live.definition);
+            if !drift.is_empty() {
+                notes.push(format!(
+                    "The live constraint differs from the playbook ({}); fkctl drop stops at step 1 until they agree.",
+                    drift.iter().map(|d| d.field).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        _ => {}
+    }
+    let leftover: Vec<String> = observed
+        .map(|o| o.inspection.leaves.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|l| l.state != LeafState::Absent && !l.attached)
+        .map(|l| l.table.display())
+        .collect();
+    if !leftover.is_empty() {
+        notes.push(format!(
+            "Partitions {} carry their own copy of {} (left by an unfinished partition-by-partition rollback): finish it with fkctl rollback, or drop those copies by hand.",
+            leftover.join(", "),
+            fk.name
+        ));
+    }
+    // What the database loses is what the live constraint does, which may
+    // differ from the playbook (drift is refused, but the note must be true).
+    let live = match cx.lookup() {
+        Some(Lookup::Found(c)) => Some(&c.definition),
+        _ => None,
+    };
+    notes.push(what_stops(live.unwrap_or(fk)));
+    notes
+}
+
+fn drop_step(cx: &Planner<'_>, status: Status) -> Step {
+    let fk = &cx.playbook.constraint;
     let mut drop = step(
         StepKind::DropConstraint,
         "Drop the constraint",
@@ -291,7 +309,7 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     );
     short_ddl(
         &mut drop,
-        playbook,
+        cx.playbook,
         vec![fk.drop_sql()],
         vec![
             lock(&cx.child, LockMode::AccessExclusive),
@@ -305,16 +323,7 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
         expect: Expect::Equals(0),
     });
     drop.status = status;
-
-    // What the database loses is what the live constraint does, which may
-    // differ from the playbook (drift is refused, but the note must be true).
-    let live = match cx.lookup() {
-        Some(Lookup::Found(c)) => Some(&c.definition),
-        _ => None,
-    };
-    let stops = what_stops(live.unwrap_or(&playbook.constraint));
-    cx.notes.push(stops);
-    cx.finish(Operation::Drop, vec![verify, census, snapshot, drop])
+    drop
 }
 
 /// What PostgreSQL stops doing once the constraint is gone.

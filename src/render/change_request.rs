@@ -206,6 +206,7 @@ fn fence_for(sql: impl Iterator<Item = String>) -> String {
 
 /// Everything the template sees. `drop_plans` are per environment in playbook
 /// order; `rollback_plan` is for `rollback_env`.
+// Long because it fills the template's context field by field, in the template's order.
 pub fn context(
     playbook: &Playbook,
     drop_plans: &[Plan],

@@ -7,6 +7,7 @@ fn estimate(rows: Option<i64>) -> String {
     })
 }
 
+// Long because it prints the report's sections in the order a DBA reads them, each a few lines; no logic to split out.
 pub fn text(r: &InspectReport<'_>) -> String {
     let mut out = String::new();
     let fk = r.playbook;

@@ -1,6 +1,7 @@
 use crate::plan::{Operation, Plan, Status};
 use std::fmt::Write;
 
+// Long because it prints each part of a step in the order shown; no logic to split out.
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
     let op = match plan.operation {

@@ -151,6 +151,7 @@ impl fmt::Display for QualifiedName {
 
 /// Splits `a.b."c.d"` into identifiers, following PostgreSQL's lexer rules for
 /// identifiers (not for keywords: every name is quoted on output anyway).
+// Long because it is one small lexer (quoted and unquoted parts, doubled quotes, dots) whose states read best together.
 fn parse_dotted(text: &str) -> Result<Vec<Ident>, IdentError> {
     let chars: Vec<char> = text.chars().collect();
     let err = |offset: usize, message: String| Err(IdentError { offset, message });
