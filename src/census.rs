@@ -8,8 +8,8 @@
 //! cache-friendly batches. The DBA's work_mem is the better default.)
 
 use crate::error::{Error, Result};
+use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::pg::Cell;
-use crate::sql::orphans::OrphanQuery;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,8 +6,10 @@
 //! - `playbook`  — the YAML playbook, parsed and checked, with positions for errors
 //! - `model`     — observed database state as plain data (no I/O)
 //! - `catalog`   — reading the live database (introspection) into `model`, in one snapshot
-//! - `plan`      — the pure planning core: run spec + observed state -> steps (no I/O)
-//! - `sql`       — SQL knowledge (no I/O): quoting, FK DDL, the orphan predicate, purge, redaction
+//! - `plan`      — the planning core's shared types: plans, steps, kinds of step (no I/O)
+//! - `kinds`     — one folder per constraint kind (foreign_key): definition, violation
+//!                 census, repair, catalog reads, and its pure plans
+//! - `sql`       — SQL knowledge every kind shares (no I/O): quoting, journal DDL, redaction
 //! - `execute`   — running steps: lock-timeout retries, blockers, advisory locks, Ctrl-C
 //! - `journal`   — runs, steps, snapshots and notes recorded in the target database
 //! - `connect`   — libpq-style connection strings, pgpass, TLS, session settings
@@ -25,6 +27,7 @@ pub mod connect;
 pub mod error;
 pub mod execute;
 pub mod journal;
+pub mod kinds;
 pub mod model;
 pub mod pg;
 pub mod plan;

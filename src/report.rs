@@ -1,9 +1,10 @@
 //! The shapes of what read commands report: built by `commands`, rendered
 //! as text by `render` and as JSON by serde, so both always agree.
 
+use crate::kinds::foreign_key::definition::ForeignKeyDef;
+use crate::kinds::foreign_key::plan::impact;
 use crate::model::{Lookup, Relation, Server};
-use crate::plan::{impact, Drift};
-use crate::sql::foreign_key::ForeignKeyDef;
+use crate::plan::Drift;
 use serde::Serialize;
 
 /// The constraint's state in the catalog, in one word.

@@ -3,9 +3,9 @@
 
 use super::query;
 use crate::error::Result;
+use crate::kinds::foreign_key::definition::FkAction;
 use crate::model::DependentKey;
 use crate::pg::Cell;
-use crate::sql::foreign_key::FkAction;
 use postgres::GenericClient;
 
 const DEPENDENTS_SQL: &str = "\

@@ -3,18 +3,17 @@
 //! agree with each other. Names are always bound as parameters.
 
 pub mod activity;
-pub mod constraint;
 pub mod dependents;
-pub mod implement;
 pub mod indexes;
 pub mod partitions;
 pub mod relations;
 
 use crate::error::{Error, Result};
+use crate::kinds::foreign_key::violations::OrphanQuery;
+use crate::kinds::foreign_key::{catalog as constraint, implement};
 use crate::pg::Cell;
 use crate::playbook::{Playbook, Position};
 use crate::sql::ident::QualifiedName;
-use crate::sql::orphans::OrphanQuery;
 use postgres::types::ToSql;
 use postgres::{GenericClient, IsolationLevel, Row};
 

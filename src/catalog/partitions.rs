@@ -5,9 +5,9 @@
 
 use super::query;
 use crate::error::Result;
+use crate::kinds::foreign_key::definition::ForeignKeyDef;
 use crate::model::{Leaf, LeafState};
 use crate::pg::Cell;
-use crate::sql::foreign_key::ForeignKeyDef;
 use crate::sql::ident::{Ident, QualifiedName};
 use postgres::GenericClient;
 

@@ -1,8 +1,8 @@
 use super::{connect, inspect_live, load_with_env, write_json, write_stdout};
 use crate::cli::args::{Connection, Output};
 use crate::error::{Error, Result};
+use crate::kinds::foreign_key::plan::{drift, impact};
 use crate::model::Lookup;
-use crate::plan::{drift, impact};
 use crate::render;
 use crate::report::{state_of, InspectReport};
 use std::path::Path;

@@ -280,7 +280,7 @@ pub fn check_lock_timeout(
     inspection: &crate::model::Inspection,
     env: &str,
 ) -> Result<()> {
-    match crate::plan::impact::lock_timeout_problem(playbook, inspection) {
+    match crate::kinds::foreign_key::plan::impact::lock_timeout_problem(playbook, inspection) {
         None => Ok(()),
         Some(problem) => Err(Error::precondition(problem)
             .with("environment", env)

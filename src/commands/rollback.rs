@@ -8,12 +8,15 @@ use crate::cli::args::{Connection, Output};
 use crate::error::{Error, Kind, Result};
 use crate::execute::{guard, interrupt, BindValues, Executor, Value};
 use crate::journal::{record_step, Journal, Run};
+use crate::kinds::foreign_key::plan::drift;
+use crate::kinds::foreign_key::plan::spec::{
+    resolve_rollback, Recorded, RollbackOverrides, RollbackSpec,
+};
+use crate::kinds::foreign_key::repair as purge;
 use crate::model::LeafState;
 use crate::model::{Inspection, Lookup};
-use crate::plan::spec::{resolve_rollback, Recorded, RollbackOverrides, RollbackSpec};
-use crate::plan::{drift, rollback_plan, Observed, Status, Step, StepKind};
+use crate::plan::{rollback_plan, Observed, Status, Step, StepKind};
 use crate::playbook::{OrphanPolicy, Playbook};
-use crate::sql::purge;
 use crate::tui;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use postgres::Client;
@@ -306,7 +309,7 @@ fn refuse_or_done(
         }
     }
     if playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
-        let risky = crate::plan::impact::unarchivable_cascades(inspection);
+        let risky = crate::kinds::foreign_key::plan::impact::unarchivable_cascades(inspection);
         if !risky.is_empty() {
             return Err(Error::precondition(format!(
                 "deleting orphans of {} would fire other foreign keys that change rows without archiving them: {}",

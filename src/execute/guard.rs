@@ -12,7 +12,7 @@
 //! whether its client still runs on this machine and how to end it.
 
 use crate::error::{Error, Result};
-use crate::sql::foreign_key::ForeignKeyDef;
+use crate::kinds::foreign_key::definition::ForeignKeyDef;
 use postgres::Client;
 use std::time::{Duration, Instant};
 

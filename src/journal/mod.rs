@@ -6,8 +6,8 @@
 //! `fkctl status` report as interrupted.
 
 use crate::error::{Error, Result};
+use crate::kinds::foreign_key::definition::ForeignKeyDef;
 use crate::pg::Cell;
-use crate::sql::foreign_key::ForeignKeyDef;
 use crate::sql::ident::Ident;
 use crate::sql::journal::{self as sql, table};
 use chrono::{DateTime, Utc};

@@ -1,7 +1,7 @@
 //! The live foreign key as `pg_constraint` describes it.
 
-use crate::sql::foreign_key::ForeignKeyDef;
-use crate::sql::orphans::KeyComparison;
+use crate::kinds::foreign_key::definition::ForeignKeyDef;
+use crate::kinds::foreign_key::violations::KeyComparison;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]

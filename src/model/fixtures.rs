@@ -19,11 +19,11 @@ use super::{
     Column, ConstraintCopy, DependentKey, IndexInfo, Inspection, Leaf, LeafState, LiveConstraint,
     Lookup, Relation, Server, TableColumn,
 };
+use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef};
+use crate::kinds::foreign_key::violations::{KeyComparison, Operator, OrphanQuery};
 use crate::model::Filling;
 use crate::playbook::Playbook;
-use crate::sql::foreign_key::{FkAction, ForeignKeyDef};
 use crate::sql::ident::{Ident, QualifiedName};
-use crate::sql::orphans::{KeyComparison, Operator, OrphanQuery};
 use std::path::Path;
 
 /// The seed case: `public.ci_pipeline_chat_data(chat_name_id)` -> `public.chat_names(id)`.

@@ -15,7 +15,7 @@ pub use neighbours::{DependentKey, IndexInfo, SessionInfo};
 pub use partition::{Leaf, LeafState};
 pub use relation::{Column, Filling, Relation, TableColumn};
 
-use crate::sql::orphans::OrphanQuery;
+use crate::kinds::foreign_key::violations::OrphanQuery;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]

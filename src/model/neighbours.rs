@@ -1,7 +1,7 @@
 //! What surrounds the foreign key: indexes on its columns, foreign keys of
 //! other tables that reference the child, and other sessions.
 
-use crate::sql::foreign_key::FkAction;
+use crate::kinds::foreign_key::definition::FkAction;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]

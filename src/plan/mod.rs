@@ -3,24 +3,17 @@
 //! `plan` prints a plan, `drop`/`rollback` execute one, `change-request`
 //! renders one, and all three see the same bytes of SQL.
 
-pub mod drift;
-pub mod impact;
-pub mod leaves;
 pub mod locks;
-pub mod restore;
-#[cfg(test)]
-mod snapshot_tests;
-pub mod spec;
-mod steps;
 
 use crate::model::{Inspection, Lookup};
 use crate::playbook::Playbook;
 use serde::Serialize;
 
-pub use drift::Drift;
-pub use leaves::RollbackPath;
+pub use crate::kinds::foreign_key::plan::drift::Drift;
+pub use crate::kinds::foreign_key::plan::leaves::RollbackPath;
 pub use locks::{Lock, LockMode};
-pub use steps::{drop_plan, restore_plan, rollback_path, rollback_plan};
+// Foreign keys are the one kind so far: their plans are the core's entry points.
+pub use crate::kinds::foreign_key::plan::{drop_plan, restore_plan, rollback_path, rollback_plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -199,7 +192,7 @@ pub struct Observed<'a> {
 }
 
 impl Observed<'_> {
-    fn present(&self) -> Option<bool> {
+    pub fn present(&self) -> Option<bool> {
         match &self.inspection.constraint {
             Lookup::Found(c) => Some(c.validated && c.enforced),
             _ => None,

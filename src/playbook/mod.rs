@@ -7,7 +7,7 @@ pub mod duration;
 mod raw;
 mod validate;
 
-use crate::sql::foreign_key::ForeignKeyDef;
+use crate::kinds::foreign_key::definition::ForeignKeyDef;
 use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use super::{
     duration, ConstraintPositions, Environment, OrphanPolicy, Playbook, PlaybookError, Position,
     RollbackSettings, Safety,
 };
-use crate::sql::foreign_key::{FkAction, ForeignKeyDef, MatchType};
+use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef, MatchType};
 use crate::sql::ident::{Ident, IdentError, QualifiedName};
 use serde_saphyr::{Location, Spanned};
 use std::collections::HashSet;
@@ -373,7 +373,7 @@ impl Checker<'_> {
             safety: self.safety(&raw.safety)?,
             rollback: self.rollback(&raw.rollback)?,
             journal_schema: match &raw.journal {
-                None => Ident::from_catalog(crate::sql::purge::DEFAULT_SCHEMA),
+                None => Ident::from_catalog(crate::kinds::foreign_key::repair::DEFAULT_SCHEMA),
                 Some(j) => self.ident("journal.schema", &j.value.schema)?,
             },
             change_request_template: match &raw.change_request {

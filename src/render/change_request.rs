@@ -3,7 +3,8 @@
 //! shipped template or the team's own. Building the context does no I/O.
 
 use crate::error::{Error, Result};
-use crate::plan::{impact::Impact, Plan, Step};
+use crate::kinds::foreign_key::plan::impact::Impact;
+use crate::plan::{Plan, Step};
 use crate::playbook::{duration, Playbook};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;

@@ -1,9 +1,7 @@
-//! SQL knowledge, free of I/O: every statement fkctl runs is built here.
+//! SQL knowledge shared by every constraint kind, free of I/O: quoting
+//! identifiers, the journal's DDL, redacting other sessions' queries. A kind's
+//! own SQL lives with the kind (`kinds/`).
 
-pub mod checks;
-pub mod foreign_key;
 pub mod ident;
 pub mod journal;
-pub mod orphans;
-pub mod purge;
 pub mod redact;

@@ -1,0 +1,18 @@
+//! Foreign keys: the first constraint kind.
+//!
+//! - `definition` — the FK as fkctl models it, and its DDL
+//! - `violations` — the orphan predicate: exactly the rows VALIDATE would reject
+//! - `repair`     — the archive, the one collecting scan, the archived
+//!   delete/nullify batches and the restore that puts rows back
+//! - `checks`     — catalog checks on the constraint (before and after steps)
+//! - `catalog`    — reading the live constraint and its comparisons
+//! - `implement`  — what ADD CONSTRAINT would choose, or refuse, when it is absent
+//! - `plan`       — drop, rollback and restore plans (pure)
+
+pub mod catalog;
+pub mod checks;
+pub mod definition;
+pub mod implement;
+pub mod plan;
+pub mod repair;
+pub mod violations;

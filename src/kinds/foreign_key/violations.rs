@@ -1,0 +1,261 @@
+//! The orphan predicate: exactly the rows that would make
+//! `ALTER TABLE .. VALIDATE CONSTRAINT` fail.
+//!
+//! This mirrors PostgreSQL's own check, `RI_Initial_Check` in
+//! src/backend/utils/adt/ri_triggers.c:
+//! - MATCH SIMPLE skips a row when any key column is NULL;
+//!   MATCH FULL skips only all-NULL keys, so a partly-NULL key is an orphan;
+//! - each key column is compared with the constraint's own equality operator
+//!   (`pg_constraint.conpfeqop`), casting an operand when its type is not the
+//!   operator's input type, and with the parent column's collation when the
+//!   two columns' collations differ;
+//! - a partitioned table is read whole, any other table with ONLY (FKs are not
+//!   inherited by plain inheritance children).
+//!
+//! It is written as `NOT EXISTS`, which the planner turns into the same
+//! anti-join as PostgreSQL's `LEFT JOIN .. IS NULL`, so the count costs what a
+//! hand-written anti-join costs: one pass over the child table.
+
+use super::definition::{ForeignKeyDef, MatchType};
+use crate::sql::ident::{Ident, QualifiedName};
+use serde::Serialize;
+
+/// How one child key column is compared with its parent column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyComparison {
+    pub fk_column: Ident,
+    pub pk_column: Ident,
+    pub operator: Operator,
+    /// Set when the two columns' collations differ: the parent's collation.
+    pub collation: Option<QualifiedName>,
+}
+
+/// An equality operator, schema-qualified, with the casts its operands need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Operator {
+    pub schema: Ident,
+    /// The operator symbol, e.g. `=`. Only operator characters are ever kept.
+    pub symbol: String,
+    /// Cast for the parent column when its type differs from the operator's left input.
+    pub pk_cast: Option<QualifiedName>,
+    /// Cast for the child column when its type differs from the operator's right input.
+    pub fk_cast: Option<QualifiedName>,
+}
+
+impl Operator {
+    /// `OPERATOR(pg_catalog.=)` with no casts: what a plan made from the
+    /// playbook alone uses; PostgreSQL resolves it by the column types.
+    pub fn default_equality() -> Operator {
+        Operator {
+            schema: Ident::from_catalog("pg_catalog"),
+            symbol: "=".to_string(),
+            pk_cast: None,
+            fk_cast: None,
+        }
+    }
+
+    /// Accepts a catalog operator name only if it is made of operator characters,
+    /// since a symbol cannot be quoted like a name.
+    pub fn is_valid_symbol(symbol: &str) -> bool {
+        !symbol.is_empty()
+            && symbol.len() <= 63
+            && symbol.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c))
+    }
+}
+
+/// Everything needed to find orphans of one foreign key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrphanQuery {
+    pub child: QualifiedName,
+    pub parent: QualifiedName,
+    /// Read the child including partitions (it is partitioned) or with ONLY.
+    pub child_partitioned: bool,
+    pub parent_partitioned: bool,
+    pub match_type: MatchType,
+    pub keys: Vec<KeyComparison>,
+}
+
+fn only(partitioned: bool) -> &'static str {
+    if partitioned {
+        ""
+    } else {
+        "ONLY "
+    }
+}
+
+fn cast(expr: String, to: &Option<QualifiedName>) -> String {
+    match to {
+        Some(ty) => format!("({expr})::{}", ty.quoted()),
+        None => expr,
+    }
+}
+
+impl OrphanQuery {
+    /// The query for a foreign key known only from its definition: plain
+    /// equality, both tables treated as unpartitioned. The live catalog refines it.
+    pub fn from_definition(fk: &ForeignKeyDef) -> OrphanQuery {
+        OrphanQuery {
+            child: fk.table.clone(),
+            parent: fk.ref_table.clone(),
+            child_partitioned: false,
+            parent_partitioned: false,
+            match_type: fk.match_type,
+            keys: fk
+                .columns
+                .iter()
+                .zip(&fk.ref_columns)
+                .map(|(fk_column, pk_column)| KeyComparison {
+                    fk_column: fk_column.clone(),
+                    pk_column: pk_column.clone(),
+                    operator: Operator::default_equality(),
+                    collation: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// `FROM [ONLY] child fk`
+    pub fn child_from(&self) -> String {
+        format!("{}{} fk", only(self.child_partitioned), self.child.quoted())
+    }
+
+    /// The WHERE condition on a child row aliased `fk` that makes it an orphan.
+    pub fn predicate(&self) -> String {
+        let joiner = match self.match_type {
+            MatchType::Simple => " AND ",
+            MatchType::Full => " OR ",
+        };
+        let not_null = self
+            .keys
+            .iter()
+            .map(|k| format!("fk.{} IS NOT NULL", k.fk_column.quoted()))
+            .collect::<Vec<_>>()
+            .join(joiner);
+        let matches = self
+            .keys
+            .iter()
+            .map(|k| {
+                let pk = cast(format!("pk.{}", k.pk_column.quoted()), &k.operator.pk_cast);
+                let fk = cast(format!("fk.{}", k.fk_column.quoted()), &k.operator.fk_cast);
+                let mut qual = format!(
+                    "{pk} OPERATOR({}.{}) {fk}",
+                    k.operator.schema.quoted(),
+                    k.operator.symbol
+                );
+                if let Some(coll) = &k.collation {
+                    qual.push_str(" COLLATE ");
+                    qual.push_str(&coll.quoted());
+                }
+                qual
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "({not_null}) AND NOT EXISTS (SELECT 1 FROM {}{} pk WHERE {matches})",
+            only(self.parent_partitioned),
+            self.parent.quoted()
+        )
+    }
+
+    /// One pass over the child: the number of orphaned rows.
+    pub fn count_sql(&self) -> String {
+        format!(
+            "SELECT count(*) FROM {} WHERE {}",
+            self.child_from(),
+            self.predicate()
+        )
+    }
+
+    /// Is there any orphan at all? Stops at the first one (the check in 000_*.txt).
+    pub fn exists_sql(&self) -> String {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
+            self.child_from(),
+            self.predicate()
+        )
+    }
+
+    /// Up to `$1` orphaned rows, each as the relation it lives in and the whole row as JSON.
+    pub fn sample_sql(&self) -> String {
+        format!(
+            "SELECT fk.tableoid::regclass::text, to_jsonb(fk) FROM {} WHERE {} LIMIT $1",
+            self.child_from(),
+            self.predicate()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds::foreign_key::definition::FkAction;
+
+    fn two_column_fk(match_type: MatchType) -> ForeignKeyDef {
+        ForeignKeyDef {
+            name: Ident::from_catalog("lines_invoice"),
+            table: QualifiedName::new(
+                Ident::from_catalog("Billing"),
+                Ident::from_catalog("Invoice Lines"),
+            ),
+            columns: vec![
+                Ident::from_catalog("tenant_id"),
+                Ident::from_catalog("Invoice No"),
+            ],
+            ref_table: QualifiedName::new(
+                Ident::from_catalog("Billing"),
+                Ident::from_catalog("Invoices"),
+            ),
+            ref_columns: vec![Ident::from_catalog("tenant_id"), Ident::from_catalog("no")],
+            on_delete: FkAction::NoAction,
+            on_update: FkAction::NoAction,
+            match_type,
+            deferrable: false,
+            initially_deferred: false,
+        }
+    }
+
+    #[test]
+    fn match_simple_requires_every_key_column() {
+        let q = OrphanQuery::from_definition(&two_column_fk(MatchType::Simple));
+        assert_eq!(
+            q.count_sql(),
+            r#"SELECT count(*) FROM ONLY "Billing"."Invoice Lines" fk WHERE (fk."tenant_id" IS NOT NULL AND fk."Invoice No" IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM ONLY "Billing"."Invoices" pk WHERE pk."tenant_id" OPERATOR("pg_catalog".=) fk."tenant_id" AND pk."no" OPERATOR("pg_catalog".=) fk."Invoice No")"#
+        );
+    }
+
+    #[test]
+    fn match_full_counts_partly_null_keys() {
+        let q = OrphanQuery::from_definition(&two_column_fk(MatchType::Full));
+        assert!(q
+            .predicate()
+            .starts_with(r#"(fk."tenant_id" IS NOT NULL OR fk."Invoice No" IS NOT NULL)"#));
+    }
+
+    #[test]
+    fn casts_and_collations_follow_the_catalog() {
+        let mut q = OrphanQuery::from_definition(&two_column_fk(MatchType::Simple));
+        q.child_partitioned = true;
+        q.keys[1].operator.fk_cast = Some(QualifiedName::new(
+            Ident::from_catalog("pg_catalog"),
+            Ident::from_catalog("numeric"),
+        ));
+        q.keys[1].collation = Some(QualifiedName::new(
+            Ident::from_catalog("pg_catalog"),
+            Ident::from_catalog("C"),
+        ));
+        let sql = q.count_sql();
+        assert!(
+            sql.contains(r#"FROM "Billing"."Invoice Lines" fk"#),
+            "{sql}"
+        );
+        assert!(sql.contains(r#"pk."no" OPERATOR("pg_catalog".=) (fk."Invoice No")::"pg_catalog"."numeric" COLLATE "pg_catalog"."C")"#), "{sql}");
+    }
+
+    #[test]
+    fn operator_symbols_are_checked() {
+        assert!(Operator::is_valid_symbol("="));
+        assert!(Operator::is_valid_symbol("~=~"));
+        assert!(!Operator::is_valid_symbol("=); drop table x; --"));
+        assert!(!Operator::is_valid_symbol(""));
+    }
+}
