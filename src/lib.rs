@@ -8,7 +8,7 @@
 //! - `catalog`   — reading the live database (introspection) into `model`, in one snapshot
 //! - `plan`      — the planning core's shared types: plans, steps, kinds of step (no I/O)
 //! - `kinds`     — one folder per constraint kind (foreign_key): definition, violation
-//!                 census, repair, catalog reads, and its pure plans
+//!   census, repair, catalog reads, and its pure plans
 //! - `sql`       — SQL knowledge every kind shares (no I/O): quoting, journal DDL, redaction
 //! - `execute`   — running steps: lock-timeout retries, blockers, advisory locks, Ctrl-C
 //! - `journal`   — runs, steps, snapshots and notes recorded in the target database

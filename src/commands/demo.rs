@@ -266,29 +266,11 @@ pub fn run(yes: bool, clean_only: bool) -> Result<()> {
 
     story.chapter("Drop on staging", "Pre-checks, a snapshot of the definition (what rollback restores), then DROP under a short lock_timeout with retries; the catalog confirms.")?;
     story.command(&format!("fkctl drop {pb} --env staging --yes"));
-    super::drop::run(
-        &playbook,
-        Some("staging"),
-        &overrides,
-        super::drop::Options {
-            dry_run: false,
-            yes: true,
-            out_of_order: None,
-        },
-    )?;
+    drop_without_questions(&playbook, "staging", &overrides)?;
 
     story.chapter("Drop on production", "Production is protected: at a terminal fkctl asks you to type its name; a script must name it with --env.")?;
     story.command(&format!("fkctl drop {pb} --env production --yes"));
-    super::drop::run(
-        &playbook,
-        Some("production"),
-        &overrides,
-        super::drop::Options {
-            dry_run: false,
-            yes: true,
-            out_of_order: None,
-        },
-    )?;
+    drop_without_questions(&playbook, "production", &overrides)?;
 
     story.chapter("Meanwhile, the application", "Without the constraint, deleting chat_names rows no longer cascades: their ci_pipeline_chat_data rows stay behind as orphans.")?;
     let mut app = postgres::Client::connect(&sandbox.dsn(true), postgres::NoTls)
@@ -334,4 +316,18 @@ pub fn run(yes: bool, clean_only: bool) -> Result<()> {
         describe(false)
     );
     Ok(())
+}
+
+/// `fkctl drop PLAYBOOK --env ENV --yes`, as the demo runs it.
+fn drop_without_questions(
+    playbook: &Path,
+    env: &str,
+    overrides: &[(String, String)],
+) -> Result<()> {
+    let options = super::drop::Options {
+        dry_run: false,
+        yes: true,
+        out_of_order: None,
+    };
+    super::drop::run(playbook, Some(env), overrides, options)
 }

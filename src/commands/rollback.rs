@@ -292,12 +292,7 @@ fn refuse_or_done(
         .next("drop that stray constraint from the partition by hand (or fix the playbook), then run the rollback again"));
     }
     if playbook.rollback.orphans == OrphanPolicy::Nullify {
-        let not_null: Vec<String> = inspection
-            .child_columns
-            .iter()
-            .filter(|c| c.not_null)
-            .map(|c| c.name.display())
-            .collect();
+        let not_null = crate::kinds::foreign_key::plan::impact::not_null_keys(inspection);
         if !not_null.is_empty() {
             return Err(Error::precondition(format!(
                 "rollback.orphans is nullify but {} of {} cannot be NULL",

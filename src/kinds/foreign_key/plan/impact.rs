@@ -142,3 +142,12 @@ pub fn lock_timeout_problem(playbook: &Playbook, i: &Inspection) -> Option<Strin
         )
     })
 }
+
+/// The child's key columns that cannot be NULL: a nullify purge cannot touch them.
+pub fn not_null_keys(i: &Inspection) -> Vec<String> {
+    i.child_columns
+        .iter()
+        .filter(|c| c.not_null)
+        .map(|c| c.name.display())
+        .collect()
+}

@@ -438,12 +438,7 @@ fn rollback_notes(playbook: &Playbook, i: &Inspection, path: RollbackPath) -> Ve
         }
     }
     if playbook.rollback.orphans == OrphanPolicy::Nullify {
-        let not_null: Vec<String> = i
-            .child_columns
-            .iter()
-            .filter(|c| c.not_null)
-            .map(|c| c.name.display())
-            .collect();
+        let not_null = impact::not_null_keys(i);
         if !not_null.is_empty() {
             notes.push(format!(
                 "rollback.orphans is nullify but {} cannot be NULL: fkctl rollback refuses; use archive-delete or abort.",
@@ -491,19 +486,27 @@ fn rollback_adds(cx: &Planner<'_>, path: RollbackPath, status: Status) -> Vec<St
 }
 
 fn refuse_orphans_step(cx: &Planner<'_>, status: &Status) -> Step {
-    let mut stop = step(
-        StepKind::RefuseOrphans,
-        "Stop if any orphan exists (policy: abort)",
-        "The playbook forbids removing rows: with orphans present the rollback stops here and changes nothing.",
-    );
-    stop.before = Some(Check {
+    no_orphan_step(
+        cx,
+        status,
+        step(
+            StepKind::RefuseOrphans,
+            "Stop if any orphan exists (policy: abort)",
+            "The playbook forbids removing rows: with orphans present the rollback stops here and changes nothing.",
+        ),
+    )
+}
+
+/// A step whose check is "no orphaned row exists" (it stops at the first one).
+fn no_orphan_step(cx: &Planner<'_>, status: &Status, mut step: Step) -> Step {
+    step.before = Some(Check {
         what: "no orphaned row exists".into(),
         sql: cx.orphans.exists_sql(),
         expect: Expect::IsFalse,
     });
-    stop.locks = cx.reads_both();
-    stop.status = status.clone();
-    stop
+    step.locks = cx.reads_both();
+    step.status = status.clone();
+    step
 }
 
 fn collect_step(cx: &Planner<'_>, status: &Status) -> Step {
@@ -582,19 +585,15 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
 }
 
 fn verify_no_orphans_step(cx: &Planner<'_>, status: &Status) -> Step {
-    let mut verify = step(
-        StepKind::VerifyNoOrphans,
-        "Verify no orphan remains",
-        "VALIDATE would fail on any remaining orphan; checking first gives a clear answer instead.",
-    );
-    verify.before = Some(Check {
-        what: "no orphaned row exists".into(),
-        sql: cx.orphans.exists_sql(),
-        expect: Expect::IsFalse,
-    });
-    verify.locks = cx.reads_both();
-    verify.status = status.clone();
-    verify
+    no_orphan_step(
+        cx,
+        status,
+        step(
+            StepKind::VerifyNoOrphans,
+            "Verify no orphan remains",
+            "VALIDATE would fail on any remaining orphan; checking first gives a clear answer instead.",
+        ),
+    )
 }
 
 /// VALIDATE on the table, or on each leaf and then the attach.
