@@ -448,10 +448,12 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
         let repeat = !s["repeat"].is_null();
         loop {
             let mut tx = client.transaction().unwrap_or_else(|e| panic!("{e}"));
-            let mut affected = 0;
+            let mut taken = 0;
             for sql in &statements {
-                affected = if sql.contains("$1") {
-                    tx.execute(
+                // A batch statement returns how many rows it took off the
+                // list, as text; the loop ends when one takes none.
+                let rows = if sql.contains("$1") {
+                    tx.query(
                         sql.as_str(),
                         &[
                             &"run-1",
@@ -460,14 +462,19 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
                         ],
                     )
                 } else {
-                    tx.execute(sql.as_str(), &[])
+                    tx.query(sql.as_str(), &[])
                 }
                 .unwrap_or_else(|e| {
                     panic!("{id}: {}\n{sql}", fkctl::error::describe_postgres(&e).1)
                 });
+                taken = rows
+                    .first()
+                    .and_then(|r| r.try_get::<_, String>(0).ok())
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .unwrap_or(0);
             }
             tx.commit().unwrap_or_else(|e| panic!("{e}"));
-            if !repeat || affected == 0 {
+            if !repeat || taken == 0 {
                 break;
             }
         }

@@ -415,3 +415,88 @@ fn a_not_enforced_constraint_is_replaced_then_validated_never_enforced_in_place(
         before
     );
 }
+
+/// The purge's cost is linear in the orphans whatever the planner estimates:
+/// each batch finds its rows by TID (a join on ctid can degrade into a
+/// nested loop that reads the whole child once per batch). Checked on the
+/// plan's own statements with EXPLAIN, with the statistics made as
+/// misleading as they were when the join degraded (a list estimated at one row).
+#[test]
+fn purge_batches_find_their_rows_by_tid_never_by_scanning_the_child() {
+    for policy in ["archive-delete", "nullify"] {
+        let s = setup(
+            &format!("rb_tid_{}", policy.replace('-', "_")),
+            &format!("{{ orphans: {policy}, batch_size: 500 }}"),
+        );
+        if policy == "nullify" {
+            exec(
+                &s.staging,
+                "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN chat_name_id DROP NOT NULL",
+            );
+        }
+        // Statistics from before the parents went: the planner believes
+        // almost every child has its parent (the anti-join estimated at one
+        // row, as when the old join on ctid degraded).
+        exec(&s.staging, "ANALYZE");
+        drop_and_orphan(&s, 10);
+        let path = s.playbook.display().to_string();
+        let out = s.run(&[
+            "plan",
+            &path,
+            "--env",
+            "staging",
+            "--rollback",
+            "--output",
+            "json",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let plan: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let steps = plan["steps"].as_array().cloned().unwrap_or_default();
+        let sql_of = |id: &str| -> Vec<String> {
+            steps
+                .iter()
+                .find(|s| s["id"] == id)
+                .and_then(|s| s["statements"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        let batch_id = if policy == "nullify" {
+            "nullify-orphans"
+        } else {
+            "purge-orphans"
+        };
+        let batch = sql_of(batch_id).pop().unwrap_or_default();
+        assert!(!batch.is_empty(), "{plan}");
+        let mut c = s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
+        for statement in sql_of("collect-orphans") {
+            c.batch_execute(&statement)
+                .unwrap_or_else(|e| panic!("{e}\n{statement}"));
+        }
+        // The archive must exist for the INSERT to plan.
+        for statement in sql_of("prepare-archive") {
+            c.batch_execute(&statement)
+                .unwrap_or_else(|e| panic!("{e}\n{statement}"));
+        }
+        // Misleading statistics: the planner believes the list is one row long.
+        c.batch_execute("UPDATE pg_class SET reltuples = 1, relpages = 1 WHERE oid = 'pg_temp.fkctl_orphan_rows'::regclass")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let explained: Vec<String> = c
+            .query(
+                format!("EXPLAIN {batch}").as_str(),
+                &[&"run", &"change", &"fk_rails_f300456b63"],
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{batch}"))
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        let text = explained.join("\n");
+        assert!(text.contains("Tid Scan on ci_pipeline_chat_data"), "{text}");
+        assert!(
+            !text.contains("Seq Scan on ci_pipeline_chat_data"),
+            "a batch must never read the whole child:\n{text}"
+        );
+    }
+}

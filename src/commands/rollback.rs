@@ -653,13 +653,22 @@ impl RollbackRun<'_> {
         let client = &mut *self.client;
         let summary = &mut *self.summary;
         let done = record_step(client, Some(self.run), batch, |c| {
-            let mut remaining = listed;
-            while remaining > 0 {
-                exec.run(c, batch, &params)?;
+            // Each batch says how many addresses it took off the list; the
+            // list is empty when one takes none (no count of the list per batch).
+            loop {
+                let taken: u64 = exec
+                    .run(c, batch, &params)?
+                    .returned
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .ok_or_else(|| {
+                        Error::internal("a purge batch did not say how many rows it took")
+                    })?;
+                if taken == 0 {
+                    break;
+                }
                 summary.batches += 1;
-                let now = crate::pg::query_scalar(c, remaining_sql.as_str(), &[])?;
-                bar.inc(u64::try_from(remaining - now).unwrap_or(0));
-                remaining = now;
+                bar.inc(taken);
             }
             Ok((
                 (),

@@ -32,31 +32,51 @@ pub fn create_archive_sql(schema: &Ident) -> Vec<String> {
     ]
 }
 
-/// One scan of the child: the address of every orphan.
+/// One scan of the child: the address of every orphan, numbered, with an
+/// index on the number so that each batch takes the next rows without
+/// reading the whole list again.
 pub fn collect_sql(query: &OrphanQuery) -> Vec<String> {
     vec![
         format!("DROP TABLE IF EXISTS {ORPHAN_LIST}"),
         format!(
-            "CREATE TEMPORARY TABLE fkctl_orphan_rows AS SELECT fk.tableoid AS rel, fk.ctid AS row_id FROM {} WHERE {}",
+            "CREATE TEMPORARY TABLE fkctl_orphan_rows AS SELECT row_number() OVER () AS n, fk.tableoid AS rel, fk.ctid AS row_id FROM {} WHERE {}",
             query.child_from(),
             query.predicate()
         ),
+        format!("CREATE INDEX ON {ORPHAN_LIST} (n)"),
+        format!("ANALYZE {ORPHAN_LIST}"),
     ]
 }
 
+/// Takes the next `batch_size` addresses off the list (index order).
 fn take_batch(batch_size: u32) -> String {
     format!(
-        "batch AS (DELETE FROM {ORPHAN_LIST} WHERE (rel, row_id) IN (SELECT rel, row_id FROM {ORPHAN_LIST} LIMIT {batch_size}) RETURNING rel, row_id)"
+        "batch AS (DELETE FROM {ORPHAN_LIST} WHERE n IN (SELECT n FROM {ORPHAN_LIST} ORDER BY n LIMIT {batch_size}) RETURNING rel, row_id)"
     )
 }
+
+/// The batch's rows of the child, found by address. `ctid = ANY(array)` is
+/// a TID scan on every table or partition, whatever the planner estimates
+/// (a join on ctid can degrade into a nested loop over the whole child per
+/// batch); the tableoid test then keeps each address to its own partition.
+fn batch_rows(batch: &str) -> String {
+    format!(
+        "fk.ctid = ANY (ARRAY(SELECT row_id FROM {batch})) AND (fk.tableoid, fk.ctid) IN (SELECT rel, row_id FROM {batch})"
+    )
+}
+
+/// The statement's one result: how many addresses the batch took off the
+/// list (0 once the list is empty), as text.
+const TAKEN: &str = "SELECT (SELECT count(*) FROM batch)::text";
 
 /// Deletes one batch and archives every deleted row, whole, in one statement.
 /// Parameters: $1 run id, $2 change, $3 constraint name.
 pub fn delete_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) -> String {
     format!(
-        "WITH {}, purged AS (DELETE FROM {} USING batch WHERE fk.tableoid = batch.rel AND fk.ctid = batch.row_id AND {} RETURNING fk.tableoid::regclass::text AS source_table, to_jsonb(fk) AS row_data) INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'delete', row_data FROM purged",
+        "WITH {}, purged AS (DELETE FROM {} WHERE {} AND {} RETURNING fk.tableoid::regclass::text AS source_table, to_jsonb(fk) AS row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'delete', row_data FROM purged) {TAKEN}",
         take_batch(batch_size),
         query.child_from(),
+        batch_rows("batch"),
         query.predicate(),
         archive_table(schema).quoted()
     )
@@ -72,11 +92,13 @@ pub fn nullify_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) -
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} JOIN batch ON fk.tableoid = batch.rel AND fk.ctid = batch.row_id WHERE {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING fk.tableoid::regclass::text AS source_table, old.row_data) INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'nullify', row_data FROM changed",
+        "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} WHERE {} AND {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE {} AND fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING fk.tableoid::regclass::text AS source_table, old.row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'nullify', row_data FROM changed) {TAKEN}",
         take_batch(batch_size),
         query.child_from(),
+        batch_rows("batch"),
         query.predicate(),
         query.child_from(),
+        batch_rows("old"),
         archive_table(schema).quoted()
     )
 }

@@ -573,7 +573,7 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
     purge_step.transaction = true;
     purge_step.statements = vec![sql];
     purge_step.binds = vec![Bind::RunId, Bind::Change, Bind::ConstraintName];
-    purge_step.repeat = Some(format!("per batch of up to {batch} rows until the list is empty; $1 = run id, $2 = change, $3 = constraint name"));
+    purge_step.repeat = Some(format!("per batch of up to {batch} rows until a batch takes none (each returns how many it took off the list); $1 = run id, $2 = change, $3 = constraint name"));
     purge_step.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
     purge_step.after = Some(Check {
         what: "every listed row was handled".into(),
