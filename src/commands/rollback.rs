@@ -177,8 +177,16 @@ fn rollback_in(
         if !summary.outcome.is_empty() {
             return Ok(()); // stopped before VALIDATE
         }
-        // The catalog is the truth: read the result back.
-        let after = inspect_live(&mut client, playbook, env, "verify the restored constraint")?;
+        // The catalog is the truth: read the constraint back (pg_constraint
+        // only: the tables are the ones just inspected, their oids unchanged).
+        let after = crate::kinds::foreign_key::catalog::lookup(
+            &mut client,
+            inspection.server.version_num,
+            inspection.child.oid,
+            &playbook.constraint.table,
+            &playbook.constraint.name,
+        )
+        .map_err(|e| label(e, env, "verify the restored constraint"))?;
         verify_restored(playbook, &after, env, summary)
     });
     let (label_text, message) = match &outcome {
@@ -320,11 +328,15 @@ fn refuse_or_done(
 
 fn verify_restored(
     playbook: &Playbook,
-    after: &Inspection,
+    after: &Lookup,
     env: &str,
     summary: &mut Summary,
 ) -> Result<()> {
-    let live = after.live().ok_or_else(|| {
+    let live = match after {
+        Lookup::Found(live) => Some(live),
+        _ => None,
+    }
+    .ok_or_else(|| {
         Error::new(
             Kind::FailedMidway,
             "the constraint is missing after the rollback",

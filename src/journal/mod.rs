@@ -115,6 +115,13 @@ impl Journal {
     }
 
     pub fn ensure(&self, client: &mut Client) -> Result<()> {
+        // One read instead of five DDL statements (each taking catalog locks)
+        // on every run once the journal exists.
+        let q = sql::complete_sql();
+        let complete: bool = crate::pg::query_scalar(client, q, &[&self.schema.as_str()])?;
+        if complete {
+            return Ok(());
+        }
         for statement in sql::create_sql(&self.schema) {
             client
                 .batch_execute(&statement)

@@ -33,3 +33,9 @@ pub fn create_sql(schema: &Ident) -> Vec<String> {
 pub fn exists_sql() -> &'static str {
     "SELECT to_regclass(quote_ident($1) || '.runs') IS NOT NULL AND to_regclass(quote_ident($1) || '.snapshots') IS NOT NULL"
 }
+
+/// Whether the journal is complete as this fkctl writes it (every table and
+/// column `create_sql` makes), so that a run need not repeat its DDL.
+pub fn complete_sql() -> &'static str {
+    "SELECT to_regclass(quote_ident($1) || '.runs') IS NOT NULL AND to_regclass(quote_ident($1) || '.steps') IS NOT NULL AND to_regclass(quote_ident($1) || '.snapshots') IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(quote_ident($1) || '.runs') AND attname = 'note' AND NOT attisdropped)"
+}
