@@ -226,6 +226,38 @@ fn connection_and_environment_mistakes_are_usage_errors() {
     );
     let out = run(&["plan", &p, "--dsn", "no-equals-sign"]);
     assert_eq!(out.status.code(), Some(2));
+    // A connection string without NAME= is not taken for an environment "host".
+    let out = run(&[
+        "orphans",
+        &p,
+        "--env",
+        "test",
+        "--dsn",
+        "host=127.0.0.1 dbname=x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("without the environment's name"),
+        "{}",
+        stderr(&out)
+    );
+    // An environment the playbook lacks is named, not ignored.
+    let out = run(&[
+        "orphans",
+        &p,
+        "--env",
+        "test",
+        "--dsn",
+        "stg=host=127.0.0.1",
+        "--dsn",
+        "test=host=127.0.0.1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--dsn stg=...: the playbook"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -505,4 +537,33 @@ fn completions_and_man_page() {
     let out = run(&["man"]);
     assert!(out.status.success());
     assert!(stdout(&out).contains(".TH fkctl"), "{}", stdout(&out));
+}
+
+/// `fkctl man --dir` writes every page the top page refers to, each with the
+/// EXIT STATUS and ENVIRONMENT sections.
+#[test]
+fn man_pages_exist_for_every_command_they_refer_to() {
+    let dir = TempDir::new("man");
+    let out = run(&["man", "--dir", &dir.0.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let top = std::fs::read_to_string(dir.0.join("fkctl.1")).unwrap_or_default();
+    let referred: Vec<String> = top
+        .split("fkctl\\-")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split_once("(1)")
+                .map(|(name, _)| name.replace("\\-", "-"))
+        })
+        .collect();
+    assert!(referred.len() >= 10, "{top}");
+    for name in referred
+        .iter()
+        .map(|n| format!("fkctl-{n}.1"))
+        .chain(["fkctl.1".to_string()])
+    {
+        let page = std::fs::read_to_string(dir.0.join(&name))
+            .unwrap_or_else(|e| panic!("{name} is referred to but missing: {e}"));
+        assert!(page.contains(".SH \"EXIT STATUS\""), "{name}");
+        assert!(page.contains(".SH ENVIRONMENT"), "{name}");
+    }
 }

@@ -115,7 +115,8 @@ fn ctrl_c_while_waiting_for_a_lock_cancels_and_rolls_back() {
     for _ in 0..50 {
         left = scalar_i64(
             &s.staging,
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fkctl'",
+            // Only this test's database: other fkctl runs on the server are not ours.
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fkctl' AND datname = current_database()",
         );
         if left == 0 {
             break;

@@ -11,10 +11,11 @@ use std::path::PathBuf;
     about = "Remove a PostgreSQL foreign key safely, staging then production, and put it back in an incident",
     long_about = "fkctl runs one foreign-key change, described by a YAML playbook, step by step: \
 it checks the live constraint and its orphaned rows, plans every statement with the locks it takes, \
-and (in later commands) drops the constraint or restores it without losing a row.\n\n\
-Exit codes: 0 ok, 1 internal error, 2 usage or playbook error, 3 database unreachable, \
-4 precondition failed (drift, missing object, orphans over limit), 5 lock not acquired, \
-6 failed mid-way (safe to re-run), 130 interrupted."
+drops the constraint on staging then production, and in an incident puts it back (ADD NOT VALID, \
+archived orphan purge, VALIDATE) without losing a row.\n\n\
+Exit codes: 0 ok, 1 internal error, 2 usage or playbook error (nothing touched), 3 database unreachable, \
+4 refused: a precondition failed (nothing changed), 5 lock not acquired (the step that waited changed nothing), \
+6 failed part-way (consistent; the same command continues), 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -200,8 +201,12 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout.
-    Man,
+    /// Print the man page (roff) on stdout, or write one page per command into a directory.
+    Man {
+        /// Write fkctl.1 and fkctl-COMMAND.1 for every command into DIR (e.g. /usr/local/share/man/man1).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// A reason must say something: it is what the journal keeps.

@@ -8,6 +8,7 @@ mod demo;
 mod drop;
 mod inspect;
 mod lint;
+mod man;
 mod orphans;
 mod plan;
 mod restore;
@@ -128,13 +129,7 @@ pub fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "fkctl", &mut buf);
             write_stdout(&String::from_utf8_lossy(&buf))
         }
-        Command::Man => {
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut buf)
-                .map_err(|e| Error::internal(format!("cannot render the man page: {e}")))?;
-            write_stdout(&String::from_utf8_lossy(&buf))
-        }
+        Command::Man { dir } => man::run(dir.as_deref()),
     }
 }
 
@@ -198,9 +193,32 @@ pub fn connect(
     environment: &playbook::Environment,
     overrides: &[(String, String)],
 ) -> Result<(Target, postgres::Client)> {
+    check_overrides(playbook, overrides)?;
     let target = Target::resolve(environment, overrides)?;
     let client = target.connect(playbook.safety.lock_timeout)?;
     Ok((target, client))
+}
+
+/// `--dsn NAME=...` must name an environment of the playbook: a typo would
+/// otherwise be ignored and fkctl would connect where the variable points.
+pub fn check_overrides(playbook: &Playbook, overrides: &[(String, String)]) -> Result<()> {
+    match overrides
+        .iter()
+        .find(|(name, _)| playbook.environment(name).is_none())
+    {
+        None => Ok(()),
+        Some((name, _)) => Err(Error::usage(format!(
+            "--dsn {name}=...: the playbook {} has no environment {name:?}; it has: {}",
+            playbook.path.display(),
+            playbook
+                .environments
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .next("write --dsn ENVIRONMENT=CONNSTRING with one of the names above")),
+    }
 }
 
 /// Inspects the live constraint; a lock wait is retried with backoff and the

@@ -21,6 +21,13 @@ pub fn run(
     let plan = match env {
         None => {
             let playbook = playbook::load(path)?;
+            super::check_overrides(&playbook, dsn)?;
+            if !dsn.is_empty() {
+                return Err(crate::error::Error::usage(
+                    "--dsn without --env: a plan from the playbook alone connects nowhere",
+                )
+                .next("add --env NAME to plan from that environment's live catalog"));
+            }
             plan::build(operation, &playbook, None)
         }
         Some(env) => {

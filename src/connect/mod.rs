@@ -44,6 +44,29 @@ pub struct Target {
 pub type Overrides = [(String, String)];
 
 pub fn parse_override(text: &str) -> std::result::Result<(String, String), String> {
+    const LIBPQ_KEYWORDS: &[&str] = &[
+        "host",
+        "hostaddr",
+        "port",
+        "user",
+        "password",
+        "dbname",
+        "sslmode",
+        "sslrootcert",
+        "passfile",
+        "connect_timeout",
+        "application_name",
+        "options",
+        "service",
+    ];
+    let looks_like_a_connection_string = text.starts_with("postgres://")
+        || text.starts_with("postgresql://")
+        || text
+            .split_once('=')
+            .is_some_and(|(name, _)| LIBPQ_KEYWORDS.contains(&name.trim()));
+    if looks_like_a_connection_string {
+        return Err("this is a connection string without the environment's name: write NAME=CONNSTRING, e.g. staging='host=db1 dbname=app'".to_string());
+    }
     match text.split_once('=') {
         Some((name, dsn)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
             Ok((name.to_string(), dsn.to_string()))
@@ -367,5 +390,7 @@ mod tests {
             Ok(("staging".to_string(), "host=db1 dbname=x".to_string()))
         );
         assert!(parse_override("=x").is_err());
+        assert!(parse_override("host=db1 dbname=x").is_err());
+        assert!(parse_override("postgresql://db1/app").is_err());
     }
 }
