@@ -30,6 +30,9 @@ pub enum Kind {
     /// 6: a statement failed part-way through a change; the database is
     /// consistent and the same command can be run again to continue.
     FailedMidway,
+    /// 7: stopped at a prompt at the operator's request ("n", or not the
+    /// environment's name): the step asked about was not run.
+    Declined,
     /// 130: interrupted (Ctrl-C); the running statement was cancelled and rolled back.
     Interrupted,
 }
@@ -43,6 +46,7 @@ impl Kind {
             Kind::Precondition => 4,
             Kind::LockNotAcquired => 5,
             Kind::FailedMidway => 6,
+            Kind::Declined => 7,
             Kind::Interrupted => 130,
         }
     }
@@ -82,6 +86,11 @@ impl Error {
 
     pub fn internal(message: impl Into<String>) -> Error {
         Error::new(Kind::Internal, message)
+    }
+
+    /// The operator said no at a prompt: not a failure, but not done either.
+    pub fn declined(message: impl Into<String>) -> Error {
+        Error::new(Kind::Declined, message)
     }
 
     pub fn with(mut self, label: &str, text: impl Into<String>) -> Error {
@@ -153,7 +162,12 @@ pub fn describe_postgres(err: &postgres::Error) -> (Kind, String) {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.message)?;
+        let lead = if self.kind == Kind::Declined {
+            "stopped"
+        } else {
+            "error"
+        };
+        write!(f, "{lead}: {}", self.message)?;
         let width = self.context.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
         for (label, text) in &self.context {
             let mut lines = text.lines();

@@ -76,8 +76,12 @@ fn typing_anything_but_the_name_stops_before_production() {
     answer(&mut session, "[y/N]", "y");
     expect(&mut session, "Go on to production?");
     answer(&mut session, "Type the environment name (production)", "y");
-    expect(&mut session, "Stopped before production");
-    assert_eq!(exit_code(&mut session), Some(0));
+    expect(&mut session, "stopped: before production at your request");
+    assert_eq!(
+        exit_code(&mut session),
+        Some(7),
+        "a decline has its own exit code"
+    );
     assert!(!present(&s.staging));
     assert!(present(&s.production));
 }
@@ -89,8 +93,12 @@ fn answering_no_changes_nothing() {
     let mut session = spawn(&s, &["drop", &path, "--env", "staging"]);
     expect(&mut session, "Drop fk_rails_f300456b63 on staging now?");
     answer(&mut session, "[y/N]", "n");
-    expect(&mut session, "Stopped at your request");
-    assert_eq!(exit_code(&mut session), Some(0));
+    expect(&mut session, "stopped: at your request");
+    assert_eq!(
+        exit_code(&mut session),
+        Some(7),
+        "a decline has its own exit code"
+    );
     assert!(present(&s.staging));
 }
 

@@ -15,7 +15,7 @@ drops the constraint on staging then production, and in an incident puts it back
 archived orphan purge, VALIDATE) without losing a row.\n\n\
 Exit codes: 0 ok, 1 internal error, 2 usage or playbook error (nothing touched), 3 database unreachable, \
 4 refused: a precondition failed (nothing changed), 5 lock not acquired (the step that waited changed nothing), \
-6 failed part-way (consistent; the same command continues), 130 interrupted."
+6 failed part-way (consistent; the same command continues), 7 stopped at a prompt at your request, 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]

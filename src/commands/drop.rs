@@ -67,11 +67,15 @@ pub fn run(
     for environment in &environments {
         if let Some(before) = &previous {
             if !gate(before, environment, yes || dry_run)? {
-                println!(
-                    "\nStopped before {} at your request; nothing was changed there.",
+                return Err(Error::declined(format!(
+                    "before {} at your request; nothing was changed there",
                     environment.name
-                );
-                return Ok(());
+                ))
+                .next(format!(
+                    "when ready: fkctl drop {} --env {}",
+                    path.display(),
+                    environment.name
+                )));
             }
         }
         let evidence = drop_in(
@@ -84,11 +88,10 @@ pub fn run(
         )
         .map_err(|e| label(e, &environment.name, "drop"))?;
         if evidence.outcome == "declined" {
-            println!(
-                "\nStopped at your request; the constraint is unchanged on {}.",
+            return Err(Error::declined(format!(
+                "at your request; the constraint is unchanged on {}",
                 environment.name
-            );
-            return Ok(());
+            )));
         }
         previous = Some(evidence);
     }

@@ -30,6 +30,9 @@ a lock was not acquired within lock_timeout after every retry; the blocking sess
 6
 failed part-way through a change; every step is its own transaction, so the database is consistent, and the same command continues
 .TP
+7
+stopped at a prompt at the operator's request; the step asked about was not run
+.TP
 130
 interrupted (Ctrl-C); the running statement was cancelled and rolled back
 "#;

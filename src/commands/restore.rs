@@ -275,8 +275,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
             let question = format!("Put {} row(s) back into {} on {env}?", deleted - refused_before, playbook.constraint.table);
             let go = if environment.protected { tui::confirm_by_name(&question, env)? } else { tui::confirm(&question)? };
             if !go {
-                println!("Stopped at your request; nothing was restored.");
-                return Ok(());
+                return Err(Error::declined("at your request; nothing was restored"));
             }
         }
         let exec = Executor::new(&target, env, inspection.watched.clone(), playbook.safety.lock_retries)?;

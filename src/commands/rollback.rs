@@ -151,7 +151,9 @@ fn rollback_in(
     let question = format!("Roll back {} on {env}?", playbook.constraint.name);
     if !options.yes && !ask(&question, environment.protected, env)? {
         summary.outcome = "declined";
-        return Ok(());
+        return Err(Error::declined(format!(
+            "at your request before the rollback on {env}; nothing was changed"
+        )));
     }
     journal.ensure(&mut client)?;
     let run = journal.start_run(
@@ -207,6 +209,7 @@ fn refusal_or_failure(e: &Error) -> &'static str {
         Kind::LockNotAcquired => "lock not acquired",
         Kind::Interrupted => "interrupted",
         Kind::Usage => "usage error",
+        Kind::Declined => "declined",
         Kind::Unreachable => "unreachable",
         _ => "failed",
     }
@@ -418,8 +421,8 @@ impl RollbackRun<'_> {
                     // the database as it was.
                     orphans = self.census(step)?;
                     if orphans > 0 && !self.confirm_purge(orphans)? {
-                        return Err(Error::precondition(
-                            "stopped before the purge at your request; nothing was changed",
+                        return Err(Error::declined(
+                            "before the purge at your request; nothing was changed",
                         )
                         .with("environment", env)
                         .next("run the rollback again when ready"));
@@ -438,8 +441,9 @@ impl RollbackRun<'_> {
                         validation_confirmed = true;
                         if !self.confirm_validation(steps)? {
                             self.summary.outcome = "stopped before VALIDATE";
-                            self.say.line("   stopped before VALIDATE: the constraint stays NOT VALID (new rows are checked); run the rollback again to validate");
-                            return Ok(());
+                            return Err(Error::declined("before VALIDATE at your request: the constraint stays NOT VALID (new rows are checked)")
+                                .with("environment", env)
+                                .next("run the rollback again to validate"));
                         }
                     }
                     let done = if kind == StepKind::AttachConstraint {
@@ -521,8 +525,8 @@ impl RollbackRun<'_> {
                 )?
             {
                 let mut e = e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest");
-                e.kind = Kind::FailedMidway;
-                e.message = format!("stopped at your request after NOT VALID: {}", e.message);
+                e.kind = Kind::Declined;
+                e.message = format!("at your request after NOT VALID: {}", e.message);
                 return Err(e);
             }
             self.plain_step(repair.archive)?;
