@@ -88,8 +88,8 @@ fn drift_is_shown_field_by_field_and_fails_with_exit_4() {
         "{err}"
     );
     assert!(
-        err.contains("seed.yml:9:9"),
-        "points at the constraint name: {err}"
+        err.contains("seed.yml:13:14"),
+        "points at the first field that differs (on_delete's value): {err}"
     );
     // The drop plan says it will stop.
     let plan = json("plan", &path, &db, &[]);

@@ -126,6 +126,11 @@ fn drift_stops_before_any_ddl() {
         "{}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("playbook.yml:9:14"),
+        "points at on_delete's value, the field that differs: {}",
+        stderr(&out)
+    );
     assert!(present(&s.staging));
 }
 

@@ -237,7 +237,10 @@ fn already_absent(
                     "playbook",
                     &differences,
                 )
-                .with("playbook", playbook.locate(playbook.positions.name));
+                .with(
+                    "playbook",
+                    playbook.locate(playbook.positions.of_field(differences[0].field)),
+                );
                 return Err(e.next("run fkctl inspect to see the whole definition; make the playbook match the database (or find out who changed it)"));
             }
             Ok(false)

@@ -40,7 +40,7 @@ pub fn run(path: &Path, connection: &Connection, output: Output) -> Result<()> {
             report.drift.iter().map(|d| d.field).collect::<Vec<_>>().join(", ")
         ))
         .with("environment", connection.env.clone())
-        .with("playbook", playbook.locate(playbook.positions.name))
+        .with("playbook", playbook.locate(playbook.positions.of_field(report.drift[0].field)))
         .next("make the playbook describe the constraint as it is (or find out who changed it) before dropping it"));
     }
     if let Lookup::NotAForeignKey { contype } = &inspection.constraint {

@@ -98,11 +98,37 @@ pub struct RollbackSettings {
 /// against a live database (a missing table, a missing column) names the line.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ConstraintPositions {
+    /// The `constraint:` block itself: where a field left at its default is.
+    pub block: Position,
     pub name: Position,
     pub table: Position,
     pub columns: Vec<Position>,
     pub ref_table: Position,
     pub ref_columns: Vec<Position>,
+    pub on_delete: Option<Position>,
+    pub on_update: Option<Position>,
+    pub match_type: Option<Position>,
+    pub deferrable: Option<Position>,
+    pub initially_deferred: Option<Position>,
+}
+
+impl ConstraintPositions {
+    /// Where the playbook says `field` (a drift field name, e.g. "on_delete");
+    /// the constraint block for a field left at its default.
+    pub fn of_field(&self, field: &str) -> Position {
+        let given = match field {
+            "columns" => self.columns.first().copied(),
+            "references.table" => Some(self.ref_table),
+            "references.columns" => self.ref_columns.first().copied(),
+            "on_delete" => self.on_delete,
+            "on_update" => self.on_update,
+            "match" => self.match_type,
+            "deferrable" => self.deferrable,
+            "initially_deferred" => self.initially_deferred,
+            _ => Some(self.name),
+        };
+        given.unwrap_or(self.block)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

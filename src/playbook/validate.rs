@@ -178,11 +178,20 @@ impl Checker<'_> {
             initially_deferred,
         };
         let positions = ConstraintPositions {
+            block: position(raw.referenced),
             name: position(c.name.referenced),
             table: position(c.table.referenced),
             columns: column_positions,
             ref_table: position(refs.table.referenced),
             ref_columns: ref_positions,
+            on_delete: c.on_delete.as_ref().map(|v| position(v.referenced)),
+            on_update: c.on_update.as_ref().map(|v| position(v.referenced)),
+            match_type: c.match_type.as_ref().map(|v| position(v.referenced)),
+            deferrable: c.deferrable.as_ref().map(|v| position(v.referenced)),
+            initially_deferred: c
+                .initially_deferred
+                .as_ref()
+                .map(|v| position(v.referenced)),
         };
         Ok((fk, positions))
     }
