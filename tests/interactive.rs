@@ -187,3 +187,36 @@ fn the_demo_waits_for_enter_between_chapters() {
         .output();
     assert!(out.map(|o| o.status.success()).unwrap_or(false));
 }
+
+/// A protected environment's name is typed once per command: the rollback's
+/// later questions (purge, VALIDATE) are y/N.
+#[test]
+fn a_protected_rollback_asks_for_the_name_once() {
+    let s = Setup::new("pty_rb_prod", "{ lock_timeout: 300ms }");
+    let out = s.drop(&["--env", "staging", "--yes"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let out = s.drop(&["--env", "production", "--yes"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    common::exec(&s.production, "DELETE FROM chat_names WHERE id % 10 = 0");
+    let path = s.playbook.display().to_string();
+    let mut session = spawn(&s, &["rollback", &path, "--env", "production"]);
+    expect(&mut session, "Roll back fk_rails_f300456b63 on production?");
+    answer(
+        &mut session,
+        "Type the environment name (production)",
+        "production",
+    );
+    expect(
+        &mut session,
+        "orphaned row(s) of public.ci_pipeline_chat_data on production",
+    );
+    answer(&mut session, "[y/N]", "y");
+    expect(
+        &mut session,
+        "Validate fk_rails_f300456b63 on production now?",
+    );
+    answer(&mut session, "[y/N]", "y");
+    expect(&mut session, "restored");
+    assert_eq!(exit_code(&mut session), Some(0));
+    assert!(present(&s.production));
+}

@@ -171,7 +171,6 @@ fn rollback_in(
         playbook,
         say,
         options,
-        protected: environment.protected,
         summary,
     }
     .steps(&plan.steps)
@@ -379,7 +378,6 @@ struct RollbackRun<'a> {
     playbook: &'a Playbook,
     say: &'a Say,
     options: &'a Options,
-    protected: bool,
     summary: &'a mut Summary,
 }
 
@@ -406,6 +404,8 @@ impl<'s> RepairSteps<'s> {
     }
 }
 
+// The questions after "Roll back ...?" are y/N even on a protected
+// environment: its name is typed once per command, for the first one.
 impl RollbackRun<'_> {
     /// Runs the plan's steps in the order the plan gives, by kind.
     fn steps(&mut self, steps: &[Step]) -> Result<()> {
@@ -490,7 +490,6 @@ impl RollbackRun<'_> {
     /// (before NOT VALID checked new rows), or whose address changed under
     /// fkctl, are listed and purged again, a bounded number of times.
     fn verify(&mut self, step: &Step, steps: &[Step]) -> Result<()> {
-        let env = self.exec.environment;
         self.say.line(super::step_text(step));
         let Some(check) = &step.before else {
             return Ok(());
@@ -518,11 +517,7 @@ impl RollbackRun<'_> {
                 round + 2
             ));
             if !self.options.yes
-                && !ask(
-                    "List those rows and purge them too, archiving each one?",
-                    self.protected,
-                    env,
-                )?
+                && !tui::confirm("List those rows and purge them too, archiving each one?")?
             {
                 let mut e = e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest");
                 e.kind = Kind::Declined;
@@ -548,14 +543,10 @@ impl RollbackRun<'_> {
             return Ok(true);
         }
         let env = self.exec.environment;
-        ask(
-            &format!(
-                "Validate {} on {env} now? (it scans the table; reads and writes go on)",
-                self.playbook.constraint.name
-            ),
-            self.protected,
-            env,
-        )
+        tui::confirm(&format!(
+            "Validate {} on {env} now? (it scans the table; reads and writes go on)",
+            self.playbook.constraint.name
+        ))
     }
 
     /// The orphan count, recorded in the summary even when it is over the
@@ -609,7 +600,7 @@ impl RollbackRun<'_> {
             self.playbook.constraint.table,
             purge::archive_table(&self.playbook.journal_schema)
         );
-        ask(&question, self.protected, env)
+        tui::confirm(&question)
     }
 
     /// Runs one DDL step with its checks before and after, unless the
