@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::staged::Setup;
+use common::staged::{present, Setup};
 use common::*;
 use fkctl::testkit::TestDatabase;
 use std::process::Output;
@@ -38,7 +38,14 @@ impl Case {
     /// Shapes the child table with `schema_sql`, copies it to `before_rows`,
     /// then drop, orphans, rollback (archiving them), parents back.
     fn rolled_back(tag: &str, schema_sql: &str) -> Case {
-        let s = Setup::with_rollback(tag, "{ lock_timeout: 300ms }", "{ batch_size: 50 }");
+        Case::rolled_back_with(tag, "{ batch_size: 50 }", schema_sql)
+    }
+
+    /// As [`Case::rolled_back`], with the playbook's `rollback` settings
+    /// (`orphans: nullify` keeps the rows and archives their old keys).
+    fn rolled_back_with(tag: &str, rollback: &str, schema_sql: &str) -> Case {
+        let nullify = rollback.contains("nullify");
+        let s = Setup::with_rollback(tag, "{ lock_timeout: 300ms }", rollback);
         if !schema_sql.is_empty() {
             exec(&s.staging, schema_sql);
         }
@@ -65,10 +72,19 @@ impl Case {
         assert!(!run_id.is_empty(), "{summary}");
         let orphans = scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows");
         assert!(orphans > 100, "{orphans}");
-        assert_eq!(
-            scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
-            rows
-        );
+        let kept = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data");
+        if nullify {
+            assert_eq!(kept, rows, "nullify keeps every row");
+            assert_eq!(
+                scalar_i64(
+                    &s.staging,
+                    "SELECT count(*) FROM ci_pipeline_chat_data WHERE chat_name_id IS NULL"
+                ),
+                orphans
+            );
+        } else {
+            assert_eq!(kept + orphans, rows);
+        }
         exec(
             &s.staging,
             "INSERT INTO chat_names SELECT * FROM deleted_parents",
@@ -472,5 +488,236 @@ fn a_partitioned_child_gets_its_rows_back_in_their_partitions() {
         ),
         0,
         "whole rows, each in its partition"
+    );
+}
+
+// ------------------------------------------------------- nullified keys
+
+const NULLABLE_KEY: &str =
+    "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN chat_name_id DROP NOT NULL;";
+
+impl Case {
+    fn archived_of_run(&self) -> i64 {
+        scalar_i64(
+            &self.s.staging,
+            &format!(
+                "SELECT count(*) FROM fkctl.archived_rows WHERE run_id = '{}'",
+                self.run_id
+            ),
+        )
+    }
+
+    /// The archived nullified row with the `n`-th smallest id: (id, old key).
+    fn nullified_row(&self, n: i64) -> (i64, i64) {
+        let sql = format!(
+            "SELECT (row_data->>'id')::int8, (row_data->>'chat_name_id')::int8 FROM fkctl.archived_rows ORDER BY (row_data->>'id')::int8 OFFSET {n} LIMIT 1"
+        );
+        let mut client = self.s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
+        let row = client
+            .query_one(sql.as_str(), &[])
+            .unwrap_or_else(|e| panic!("{e}\n{sql}"));
+        (row.get(0), row.get(1))
+    }
+}
+
+/// rollback with nullify -> parents back -> restore: every key goes back
+/// into its row, found by the primary key recorded at rollback time, and
+/// the table ends exactly as it started, whole rows compared.
+#[test]
+fn nullified_keys_go_back_and_every_row_equals_its_original() {
+    let case = Case::rolled_back_with(
+        "rs_null",
+        "{ orphans: nullify, batch_size: 50 }",
+        NULLABLE_KEY,
+    );
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'nullify' AND identity_columns = ARRAY['id']"
+        ),
+        case.orphans,
+        "each nullified row is archived with the columns that find it again"
+    );
+    assert_eq!(case.differing_rows("*"), 2 * case.orphans);
+    let out = case.restore(&[]);
+    assert_success(&out);
+    assert_eq!(case.archived_of_run(), 0, "{}", stdout(&out));
+    assert_eq!(case.table_rows(), case.rows);
+    assert_eq!(
+        case.differing_rows("*"),
+        0,
+        "whole rows equal the originals"
+    );
+    assert!(present(&case.s.staging));
+    let detail = text(
+        &case.s.staging,
+        "SELECT s.detail FROM fkctl.steps s JOIN fkctl.runs r USING (run_id)
+          WHERE r.operation = 'restore' AND s.step = 'restore-keys' AND s.outcome = 'ok'",
+    );
+    assert!(
+        detail.starts_with(&format!("{} row(s) restored", case.orphans)),
+        "{detail}"
+    );
+}
+
+/// A row the application gave a key since the nullify keeps that key (and
+/// its old one stays archived), as do a row deleted since and rows whose
+/// parent is missing again; every other row gets its key back. Exit 4, with
+/// the counts.
+#[test]
+fn a_row_the_application_changed_since_stays_archived_and_unchanged() {
+    let case = Case::rolled_back_with(
+        "rs_null_chg",
+        "{ orphans: nullify, batch_size: 50 }",
+        NULLABLE_KEY,
+    );
+    let (changed, _) = case.nullified_row(0);
+    let (gone, _) = case.nullified_row(1);
+    let (_, missing_parent) = case.nullified_row(2);
+    exec(
+        &case.s.staging,
+        &format!(
+            "UPDATE ci_pipeline_chat_data SET chat_name_id = 1 WHERE id = {changed};
+             DELETE FROM ci_pipeline_chat_data WHERE id = {gone};
+             DELETE FROM chat_names WHERE id = {missing_parent};"
+        ),
+    );
+    let orphaned_again = scalar_i64(
+        &case.s.staging,
+        &format!("SELECT count(*) FROM fkctl.archived_rows WHERE (row_data->>'chat_name_id')::int8 = {missing_parent} AND (row_data->>'id')::int8 NOT IN ({changed}, {gone})"),
+    );
+    assert!(orphaned_again > 0);
+    let out = case.restore(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("1 row(s): the application has set their key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 row(s): no row of the table has their identity"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{orphaned_again} row(s): their parent row is still missing"
+        )),
+        "{err}"
+    );
+    assert_eq!(case.archived_of_run(), 2 + orphaned_again);
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            &format!("SELECT chat_name_id FROM ci_pipeline_chat_data WHERE id = {changed}")
+        ),
+        1,
+        "the application's value stays"
+    );
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            &format!("SELECT count(*) FROM fkctl.archived_rows WHERE (row_data->>'id')::int8 IN ({changed}, {gone})")
+        ),
+        2,
+        "their old keys stay archived"
+    );
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            "SELECT count(*) FROM ci_pipeline_chat_data t JOIN before_rows b USING (id)
+              WHERE (t.*)::text IS DISTINCT FROM (b.*)::text
+                AND t.id NOT IN (SELECT (row_data->>'id')::int8 FROM fkctl.archived_rows)"
+        ),
+        0,
+        "every row that left the archive equals its original"
+    );
+}
+
+/// Without a primary key, a unique index on NOT NULL columns finds the rows.
+#[test]
+fn a_unique_index_on_not_null_columns_serves_as_the_row_identity() {
+    let case = Case::rolled_back_with(
+        "rs_null_uq",
+        "{ orphans: nullify, batch_size: 50 }",
+        "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN chat_name_id DROP NOT NULL, DROP CONSTRAINT ci_pipeline_chat_data_pkey;
+         CREATE UNIQUE INDEX by_pipeline ON ci_pipeline_chat_data (pipeline_id);",
+    );
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            "SELECT count(*) FROM fkctl.archived_rows WHERE identity_columns = ARRAY['pipeline_id']"
+        ),
+        case.orphans
+    );
+    let out = case.restore(&[]);
+    assert_success(&out);
+    assert_eq!(case.archived_of_run(), 0);
+    assert_eq!(case.differing_rows("*"), 0);
+}
+
+/// No primary key, no replica-identity index, and only unique indexes that
+/// cannot identify a row (partial, on an expression, on a nullable column):
+/// the nullify rollback is refused before any change, naming the table.
+#[test]
+fn nullify_without_a_row_identity_is_refused_before_any_change() {
+    let s = Setup::with_rollback(
+        "rs_null_noid",
+        "{ lock_timeout: 300ms }",
+        "{ orphans: nullify }",
+    );
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN chat_name_id DROP NOT NULL, DROP CONSTRAINT ci_pipeline_chat_data_pkey;
+         CREATE UNIQUE INDEX partial_id ON ci_pipeline_chat_data (id) WHERE id > 0;
+         CREATE UNIQUE INDEX by_url ON ci_pipeline_chat_data (lower(response_url));
+         CREATE UNIQUE INDEX by_key ON ci_pipeline_chat_data (id, chat_name_id);
+         CREATE TABLE before_rows AS TABLE ci_pipeline_chat_data;",
+    );
+    let out = s.drop(&["--env", "staging", "--yes"]);
+    assert!(out.status.success(), "drop: {}", stderr(&out));
+    exec(&s.staging, "DELETE FROM chat_names WHERE id % 10 = 0");
+    let path = s.playbook.display().to_string();
+    let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("public.ci_pipeline_chat_data has no primary key"),
+        "{err}"
+    );
+    assert!(!present(&s.staging), "no ADD NOT VALID");
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM ci_pipeline_chat_data WHERE chat_name_id IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM (TABLE before_rows EXCEPT ALL TABLE ci_pipeline_chat_data) d"
+        ),
+        0,
+        "no row changed"
+    );
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM pg_class WHERE relname = 'archived_rows'"
+        ),
+        0,
+        "no archive written"
     );
 }

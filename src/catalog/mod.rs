@@ -162,6 +162,7 @@ pub fn inspect(
     let referencing_child = dependents::referencing(&mut tx, child.oid)?;
     let attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
     let child_indexes = indexes::on_columns(&mut tx, child.oid, &attnums)?;
+    let child_identity = relations::row_identity(&mut tx, child.oid)?;
     let leaves = if child.partitioned {
         partitions::leaves(&mut tx, server.version_num, child.oid, parent.oid, fk)?
     } else {
@@ -180,6 +181,7 @@ pub fn inspect(
         constraint: lookup,
         referencing_child,
         child_indexes,
+        child_identity,
         leaves,
         sessions,
         watched,

@@ -142,3 +142,31 @@ pub fn insert_triggers(client: &mut impl GenericClient, relation: u32) -> Result
         .map(|r| r.cell(0, INSERT_TRIGGERS_SQL))
         .collect()
 }
+
+// Key columns only (indnkeyatts: INCLUDE columns do not identify a row), of
+// a valid, immediate unique index without predicate or expressions, all NOT
+// NULL; the primary key first, then the replica identity, then the narrowest.
+const IDENTITY_SQL: &str = "\
+SELECT ARRAY(SELECT a.attname::text
+               FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE k.ord <= i.indnkeyatts ORDER BY k.ord)
+  FROM pg_index i
+ WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indimmediate
+   AND i.indpred IS NULL AND i.indexprs IS NULL
+   AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+                    LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                   WHERE k.ord <= i.indnkeyatts AND (k.attnum <= 0 OR a.attnotnull IS NOT TRUE))
+ ORDER BY i.indisprimary DESC, i.indisreplident DESC, i.indnkeyatts, i.indexrelid
+ LIMIT 1";
+
+/// The columns that identify one row of `relation` (see `Inspection::child_identity`).
+pub fn row_identity(client: &mut impl GenericClient, relation: u32) -> Result<Option<Vec<Ident>>> {
+    let rows = query(client, IDENTITY_SQL, &[&relation])?;
+    rows.first()
+        .map(|row| {
+            let names: Vec<String> = row.cell(0, IDENTITY_SQL)?;
+            Ok(names.into_iter().map(Ident::from_catalog).collect())
+        })
+        .transpose()
+}

@@ -13,12 +13,15 @@ use crate::kinds::foreign_key::repair as purge;
 use crate::model::Inspection;
 use crate::model::TableColumn;
 use crate::pg::Cell;
-use crate::plan::{restore_plan, Observed};
+use crate::plan::{restore_plan, Archived, Observed, StepKind};
 use crate::playbook::Playbook;
 use crate::sql::ident::Ident;
 use crate::tui;
 use postgres::Client;
 use std::path::Path;
+
+mod keys;
+use keys::{restore_keys, KeysRun};
 
 pub struct Options {
     pub yes: bool,
@@ -118,7 +121,7 @@ fn check_conversion(
 
 /// The batch statement's own failure (fewer rows went into the table than
 /// left the archive) in plain words; other errors unchanged.
-fn explain_batch(mut e: Error) -> Error {
+fn explain_batch(mut e: Error, culprit: &str) -> Error {
     let said = e
         .context
         .iter()
@@ -128,13 +131,19 @@ fn explain_batch(mut e: Error) -> Error {
     if let Some(said) = said {
         e.message = format!("a restore batch was refused: {said}");
         e.kind = Kind::FailedMidway;
-        e.next = Some("no row of that batch moved and earlier batches are complete; every row is in exactly one place. Find the trigger or rule on the table that drops inserted rows, disable it for the restore, then run the same restore again".into());
+        e.next = Some(format!("no row of that batch moved and earlier batches are complete; every row is in exactly one place. Find the trigger or rule on the table that {culprit}, disable it for the restore, then run the same restore again"));
     }
     e
 }
 
-/// How many rows run `run_id` deleted and archived here; refused when none.
-fn archived_rows(client: &mut Client, schema: &Ident, run_id: &str, env: &str) -> Result<i64> {
+/// How many rows run `run_id` archived here: (deleted, nullified); refused
+/// when it archived none.
+fn archived_rows(
+    client: &mut Client,
+    schema: &Ident,
+    run_id: &str,
+    env: &str,
+) -> Result<(i64, i64)> {
     let archive = purge::archive_table(schema);
     let exists: bool = crate::pg::query_scalar(
         client,
@@ -151,16 +160,13 @@ fn archived_rows(client: &mut Client, schema: &Ident, run_id: &str, env: &str) -
         .query_one(by_run.as_str(), &[&run_id])
         .map_err(|e| Error::from_postgres(&e, &by_run))?;
     let (deleted, nullified): (i64, i64) = (row.cell(0, &by_run)?, row.cell(1, &by_run)?);
-    if deleted == 0 {
-        let mut e = Error::precondition(format!(
-            "run {run_id} has no deleted rows in the archive of {env}"
-        ));
-        if nullified > 0 {
-            e = e.with("note", format!("{nullified} rows of that run were nullified, not deleted; restoring nullified keys is not supported yet"));
-        }
-        return Err(e.next("fkctl status lists the runs; the archive is the table above"));
+    if deleted == 0 && nullified == 0 {
+        return Err(Error::precondition(format!(
+            "run {run_id} has no rows in the archive of {env}"
+        ))
+        .next("fkctl status lists the runs; the archive is the table above"));
     }
-    Ok(deleted)
+    Ok((deleted, nullified))
 }
 
 /// Refuses, before any row moves, when the rows cannot go back as they were.
@@ -192,9 +198,11 @@ fn refuse_columns(
     Ok(())
 }
 
-/// Moves the run's rows back batch by batch until none can move, then
-/// checks the archive shrank by exactly the rows that went back.
-/// Returns (rows moved, rows left in the archive, a line for the journal).
+/// Moves the run's rows (or keys) back batch by batch until none can move,
+/// then checks the archive shrank by exactly the rows that went back.
+/// `archived_left` counts the run's rows of this kind still archived, of
+/// which there were `deleted` before. Returns (rows moved, rows left in the
+/// archive, a line for the journal).
 #[allow(clippy::too_many_arguments)]
 fn move_rows(
     c: &mut Client,
@@ -206,10 +214,17 @@ fn move_rows(
     deleted: i64,
     env: &str,
 ) -> Result<(i64, i64, String)> {
+    let culprit = if step.kind == StepKind::RestoreKeys {
+        "skips updates"
+    } else {
+        "drops inserted rows"
+    };
     let mut moved = 0i64;
     let mut batches = 0u32;
     loop {
-        let outcome = exec.run(c, step, params).map_err(explain_batch)?;
+        let outcome = exec
+            .run(c, step, params)
+            .map_err(|e| explain_batch(e, culprit))?;
         let n: i64 = outcome
             .returned
             .as_deref()
@@ -250,14 +265,18 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         let schema = &playbook.journal_schema;
         let journal = Journal::new(schema);
         let archive = purge::archive_table(schema);
-        let deleted = archived_rows(&mut client, schema, run_id, env)?;
+        let (deleted, nullified) = archived_rows(&mut client, schema, run_id, env)?;
         let inspection = inspect_live(&mut client, &playbook, env, "pre-checks")?;
+        if deleted == 0 {
+            let keys = KeysRun { playbook: &playbook, environment: &environment, inspection: &inspection, run_id, nullified, yes: options.yes };
+            return restore_keys(&mut client, &target, &journal, &keys);
+        }
         let (columns, table) = compare_columns(&mut client, &playbook, &inspection, run_id, deleted, options.discard_dropped_columns)?;
         refuse_columns(&columns, deleted, run_id, &playbook, env, options.discard_dropped_columns)?;
         check_conversion(&mut client, &inspection, schema, &columns, &table, run_id)?;
         let observed = Observed { environment: env, inspection: &inspection };
-        let plan = restore_plan(&playbook, Some(&observed), Some(&columns));
-        let step = plan.steps.first().ok_or_else(|| Error::internal("empty restore plan"))?;
+        let plan = restore_plan(&playbook, Some(&observed), Archived::Deleted(&columns));
+        let step = plan.steps.iter().find(|s| s.kind == StepKind::RestoreRows).ok_or_else(|| Error::internal("the restore plan has no restore-rows step"))?;
         let refused_sql = purge::restore_refused_sql(&inspection.orphan_query, schema, &columns.columns);
         let refused_before = count(&mut client, &refused_sql, run_id)?;
         println!("== restore on {env} ({}) ==", target.description);
@@ -300,6 +319,9 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
                 .with("environment", env);
             if refused_after < left {
                 e = e.with("note", format!("{} of them have their parent now (it came back during the restore)", left - refused_after));
+            }
+            if nullified > 0 {
+                e = e.with("nullified", format!("the run also nullified the keys of {nullified} row(s); once its deleted rows are all back, the same restore puts those keys back"));
             }
             return Err(e.next("restore the parent rows, then run the same restore again; the rows are safe in the archive"));
         }

@@ -312,6 +312,14 @@ fn refuse_or_done(
             .with("environment", env)
             .next("use archive-delete or abort, or make the column nullable first"));
         }
+        if inspection.child_identity.is_none() {
+            return Err(Error::precondition(format!(
+                "rollback.orphans is nullify but {} has no primary key, replica-identity index or unique index on NOT NULL columns: a nullified row could not be found again by fkctl restore",
+                fk.table
+            ))
+            .with("environment", env)
+            .next("add a primary key to the table, or use archive-delete or abort; nothing was changed"));
+        }
     }
     if playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
         let risky = crate::kinds::foreign_key::plan::impact::unarchivable_cascades(inspection);

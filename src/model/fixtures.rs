@@ -206,6 +206,7 @@ pub struct Tables {
     /// what ADD CONSTRAINT would choose (the same for these schemas).
     pub keys: Vec<KeyComparison>,
     pub child_indexes: Vec<IndexInfo>,
+    pub child_identity: Option<Vec<Ident>>,
     pub referencing_child: Vec<DependentKey>,
 }
 
@@ -252,6 +253,7 @@ pub fn inspection(
         constraint,
         referencing_child: tables.referencing_child,
         child_indexes: tables.child_indexes,
+        child_identity: tables.child_identity,
         leaves,
         sessions: Vec::new(),
         watched,
@@ -290,6 +292,7 @@ fn seed_tables() -> Tables {
             "public.index_ci_pipeline_chat_data_on_chat_name_id",
             "CREATE INDEX index_ci_pipeline_chat_data_on_chat_name_id ON public.ci_pipeline_chat_data USING btree (chat_name_id)",
         )],
+        child_identity: Some(vec![ident("id")]),
         referencing_child: Vec::new(),
     }
 }
@@ -385,6 +388,7 @@ pub fn billing(playbook: &Playbook, seen: Seen) -> Inspection {
             r#""Billing"."Invoice Lines by invoice""#,
             r#"CREATE INDEX "Invoice Lines by invoice" ON "Billing"."Invoice Lines" USING btree (tenant_id, "Invoice No")"#,
         )],
+        child_identity: Some(vec![ident("Line Id")]),
         referencing_child: Vec::new(),
     };
     let constraint = live(
@@ -421,6 +425,7 @@ pub fn sessions_varchar_key(playbook: &Playbook, seen: Seen) -> Inspection {
         parent_columns: vec![text_column(2, "email", "text", true)],
         keys: vec![key_fk_cast("user_email", "email", "pg_catalog", "text")],
         child_indexes: Vec::new(),
+        child_identity: Some(vec![ident("id")]),
         referencing_child: Vec::new(),
     };
     let constraint = live(
@@ -475,6 +480,7 @@ pub fn payment(playbook: &Playbook, version_num: i32, seen: Seen, leaves: Vec<Le
             "public.payment_customer_id_idx",
             "CREATE INDEX payment_customer_id_idx ON ONLY public.payment USING btree (customer_id)",
         )],
+        child_identity: Some(vec![ident("payment_id"), ident("paid_at")]),
         referencing_child: Vec::new(),
     };
     let copies = leaves

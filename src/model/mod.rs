@@ -16,6 +16,7 @@ pub use partition::{Leaf, LeafState};
 pub use relation::{Column, Filling, Relation, TableColumn};
 
 use crate::kinds::foreign_key::violations::OrphanQuery;
+use crate::sql::ident::Ident;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +40,11 @@ pub struct Inspection {
     /// Foreign keys of other tables that reference the child table.
     pub referencing_child: Vec<DependentKey>,
     pub child_indexes: Vec<IndexInfo>,
+    /// The columns that find one row of the child again (a later `restore`
+    /// of nullified keys): its primary key, else its replica-identity index,
+    /// else a unique index on NOT NULL columns only (no partial or expression
+    /// index). None when the child has no such key.
+    pub child_identity: Option<Vec<Ident>>,
     /// The child's leaf partitions and their own copies of the constraint
     /// (empty when the child is not partitioned).
     pub leaves: Vec<Leaf>,

@@ -13,7 +13,9 @@ pub use crate::kinds::foreign_key::plan::drift::Drift;
 pub use crate::kinds::foreign_key::plan::leaves::RollbackPath;
 pub use locks::{Lock, LockMode};
 // Foreign keys are the one kind so far: their plans are the core's entry points.
-pub use crate::kinds::foreign_key::plan::{drop_plan, restore_plan, rollback_path, rollback_plan};
+pub use crate::kinds::foreign_key::plan::{
+    drop_plan, restore_plan, rollback_path, rollback_plan, Archived,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +96,8 @@ pub enum StepKind {
     AttachConstraint,
     /// Move archived rows back batch by batch.
     RestoreRows,
+    /// Put nullified keys back batch by batch, each row found by its identity.
+    RestoreKeys,
 }
 
 impl StepKind {
@@ -116,6 +120,7 @@ impl StepKind {
             StepKind::ValidatePartition => "validate-partition",
             StepKind::AttachConstraint => "attach-constraint",
             StepKind::RestoreRows => "restore-rows",
+            StepKind::RestoreKeys => "restore-keys",
         }
     }
 
@@ -205,6 +210,6 @@ pub fn build(operation: Operation, playbook: &Playbook, observed: Option<&Observ
     match operation {
         Operation::Drop => drop_plan(playbook, observed),
         Operation::Rollback => rollback_plan(playbook, observed),
-        Operation::Restore => restore_plan(playbook, observed, None),
+        Operation::Restore => restore_plan(playbook, observed, Archived::Unknown),
     }
 }

@@ -29,6 +29,12 @@ pub fn create_archive_sql(schema: &Ident) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, run_id text NOT NULL, change text NOT NULL, constraint_name text NOT NULL, source_table text NOT NULL, action text NOT NULL, row_data jsonb NOT NULL, archived_at timestamptz NOT NULL DEFAULT now())",
             archive_table(schema).quoted()
         ),
+        // Which columns identify a nullified row (NULL for deleted rows):
+        // added to archives written before fkctl recorded it.
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS identity_columns text[]",
+            archive_table(schema).quoted()
+        ),
     ]
 }
 
@@ -82,9 +88,17 @@ pub fn delete_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) ->
     )
 }
 
-/// Sets the key columns of one batch to NULL, archiving each row as it was.
+/// Sets the key columns of one batch to NULL, archiving each row as it was
+/// with the names of the columns that find it again (`identity`, the child's
+/// row identity; NULL when a plan from the playbook alone does not know it).
 /// Parameters as for [`delete_batch_sql`].
-pub fn nullify_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) -> String {
+pub fn nullify_batch_sql(
+    query: &OrphanQuery,
+    batch_size: u32,
+    schema: &Ident,
+    identity: Option<&[Ident]>,
+) -> String {
+    let identity = identity.map_or_else(|| "NULL::text[]".to_string(), text_array);
     let set = query
         .keys
         .iter()
@@ -92,7 +106,7 @@ pub fn nullify_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) -
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} WHERE {} AND {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE {} AND fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING fk.tableoid::regclass::text AS source_table, old.row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'nullify', row_data FROM changed) {TAKEN}",
+        "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} WHERE {} AND {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE {} AND fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING fk.tableoid::regclass::text AS source_table, old.row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, source_table, 'nullify', row_data, {identity} FROM changed) {TAKEN}",
         take_batch(batch_size),
         query.child_from(),
         batch_rows("batch"),
@@ -251,5 +265,120 @@ pub fn archived_by_run_sql(schema: &Ident) -> String {
     format!(
         "SELECT count(*) FILTER (WHERE action = 'delete'), count(*) FILTER (WHERE action = 'nullify') FROM {} WHERE run_id = $1",
         archive_table(schema).quoted()
+    )
+}
+
+/// The identity and key columns of an archived row (json `a.row_data`) as a
+/// row of the child's current type, aliased `fk`: only those columns are
+/// read, so a change to another column's type never stops a restore.
+fn archived_keys_as_child(query: &OrphanQuery, identity: &[Ident]) -> String {
+    let pairs = identity
+        .iter()
+        .chain(query.keys.iter().map(|k| &k.fk_column))
+        .map(|c| {
+            let key = quote_literal(c.as_str());
+            format!("{key}, a.row_data -> {key}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, jsonb_build_object({pairs})) fk",
+        query.child.quoted()
+    )
+}
+
+/// `c.id = fk.id AND ...`: the live row `c` that archived row `fk` was.
+fn same_identity(identity: &[Ident]) -> String {
+    identity
+        .iter()
+        .map(|c| format!("c.{0} = fk.{0}", c.quoted()))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// Every key column of the live row `c` is NULL: what fkctl's nullify wrote.
+fn keys_cleared(query: &OrphanQuery) -> String {
+    query
+        .keys
+        .iter()
+        .map(|k| format!("c.{} IS NULL", k.fk_column.quoted()))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// Archived nullified rows of run `$1` recorded with exactly this identity:
+/// the FROM item (aliased `a`) and the condition.
+fn nullified_of_run(schema: &Ident, identity: &[Ident]) -> (String, String) {
+    (
+        format!("{} a", archive_table(schema).quoted()),
+        format!(
+            "a.run_id = $1 AND a.action = 'nullify' AND a.identity_columns = {}",
+            text_array(identity)
+        ),
+    )
+}
+
+/// Puts one batch of nullified keys of run `$1` back: each archived row finds
+/// its live row by `identity` and gets its archived key values back, only
+/// where that row's key columns are all still NULL (as fkctl left them) and
+/// the parent exists again; the restored rows leave the archive in the same
+/// statement. Returns the rows restored; fails, rolling the batch back, if
+/// fewer rows changed than the batch took (a trigger that skips updates).
+pub fn restore_keys_batch_sql(
+    query: &OrphanQuery,
+    batch_size: u32,
+    schema: &Ident,
+    identity: &[Ident],
+) -> String {
+    let (from, archived) = nullified_of_run(schema, identity);
+    let keys = query
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("fk.{} AS key_{}", k.fk_column.quoted(), i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let set = query
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{} = batch.key_{}", k.fk_column.quoted(), i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH batch AS (SELECT a.id AS archive_id, c.tableoid AS rel, c.ctid AS row_id, {keys} FROM {from} {} JOIN {} ON {} WHERE {archived} AND {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a, c), restored AS (UPDATE {} SET {set} FROM batch WHERE c.ctid = ANY (ARRAY(SELECT row_id FROM batch)) AND c.tableoid = batch.rel AND c.ctid = batch.row_id RETURNING batch.archive_id), moved AS (DELETE FROM {} a USING restored WHERE a.id = restored.archive_id RETURNING a.id) SELECT (CASE WHEN m.n = b.n THEN m.n ELSE ('fkctl: ' || b.n || ' nullified row(s) were to get their keys back but ' || m.n || ' did (a trigger or rule skipped updates); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM batch) b",
+        archived_keys_as_child(query, identity),
+        query.child_as("c"),
+        same_identity(identity),
+        keys_cleared(query),
+        query.predicate(),
+        query.child_as("c"),
+        archive_table(schema).quoted(),
+    )
+}
+
+/// Why the nullified rows of run `$1` that are still archived cannot go back
+/// (yet), as four counts: all of them; those whose row no longer exists (its
+/// identity is gone); those whose keys the application has set since (not
+/// all NULL any more); those whose parent is still missing.
+pub fn nullified_state_sql(query: &OrphanQuery, schema: &Ident, identity: &[Ident]) -> String {
+    let (from, archived) = nullified_of_run(schema, identity);
+    format!(
+        "SELECT count(*), count(*) FILTER (WHERE c.found IS NULL), count(*) FILTER (WHERE c.found AND NOT c.cleared), count(*) FILTER (WHERE c.cleared AND ({})) FROM {from} {} LEFT JOIN LATERAL (SELECT true AS found, ({}) AS cleared FROM {} WHERE {} LIMIT 1) c ON true WHERE {archived}",
+        query.predicate(),
+        archived_keys_as_child(query, identity),
+        keys_cleared(query),
+        query.child_as("c"),
+        same_identity(identity),
+    )
+}
+
+/// Nullified rows of run `$1` recorded with no identity, or with other
+/// identity columns than `identity` (the child's key changed since).
+pub fn nullified_other_identity_sql(schema: &Ident, identity: &[Ident]) -> String {
+    format!(
+        "SELECT count(*), coalesce(string_agg(DISTINCT coalesce(array_to_string(identity_columns, ', '), '(none recorded)'), '; '), '') FROM {} WHERE run_id = $1 AND action = 'nullify' AND identity_columns IS DISTINCT FROM {}",
+        archive_table(schema).quoted(),
+        text_array(identity)
     )
 }

@@ -116,7 +116,16 @@ impl OrphanQuery {
 
     /// `FROM [ONLY] child fk`
     pub fn child_from(&self) -> String {
-        format!("{}{} fk", only(self.child_partitioned), self.child.quoted())
+        self.child_as("fk")
+    }
+
+    /// `[ONLY] child alias`: the child under another alias.
+    pub fn child_as(&self, alias: &str) -> String {
+        format!(
+            "{}{} {alias}",
+            only(self.child_partitioned),
+            self.child.quoted()
+        )
     }
 
     /// The WHERE condition on a child row aliased `fk` that makes it an orphan.

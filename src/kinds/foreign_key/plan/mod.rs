@@ -78,6 +78,12 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The child's row identity, as observed (unknown without a live catalog).
+    fn identity(&self) -> Option<&'a [crate::sql::ident::Ident]> {
+        self.observed
+            .and_then(|o| o.inspection.child_identity.as_deref())
+    }
+
     fn lookup(&self) -> Option<&Lookup> {
         self.observed.map(|o| &o.inspection.constraint)
     }
@@ -445,6 +451,12 @@ fn rollback_notes(playbook: &Playbook, i: &Inspection, path: RollbackPath) -> Ve
                 not_null.join(", ")
             ));
         }
+        if i.child_identity.is_none() {
+            notes.push(format!(
+                "rollback.orphans is nullify but {} has no primary key, replica-identity index or unique index on NOT NULL columns: a nullified row could not be found again to restore its key, so fkctl rollback refuses; add such a key, or use archive-delete or abort.",
+                fk.table
+            ));
+        }
     }
     let risky = impact::unarchivable_cascades(i);
     if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
@@ -556,7 +568,7 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
         (
             StepKind::NullifyOrphans,
             "Set orphaned keys to NULL, archiving each row first",
-            purge::nullify_batch_sql(&cx.orphans, batch, schema),
+            purge::nullify_batch_sql(&cx.orphans, batch, schema, cx.identity()),
         )
     } else {
         (
@@ -698,17 +710,38 @@ fn path_note(
     }
 }
 
-/// Restore: put archived rows of one run back, batch by batch. `columns` is
-/// the comparison of the table with the archived rows; without it (a plan
-/// from the playbook alone) the statement cannot be written yet.
+/// What a restore puts back: known once the archive of the run is read.
+#[derive(Debug, Clone, Copy)]
+pub enum Archived<'a> {
+    /// A plan from the playbook alone: the archive has not been read.
+    Unknown,
+    /// Deleted rows, with the comparison of the table with the archived rows.
+    Deleted(&'a ColumnPlan),
+    /// Rows whose keys a nullify set to NULL.
+    Nullified,
+}
+
+/// Restore: put archived rows of one run back, batch by batch: deleted rows
+/// go back into the table (their INSERT needs the comparison of the table
+/// with the archived rows), nullified keys go back into their rows (found by
+/// the child's row identity, read from the live catalog).
 pub fn restore_plan(
     playbook: &Playbook,
     observed: Option<&Observed<'_>>,
-    columns: Option<&ColumnPlan>,
+    archived: Archived<'_>,
 ) -> Plan {
     let mut cx = Planner::new(playbook, observed);
-    let schema = &playbook.journal_schema;
-    let batch = playbook.rollback.batch_size;
+    let step = match archived {
+        Archived::Nullified => restore_keys_step(&mut cx),
+        Archived::Deleted(columns) => restore_rows_step(&mut cx, Some(columns)),
+        Archived::Unknown => restore_rows_step(&mut cx, None),
+    };
+    cx.finish(Operation::Restore, vec![step])
+}
+
+fn restore_rows_step(cx: &mut Planner<'_>, columns: Option<&ColumnPlan>) -> Step {
+    let schema = &cx.playbook.journal_schema;
+    let batch = cx.playbook.rollback.batch_size;
     let mut restore = step(
         StepKind::RestoreRows,
         "Put archived rows back",
@@ -737,7 +770,46 @@ pub fn restore_plan(
             "The INSERT's column list comes from the table's live columns and the archived rows of the run, read when restore runs.".to_string(),
         ),
     }
-    cx.finish(Operation::Restore, vec![restore])
+    restore
+}
+
+fn restore_keys_step(cx: &mut Planner<'_>) -> Step {
+    let schema = &cx.playbook.journal_schema;
+    let batch = cx.playbook.rollback.batch_size;
+    let mut restore = step(
+        StepKind::RestoreKeys,
+        "Put nullified keys back",
+        "Each archived row finds its row in the table by the row identity recorded with it, and gets its old key values back only where those key columns are all still NULL (as the rollback left them) and the parent exists again; each batch updates its rows and removes them from the archive in one statement. Rows the application changed since, rows that no longer exist and rows whose parent is still missing stay in the archive. A batch that would change fewer rows than it takes from the archive fails and rolls back.",
+    );
+    restore.transaction = true;
+    restore.repeat = Some(format!("per batch of up to {batch} rows until none can go back; $1 = the run id whose keys are restored"));
+    restore.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
+    match cx.identity() {
+        Some(identity) => {
+            restore.binds = vec![Bind::RestoreRunId];
+            restore.statements = vec![purge::restore_keys_batch_sql(
+                &cx.orphans,
+                batch,
+                schema,
+                identity,
+            )];
+            restore.status = Status::Pending;
+            let names = identity
+                .iter()
+                .map(|c| c.display())
+                .collect::<Vec<_>>()
+                .join(", ");
+            cx.notes.push(format!(
+                "Rows are found by ({names}), the row identity of {} recorded with them at rollback time.",
+                cx.playbook.constraint.table
+            ));
+        }
+        None => cx.notes.push(format!(
+            "{} has no row identity (primary key, replica-identity index or unique index on NOT NULL columns) in the live catalog, or none was read: nullified keys cannot be put back.",
+            cx.playbook.constraint.table
+        )),
+    }
+    restore
 }
 
 #[cfg(test)]

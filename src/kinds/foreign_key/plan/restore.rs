@@ -298,7 +298,8 @@ mod tests {
         ];
         let keys = [key("g", 3), key("id", 3), key("k", 3)];
         let columns = ColumnPlan::compare(&table, &keys, 3, &[Ident::from_catalog("k")], false);
-        let plan = crate::plan::restore_plan(&playbook, None, Some(&columns));
+        let plan =
+            crate::plan::restore_plan(&playbook, None, crate::plan::Archived::Deleted(&columns));
         let sql = &plan.steps[0].statements[0];
         assert!(
             sql.contains(r#"INSERT INTO "public"."child" ("id", "k") OVERRIDING SYSTEM VALUE SELECT fk."id", fk."k" FROM moved"#),
@@ -312,7 +313,7 @@ mod tests {
             "{:?}",
             plan.notes
         );
-        let unplanned = crate::plan::restore_plan(&playbook, None, None);
+        let unplanned = crate::plan::restore_plan(&playbook, None, crate::plan::Archived::Unknown);
         assert!(unplanned.steps[0].statements.is_empty());
     }
 

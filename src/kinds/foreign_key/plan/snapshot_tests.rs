@@ -3,7 +3,7 @@
 //! database. A change to any statement, check, lock or status shows up as a
 //! snapshot diff to review (`cargo insta review`).
 
-use super::restore_plan;
+use super::{restore_plan, Archived};
 use crate::model::fixtures::{self, Seen, PG15, PG16, PG18};
 use crate::model::{Inspection, LeafState};
 use crate::plan::{build, Observed, Operation, Plan};
@@ -274,7 +274,7 @@ fn snapshot_restore_seed_live() {
     pin!(
         "restore_seed_live",
         "restore of 42 archived rows of the seed table after the rollback; a nullable column was added since",
-        restore_plan(&pb, Some(&observed), Some(&columns))
+        restore_plan(&pb, Some(&observed), Archived::Deleted(&columns))
     );
 }
 
@@ -397,5 +397,35 @@ fn snapshot_rollback_nullify_on_a_not_null_key_is_refused_in_a_note() {
         "rollback_seed_nullify_not_null_key",
         "rollback with nullify while chat_name_id is NOT NULL: the note says the rollback refuses",
         plan(Operation::Rollback, &pb, Some(&i))
+    );
+}
+
+#[test]
+fn snapshot_restore_billing_nullified_keys() {
+    let pb = fixtures::billing_playbook();
+    let i = fixtures::billing(&pb, Seen::Valid);
+    let observed = Observed {
+        environment: ENV,
+        inspection: &i,
+    };
+    pin!(
+        "restore_billing_nullified_keys",
+        "restore of a nullify run on the two-column MATCH FULL key with quoted names: rows found by \"Line Id\", keys set back where both are still NULL and the parent exists",
+        restore_plan(&pb, Some(&observed), Archived::Nullified)
+    );
+}
+
+#[test]
+fn snapshot_rollback_nullify_without_row_identity_is_refused_in_a_note() {
+    let pb = fixtures::sessions_playbook();
+    let mut i = fixtures::sessions_varchar_key(&pb, Seen::Absent);
+    i.child_identity = None;
+    let p = plan(Operation::Rollback, &pb, Some(&i));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("auth.sessions has no primary key") && n.contains("refuses")),
+        "{:?}",
+        p.notes
     );
 }
