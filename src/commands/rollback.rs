@@ -301,6 +301,14 @@ fn refuse_or_done(
         .with("partition has", definition.clone())
         .next("drop that stray constraint from the partition by hand (or fix the playbook), then run the rollback again"));
     }
+    refuse_unsafe_purge(playbook, inspection, env)?;
+    Ok(false)
+}
+
+/// Refuses a purge policy that would change rows fkctl could not archive,
+/// or could not find again to restore.
+fn refuse_unsafe_purge(playbook: &Playbook, inspection: &Inspection, env: &str) -> Result<()> {
+    let fk = &playbook.constraint;
     if playbook.rollback.orphans == OrphanPolicy::Nullify {
         let not_null = crate::kinds::foreign_key::plan::impact::not_null_keys(inspection);
         if !not_null.is_empty() {
@@ -333,7 +341,7 @@ fn refuse_or_done(
             .next("use rollback.orphans: nullify (keeps the rows) or abort, or handle those tables first; fkctl never changes rows it cannot archive"));
         }
     }
-    Ok(false)
+    Ok(())
 }
 
 fn verify_restored(

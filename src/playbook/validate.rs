@@ -137,27 +137,7 @@ impl Checker<'_> {
         }
         let on_delete = self.action("constraint.on_delete", &c.on_delete)?;
         let on_update = self.action("constraint.on_update", &c.on_update)?;
-        let match_type = match &c.match_type {
-            None => MatchType::Simple,
-            Some(m) => match m.value.as_str() {
-                "simple" => MatchType::Simple,
-                "full" => MatchType::Full,
-                "partial" => {
-                    return self.error(
-                        m.referenced,
-                        "constraint.match: MATCH PARTIAL is not implemented by PostgreSQL",
-                    )
-                }
-                other => {
-                    return self.error(
-                        m.referenced,
-                        format!(
-                        "constraint.match: unknown match type {other:?}; expected simple or full"
-                    ),
-                    )
-                }
-            },
-        };
+        let match_type = self.match_type(&c.match_type)?;
         let deferrable = c.deferrable.as_ref().is_some_and(|d| d.value);
         let initially_deferred = c.initially_deferred.as_ref().is_some_and(|d| d.value);
         if let Some(d) = &c.initially_deferred {
@@ -194,6 +174,30 @@ impl Checker<'_> {
                 .map(|v| position(v.referenced)),
         };
         Ok((fk, positions))
+    }
+
+    fn match_type(&self, value: &Option<Spanned<String>>) -> Result<MatchType, PlaybookError> {
+        Ok(match value {
+            None => MatchType::Simple,
+            Some(m) => match m.value.as_str() {
+                "simple" => MatchType::Simple,
+                "full" => MatchType::Full,
+                "partial" => {
+                    return self.error(
+                        m.referenced,
+                        "constraint.match: MATCH PARTIAL is not implemented by PostgreSQL",
+                    )
+                }
+                other => {
+                    return self.error(
+                        m.referenced,
+                        format!(
+                    "constraint.match: unknown match type {other:?}; expected simple or full"
+                ),
+                    )
+                }
+            },
+        })
     }
 
     fn slug(&self, field: &str, value: &Spanned<String>) -> Result<String, PlaybookError> {

@@ -133,26 +133,17 @@ fn identity<'a>(client: &mut Client, k: &KeysRun<'a>, env: &str) -> Result<&'a [
 }
 
 /// Puts the nullified keys of the run back; exit 4 when some stay archived.
-pub fn restore_keys(
-    client: &mut Client,
-    target: &Target,
-    journal: &Journal,
+/// Shows what will happen, refuses when no row can get its key back, and
+/// asks (unless --yes).
+fn announce_and_ask(
     k: &KeysRun<'_>,
+    target: &Target,
+    step: &crate::plan::Step,
+    before: &State,
+    identity: &[Ident],
 ) -> Result<()> {
     let env = k.environment.name.as_str();
     let table = &k.playbook.constraint.table;
-    let identity = identity(client, k, env)?;
-    let before = state(client, k, identity, env)?;
-    let observed = Observed {
-        environment: env,
-        inspection: k.inspection,
-    };
-    let plan = restore_plan(k.playbook, Some(&observed), Archived::Nullified);
-    let step = plan
-        .steps
-        .iter()
-        .find(|s| s.kind == StepKind::RestoreKeys && !s.statements.is_empty())
-        .ok_or_else(|| Error::internal("the restore plan has no restore-keys statement"))?;
     println!("== restore on {env} ({}) ==", target.description);
     println!(
         "  run {}: {} nullified row(s) archived; {} can get their key back now, found by ({})",
@@ -187,10 +178,56 @@ pub fn restore_keys(
             tui::confirm(&question)?
         };
         if !go {
-            println!("Stopped at your request; nothing was restored.");
-            return Ok(());
+            return Err(Error::declined("at your request; nothing was restored"));
         }
     }
+    Ok(())
+}
+
+/// The refusal for rows that stay in the archive after the batches.
+fn rows_left(client: &mut Client, k: &KeysRun<'_>, identity: &[Ident], left: i64) -> Result<Error> {
+    let env = k.environment.name.as_str();
+    let after = state(client, k, identity, env)?;
+    let mut e = Error::precondition(format!(
+        "{left} nullified row(s) stay in the archive: their keys could not go back"
+    ))
+    .with("environment", env);
+    for (what, why) in after.describe() {
+        e = e.with(what, why);
+    }
+    if after.ready() > 0 {
+        e = e.with(
+            "note",
+            format!(
+                "{} of them can go back now (a parent came back during the restore)",
+                after.ready()
+            ),
+        );
+    }
+    Ok(e.next("the rows left are safe in the archive; run the same restore again once their parents are back"))
+}
+
+pub fn restore_keys(
+    client: &mut Client,
+    target: &Target,
+    journal: &Journal,
+    k: &KeysRun<'_>,
+) -> Result<()> {
+    let env = k.environment.name.as_str();
+    let table = &k.playbook.constraint.table;
+    let identity = identity(client, k, env)?;
+    let before = state(client, k, identity, env)?;
+    let observed = Observed {
+        environment: env,
+        inspection: k.inspection,
+    };
+    let plan = restore_plan(k.playbook, Some(&observed), Archived::Nullified);
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.kind == StepKind::RestoreKeys && !s.statements.is_empty())
+        .ok_or_else(|| Error::internal("the restore plan has no restore-keys statement"))?;
+    announce_and_ask(k, target, step, &before, identity)?;
     let exec = Executor::new(
         target,
         env,
@@ -245,24 +282,7 @@ pub fn restore_keys(
         k.run_id, before.archived
     );
     if left > 0 {
-        let after = state(client, k, identity, env)?;
-        let mut e = Error::precondition(format!(
-            "{left} nullified row(s) stay in the archive: their keys could not go back"
-        ))
-        .with("environment", env);
-        for (what, why) in after.describe() {
-            e = e.with(what, why);
-        }
-        if after.ready() > 0 {
-            e = e.with(
-                "note",
-                format!(
-                    "{} of them can go back now (a parent came back during the restore)",
-                    after.ready()
-                ),
-            );
-        }
-        return Err(e.next("the rows left are safe in the archive; run the same restore again once their parents are back"));
+        return Err(rows_left(client, k, identity, left)?);
     }
     Ok(())
 }
