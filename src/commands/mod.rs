@@ -163,16 +163,21 @@ pub fn select_environments(
     }
 }
 
+/// The playbook's environments, in rollout order, for messages.
+fn environment_names(playbook: &Playbook) -> String {
+    playbook
+        .environments
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn unknown_environment(playbook: &Playbook, env: &str) -> Error {
     Error::usage(format!(
         "environment {env:?} is not in {}; it has: {}",
         playbook.path.display(),
-        playbook
-            .environments
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        environment_names(playbook)
     ))
 }
 
@@ -210,12 +215,7 @@ pub fn check_overrides(playbook: &Playbook, overrides: &[(String, String)]) -> R
         Some((name, _)) => Err(Error::usage(format!(
             "--dsn {name}=...: the playbook {} has no environment {name:?}; it has: {}",
             playbook.path.display(),
-            playbook
-                .environments
-                .iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            environment_names(playbook)
         ))
         .next("write --dsn ENVIRONMENT=CONNSTRING with one of the names above")),
     }

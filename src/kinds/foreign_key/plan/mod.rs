@@ -739,17 +739,27 @@ pub fn restore_plan(
     cx.finish(Operation::Restore, vec![step])
 }
 
+/// A restore step: one transaction per batch, row locks on the child.
+fn batched_restore_step(cx: &Planner<'_>, mut restore: Step, until: &str) -> Step {
+    let batch = cx.playbook.rollback.batch_size;
+    restore.transaction = true;
+    restore.repeat = Some(format!("per batch of up to {batch} rows until {until}"));
+    restore.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
+    restore
+}
+
 fn restore_rows_step(cx: &mut Planner<'_>, columns: Option<&ColumnPlan>) -> Step {
     let schema = &cx.playbook.journal_schema;
     let batch = cx.playbook.rollback.batch_size;
-    let mut restore = step(
-        StepKind::RestoreRows,
-        "Put archived rows back",
-        "Only rows whose parent exists again go back; each batch moves its rows out of the archive and into the table in one statement, so a row is never in both or in neither. The INSERT names its columns: generated columns are computed again, columns added since the rollback get their default, identity values are kept (OVERRIDING SYSTEM VALUE). A batch that would put fewer rows into the table than it takes from the archive fails and rolls back.",
+    let mut restore = batched_restore_step(
+        cx,
+        step(
+            StepKind::RestoreRows,
+            "Put archived rows back",
+            "Only rows whose parent exists again go back; each batch moves its rows out of the archive and into the table in one statement, so a row is never in both or in neither. The INSERT names its columns: generated columns are computed again, columns added since the rollback get their default, identity values are kept (OVERRIDING SYSTEM VALUE). A batch that would put fewer rows into the table than it takes from the archive fails and rolls back.",
+        ),
+        "none can move; $1 = the run id whose rows are restored",
     );
-    restore.transaction = true;
-    restore.repeat = Some(format!("per batch of up to {batch} rows until none can move; $1 = the run id whose rows are restored"));
-    restore.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
     match columns {
         Some(columns) => {
             restore.binds = vec![Bind::RestoreRunId];
@@ -776,14 +786,15 @@ fn restore_rows_step(cx: &mut Planner<'_>, columns: Option<&ColumnPlan>) -> Step
 fn restore_keys_step(cx: &mut Planner<'_>) -> Step {
     let schema = &cx.playbook.journal_schema;
     let batch = cx.playbook.rollback.batch_size;
-    let mut restore = step(
-        StepKind::RestoreKeys,
-        "Put nullified keys back",
-        "Each archived row finds its row in the table by the row identity recorded with it, and gets its old key values back only where those key columns are all still NULL (as the rollback left them) and the parent exists again; each batch updates its rows and removes them from the archive in one statement. Rows the application changed since, rows that no longer exist and rows whose parent is still missing stay in the archive. A batch that would change fewer rows than it takes from the archive fails and rolls back.",
+    let mut restore = batched_restore_step(
+        cx,
+        step(
+            StepKind::RestoreKeys,
+            "Put nullified keys back",
+            "Each archived row finds its row in the table by the row identity recorded with it, and gets its old key values back only where those key columns are all still NULL (as the rollback left them) and the parent exists again; each batch updates its rows and removes them from the archive in one statement. Rows the application changed since, rows that no longer exist and rows whose parent is still missing stay in the archive. A batch that would change fewer rows than it takes from the archive fails and rolls back.",
+        ),
+        "none can go back; $1 = the run id whose keys are restored",
     );
-    restore.transaction = true;
-    restore.repeat = Some(format!("per batch of up to {batch} rows until none can go back; $1 = the run id whose keys are restored"));
-    restore.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
     match cx.identity() {
         Some(identity) => {
             restore.binds = vec![Bind::RestoreRunId];
