@@ -567,3 +567,58 @@ fn man_pages_exist_for_every_command_they_refer_to() {
         assert!(page.contains(".SH ENVIRONMENT"), "{name}");
     }
 }
+
+/// `service=NAME` (or PGSERVICE) reads the `[NAME]` section of the service
+/// file (PGSERVICEFILE here), as libpq does; what the connection string says
+/// wins over the service.
+#[test]
+fn a_service_file_names_the_database() {
+    let db = seed("service");
+    let dir = TempDir::new("service");
+    let path = seed_playbook(&dir);
+    let p = path.display().to_string();
+    // The test database's own keyword=value parameters, one per line.
+    let lines: Vec<String> = db.dsn.split_whitespace().map(str::to_string).collect();
+    let file = dir.write(
+        "pg_service.conf",
+        &format!(
+            "# fleets\n[other]\nhost=nowhere.invalid\n\n[fkctl-test]\n{}\n",
+            lines.join("\n")
+        ),
+    );
+    let file = file.display().to_string();
+    let out = fkctl_env(
+        &["orphans", &p, "--env", "test", "--output", "json"],
+        &[
+            ("FKCTL_TEST_ONLY_DSN", "service=fkctl-test"),
+            ("PGSERVICEFILE", &file),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(report["orphan_count"], 0);
+    // PGSERVICE with an empty connection string.
+    let out = fkctl_env(
+        &["orphans", &p, "--env", "test"],
+        &[
+            ("FKCTL_TEST_ONLY_DSN", " "),
+            ("PGSERVICE", "fkctl-test"),
+            ("PGSERVICEFILE", &file),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An unknown service is a usage error naming the file searched.
+    let out = fkctl_env(
+        &["orphans", &p, "--env", "test"],
+        &[
+            ("FKCTL_TEST_ONLY_DSN", "service=nope"),
+            ("PGSERVICEFILE", &file),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("service \"nope\" is not defined in"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -8,6 +8,7 @@
 
 mod dsn;
 mod pgpass;
+mod service;
 
 use crate::error::{describe_postgres, Error, Kind, Result};
 use crate::playbook::Environment;
@@ -108,7 +109,20 @@ impl Target {
     /// Builds a target from a connection string, with libpq's defaults.
     // Long because it is libpq's keyword table and defaults, one after another (issue: keep only the PG*/pgpass/service merging on top of postgres::Config).
     pub fn from_dsn(environment: &str, text: &str) -> Result<Target> {
-        let pairs = dsn::parse(text).map_err(Error::usage)?;
+        let explicit = dsn::parse(text).map_err(Error::usage)?;
+        // libpq's order: the connection string, then its service's
+        // parameters, then the PG* variables, then the defaults.
+        let service = explicit
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "service")
+            .map(|(_, v)| v.clone())
+            .or_else(|| env("PGSERVICE"));
+        let mut pairs = match &service {
+            Some(name) => service::lookup(name).map_err(Error::usage)?,
+            None => Vec::new(),
+        };
+        pairs.extend(explicit);
         let mut config = Config::new();
         let mut host = env("PGHOST");
         let mut hostaddr = env("PGHOSTADDR");
@@ -137,6 +151,7 @@ impl Target {
                 "options" => {
                     config.options(&value);
                 }
+                "service" => {}
                 "target_session_attrs" => {
                     let attrs = match value.as_str() {
                         "any" => postgres::config::TargetSessionAttrs::Any,
@@ -152,7 +167,7 @@ impl Target {
                 }
                 other => {
                     return Err(Error::usage(format!(
-                        "unknown connection parameter {other:?}; known: host hostaddr port user password dbname sslmode sslrootcert passfile connect_timeout application_name options target_session_attrs"
+                        "unknown connection parameter {other:?}; known: host hostaddr port user password dbname sslmode sslrootcert passfile connect_timeout application_name options target_session_attrs service"
                     )))
                 }
             }
