@@ -195,12 +195,15 @@ fn json_format_and_out_file() {
     let out = fkctl(&[
         "change-request",
         SEED,
-        "--format",
+        "--output",
         "json",
         "--out",
         &file.display().to_string(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The old flag name still works.
+    let old = fkctl(&["change-request", SEED, "--format", "json"]);
+    assert!(old.status.success(), "{}", stderr(&old));
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap_or_default())
             .unwrap_or_default();

@@ -53,8 +53,8 @@ pub struct Connection {
 /// Which environments a command acts on, and connection overrides.
 #[derive(Debug, Args)]
 pub struct Environments {
-    /// An environment of the playbook. drop and status: only this one (else all, in playbook
-    /// order). plan: plan from this environment's live catalog (else from the playbook alone).
+    /// An environment of the playbook: drop and status act on this one only (else on all, in
+    /// playbook order); plan plans from its live catalog (else from the playbook alone).
     #[arg(long = "env", value_name = "NAME")]
     pub env: Option<String>,
     /// Use this connection string for environment NAME instead of the variable the playbook names.
@@ -66,8 +66,10 @@ pub struct Environments {
 pub enum Command {
     /// Check playbooks offline; exit 2 with file:line:column on the first problem of each.
     Lint {
+        /// One or more playbooks (YAML) to check; each problem is reported as file:line:column.
         #[arg(required = true, value_name = "PLAYBOOK")]
         playbooks: Vec<PathBuf>,
+        /// text for people, or json: one JSON document on stdout (messages and progress on stderr).
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -77,6 +79,7 @@ pub enum Command {
         playbook: PathBuf,
         #[command(flatten)]
         connection: Connection,
+        /// text for people, or json: one JSON document on stdout (messages and progress on stderr).
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -89,6 +92,7 @@ pub enum Command {
         /// Also show up to N orphaned rows.
         #[arg(long, value_name = "N", default_value_t = 0)]
         sample: u32,
+        /// text for people, or json: one JSON document on stdout (messages and progress on stderr).
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -101,6 +105,7 @@ pub enum Command {
         /// Plan the rollback (ADD ... NOT VALID, archived purge, VALIDATE) instead of the drop.
         #[arg(long)]
         rollback: bool,
+        /// text for people, or json: one JSON document on stdout (messages and progress on stderr).
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -164,6 +169,7 @@ pub enum Command {
         playbook: PathBuf,
         #[command(flatten)]
         environments: Environments,
+        /// text for people, or json: one JSON document on stdout (messages and progress on stderr).
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -175,12 +181,15 @@ pub enum Command {
         /// indexes, and its last drop run from the journal.
         #[arg(long = "env", value_name = "NAME")]
         env: Vec<String>,
+        /// Use this connection string for environment NAME instead of the variable the playbook names (repeatable).
         #[arg(long = "dsn", value_name = "NAME=CONNSTRING", value_parser = crate::connect::parse_override)]
         dsn: Vec<(String, String)>,
         /// A minijinja template of your own (default: the playbook's change_request.template, else the shipped one).
         #[arg(long, value_name = "PATH")]
         template: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t)]
+        /// markdown (the issue's text) or json (`{ title, body, labels }` for an issue tracker's API).
+        /// `--format` is the old name, still accepted.
+        #[arg(long = "output", alias = "format", value_enum, default_value_t)]
         format: RequestFormat,
         /// Write to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
@@ -198,6 +207,7 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions {
+        /// The shell to complete for, e.g. `fkctl completions bash > /etc/bash_completion.d/fkctl`.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -216,5 +226,31 @@ fn non_empty_reason(text: &str) -> Result<String, String> {
         Err("give the reason in words, e.g. --out-of-order \"staging is down, CHG-123 approved production first\"".to_string())
     } else {
         Ok(trimmed.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for in `--help`.
+    #[test]
+    fn no_argument_without_help() {
+        let root = Cli::command();
+        for command in root.get_subcommands() {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let has_help = arg.get_help().is_some() || arg.get_long_help().is_some();
+                assert!(
+                    has_help,
+                    "fkctl {} {id} has no help text",
+                    command.get_name()
+                );
+            }
+        }
     }
 }
