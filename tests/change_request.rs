@@ -207,6 +207,7 @@ fn json_format_and_out_file() {
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap_or_default())
             .unwrap_or_default();
+    assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["title"], "Change request: Remove the chat_names -> ci_pipeline_chat_data foreign key (fk_rails_f300456b63 on public.ci_pipeline_chat_data)");
     assert!(doc["body"]
         .as_str()

@@ -179,7 +179,7 @@ pub fn run(
                 "fkctl".to_string(),
             ];
             let doc = serde_json::json!({ "title": context.title, "body": body, "labels": labels });
-            serde_json::to_string_pretty(&doc)
+            serde_json::to_string_pretty(&super::Versioned::new(&doc))
                 .map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))?
                 + "\n"
         }

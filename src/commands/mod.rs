@@ -143,8 +143,30 @@ pub fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
+/// The version of fkctl's JSON documents, their first key. It goes up when a
+/// field changes meaning or goes away; new fields may appear without it.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// A JSON document with its schema version first, then the document's own
+/// fields in their declared order.
+#[derive(serde::Serialize)]
+pub struct Versioned<'a, T: serde::Serialize> {
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub document: &'a T,
+}
+
+impl<'a, T: serde::Serialize> Versioned<'a, T> {
+    pub fn new(document: &'a T) -> Versioned<'a, T> {
+        Versioned {
+            schema_version: JSON_SCHEMA_VERSION,
+            document,
+        }
+    }
+}
+
 pub fn write_json(value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
+    let text = serde_json::to_string_pretty(&Versioned::new(value))
         .map_err(|e| Error::internal(format!("cannot encode JSON: {e}")))?;
     write_stdout(&(text + "\n"))
 }

@@ -132,6 +132,15 @@ pub fn json(
         out.status.code(),
         stderr(&out)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON from fkctl {command}: {e}\n{}", stdout(&out)))
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON from fkctl {command}: {e}\n{}", stdout(&out)));
+    // Every JSON document starts with its schema version.
+    assert_eq!(doc["schema_version"], 1, "fkctl {command}: {doc}");
+    assert!(
+        stdout(&out)
+            .trim_start()
+            .starts_with("{\n  \"schema_version\": 1"),
+        "fkctl {command}: schema_version comes first"
+    );
+    doc
 }
