@@ -18,6 +18,7 @@ mod status;
 use crate::cli::args::{Cli, Command};
 use crate::connect::Target;
 use crate::error::{Error, Kind, Result};
+use crate::execute::lock_wait::Watched;
 use crate::playbook::{self, Playbook};
 use clap::CommandFactory;
 use std::io::Write;
@@ -251,12 +252,8 @@ pub fn inspect_live(
     env: &str,
     step: &str,
 ) -> Result<crate::model::Inspection> {
-    let watched = crate::catalog::relation_family(
-        client,
-        &[&playbook.constraint.table, &playbook.constraint.ref_table],
-    )
-    .map_err(|e| label(e, env, step))?;
-    bounded(client, playbook, env, step, &watched, |c| {
+    let tables = [&playbook.constraint.table, &playbook.constraint.ref_table];
+    bounded(client, playbook, env, step, Watched::Tables(&tables), |c| {
         crate::catalog::inspect(c, playbook, env)
     })
 }
@@ -268,7 +265,7 @@ pub fn bounded<T>(
     playbook: &Playbook,
     env: &str,
     step: &str,
-    watched: &[u32],
+    watched: Watched<'_>,
     work: impl FnMut(&mut postgres::Client) -> Result<T>,
 ) -> Result<T> {
     crate::execute::lock_wait::with_lock_retries(

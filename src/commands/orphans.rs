@@ -2,6 +2,7 @@ use super::{bounded, connect, inspect_live, load_with_env, write_json, write_std
 use crate::census;
 use crate::cli::args::{Connection, Output};
 use crate::error::Result;
+use crate::execute::lock_wait::Watched;
 use crate::render;
 use crate::report::OrphanReport;
 use std::path::Path;
@@ -18,7 +19,7 @@ pub fn run(path: &Path, connection: &Connection, sample: u32, output: Output) ->
         "counting orphans in {} ({env})",
         playbook.constraint.table
     ));
-    let watched = &inspection.watched;
+    let watched = Watched::Relations(&inspection.watched);
     let counted = bounded(&mut client, &playbook, env, "count orphans", watched, |c| {
         census::count(c, query)
     });

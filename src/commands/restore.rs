@@ -264,7 +264,6 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
         let schema = &playbook.journal_schema;
         let journal = Journal::new(schema);
-        let archive = purge::archive_table(schema);
         let (deleted, nullified) = archived_rows(&mut client, schema, run_id, env)?;
         let inspection = inspect_live(&mut client, &playbook, env, "pre-checks")?;
         if deleted == 0 {
@@ -300,7 +299,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         let exec = Executor::new(&target, env, inspection.watched.clone(), playbook.safety.lock_retries)?;
         journal.ensure(&mut client)?;
         let run = journal.start_run(&mut client, &playbook.change, "restore", env, &playbook.constraint)?;
-        let archived_left = format!("SELECT count(*) FROM {} WHERE run_id = $1 AND action = 'delete'", archive.quoted());
+        let archived_left = purge::archived_left_sql(schema, "delete");
         let values = BindValues { run_id: &run.id, change: &playbook.change, constraint_name: playbook.constraint.name.as_str(), restore_run_id: Some(run_id) };
         let params = values.for_step(step)?;
         let result = record_step(&mut client, Some(&run), step, |c| {

@@ -7,8 +7,30 @@
 use super::interrupt;
 use crate::catalog::activity;
 use crate::error::{Error, Kind, Result};
+use crate::sql::ident::QualifiedName;
 use postgres::Client;
 use std::time::Duration;
+
+/// Whose lock holders to name when a lock wait times out.
+#[derive(Clone, Copy)]
+pub enum Watched<'a> {
+    /// These relations (both tables and their partitions, as inspected).
+    Relations(&'a [u32]),
+    /// These tables and all their partitions, looked up only when a lock
+    /// wait times out (before the first inspection, nothing is known yet).
+    Tables(&'a [&'a QualifiedName]),
+}
+
+impl Watched<'_> {
+    fn relations(self, client: &mut Client) -> Vec<u32> {
+        match self {
+            Watched::Relations(oids) => oids.to_vec(),
+            Watched::Tables(tables) => {
+                crate::catalog::relation_family(client, tables).unwrap_or_default()
+            }
+        }
+    }
+}
 
 /// What waiting cost: how many retries, and who held the lock meanwhile.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +60,7 @@ pub fn with_lock_retries<T>(
     environment: &str,
     what: &str,
     retries: u32,
-    watched: &[u32],
+    watched: Watched<'_>,
     mut work: impl FnMut(&mut Client) -> Result<T>,
 ) -> Result<(T, Waited)> {
     let mut waited = Waited::default();
@@ -48,7 +70,8 @@ pub fn with_lock_retries<T>(
             Err(e) if e.kind == Kind::LockNotAcquired && !interrupt::interrupted() => e,
             Err(e) => return Err(e),
         };
-        let blockers = lock_holders(client, watched);
+        let relations = watched.relations(client);
+        let blockers = lock_holders(client, &relations);
         for b in &blockers {
             let pid = b.split(" (").next().unwrap_or(b);
             if !waited

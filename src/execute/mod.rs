@@ -147,7 +147,7 @@ impl Executor<'_> {
             self.environment,
             &step.title,
             self.read_retries,
-            &self.watched,
+            lock_wait::Watched::Relations(&self.watched),
             |c| {
                 let _running = self.running(c)?;
                 c.query_one(check.sql.as_str(), &[])
@@ -234,7 +234,7 @@ impl Executor<'_> {
             self.environment,
             &step.title,
             step.lock_retries.unwrap_or(self.read_retries),
-            &self.watched,
+            lock_wait::Watched::Relations(&self.watched),
             |c| {
                 let bar = tui::spinner(format!("{}: {}", self.environment, step.title));
                 let attempt = self.attempt(c, step, params);

@@ -242,10 +242,7 @@ pub fn restore_keys(
         env,
         &k.playbook.constraint,
     )?;
-    let archived_left = format!(
-        "SELECT count(*) FROM {} WHERE run_id = $1 AND action = 'nullify'",
-        purge::archive_table(&k.playbook.journal_schema).quoted()
-    );
+    let archived_left = purge::archived_left_sql(&k.playbook.journal_schema, "nullify");
     let values = BindValues {
         run_id: &run.id,
         change: &k.playbook.change,

@@ -122,6 +122,16 @@ pub fn remaining_listed_sql() -> String {
     format!("SELECT count(*) FROM {ORPHAN_LIST}")
 }
 
+/// How many rows of run `$1` the archive still holds for `action`
+/// ('delete' or 'nullify'): what a restore checks after its batches.
+pub fn archived_left_sql(schema: &Ident, action: &str) -> String {
+    format!(
+        "SELECT count(*) FROM {} WHERE run_id = $1 AND action = {}",
+        archive_table(schema).quoted(),
+        quote_literal(action)
+    )
+}
+
 /// How many rows the archive holds for this change and constraint.
 pub fn archived_count_sql(schema: &Ident, change: &str, constraint: &Ident) -> String {
     format!(
