@@ -28,6 +28,7 @@ pub mod error;
 pub mod execute;
 pub mod journal;
 pub mod kinds;
+pub mod metrics;
 pub mod model;
 pub mod pg;
 pub mod plan;

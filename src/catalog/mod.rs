@@ -5,6 +5,7 @@
 pub mod activity;
 pub mod dependents;
 pub mod indexes;
+pub mod loose;
 pub mod partitions;
 pub mod relations;
 
@@ -170,6 +171,8 @@ pub fn inspect(
     };
     let watched = relation_family(&mut tx, &[&fk.table, &fk.ref_table])?;
     let sessions = activity::sessions(&mut tx, &watched, LONG_TRANSACTION_S)?;
+    let loose_objects = crate::kinds::foreign_key::loose::plan::objects(playbook);
+    let loose = loose::read(&mut tx, &loose_objects, parent.oid)?;
     tx.commit()
         .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
     Ok(Inspection {
@@ -186,6 +189,7 @@ pub fn inspect(
         sessions,
         watched,
         orphan_query,
+        loose,
     })
 }
 

@@ -92,7 +92,34 @@ pub enum Command {
         /// Also show up to N orphaned rows.
         #[arg(long, value_name = "N", default_value_t = 0)]
         sample: u32,
+        /// Also write the count as the Prometheus gauge fkctl_orphan_rows to PATH (atomically).
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
         /// text for people, or json: one JSON document on stdout (messages and progress on stderr).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Do the dropped foreign key's duty: apply its action to the children of parent rows deleted
+    /// since the drop (queued by the loose replacement `drop` installs), archived, within loose: limits.
+    Cleanup {
+        /// The playbook (YAML) describing the change; it needs a `loose:` section.
+        playbook: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+        /// One run, then exit (for cron). The default when --watch is not given.
+        #[arg(long, conflicts_with = "watch")]
+        once: bool,
+        /// Run again every INTERVAL (e.g. 30s, 5min) until Ctrl-C.
+        #[arg(long, value_name = "INTERVAL", value_parser = parse_interval)]
+        watch: Option<std::time::Duration>,
+        /// After each run, write the metrics here in Prometheus text format (atomically: a
+        /// temporary file, then a rename), e.g. for node_exporter's textfile collector.
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
+        /// Serve the metrics at http://ADDR/metrics while --watch runs (e.g. 127.0.0.1:9187).
+        #[arg(long, value_name = "ADDR", requires = "watch")]
+        listen: Option<String>,
+        /// text for people, or json: one JSON document per run on stdout.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -227,6 +254,15 @@ fn non_empty_reason(text: &str) -> Result<String, String> {
     } else {
         Ok(trimmed.to_string())
     }
+}
+
+/// `--watch 30s`: a duration with a unit, as in playbooks.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = crate::playbook::duration::parse(text)?;
+    if d.is_zero() {
+        return Err("the interval must be longer than 0".to_string());
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

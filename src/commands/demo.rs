@@ -285,7 +285,7 @@ pub fn run(yes: bool, clean_only: bool) -> Result<()> {
         "Exactly the rows VALIDATE CONSTRAINT would reject, counted in one pass:",
     )?;
     story.command(&format!("fkctl orphans {pb} --env production --sample 3"));
-    super::orphans::run(&playbook, &conn("production"), 3, Output::Text)?;
+    super::orphans::run(&playbook, &conn("production"), 3, None, Output::Text)?;
 
     story.chapter("Incident: roll back on production", "ADD ... NOT VALID (new orphans are refused at once), purge the orphans in small batches, each row archived in the same statement, then VALIDATE (reads and writes go on).")?;
     story.command(&format!("fkctl rollback {pb} --env production --yes"));

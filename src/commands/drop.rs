@@ -6,7 +6,7 @@ use crate::execute::{guard, interrupt, Executor};
 use crate::journal::{record_step, Journal, Run};
 use crate::kinds::foreign_key::plan::{drift, impact};
 use crate::model::{Inspection, Lookup};
-use crate::plan::{drop_plan, Observed, Step, StepKind};
+use crate::plan::{drop_plan, Observed, Status, Step, StepKind};
 use crate::playbook::{self, Environment, Playbook};
 use crate::tui;
 use postgres::Client;
@@ -278,11 +278,15 @@ fn drop_in(
         ..Evidence::default()
     };
     if already_absent(&mut client, &journal, playbook, &inspection, env)? {
+        if playbook.loose.is_some() && !inspection.loose.fully_installed() {
+            println!("  warning: the playbook has loose: but its replacement is not installed on {env} (the constraint was dropped without it); nothing queues deleted parent keys, so orphans accumulate until a rollback purges them");
+        }
         evidence.outcome = "already absent";
         return Ok(evidence);
     }
     show_inspection(playbook, &inspection);
     super::check_lock_timeout(playbook, &inspection, env)?;
+    refuse_unarchivable_loose(playbook, &inspection, env)?;
     let observed = Observed {
         environment: env,
         inspection: &inspection,
@@ -328,6 +332,30 @@ fn drop_in(
     result.map(|()| evidence)
 }
 
+/// A cleanup that deletes children would fire other tables' cascades
+/// below the child, changing rows fkctl could not archive: refused before
+/// any change.
+fn refuse_unarchivable_loose(
+    playbook: &Playbook,
+    inspection: &Inspection,
+    env: &str,
+) -> Result<()> {
+    let deletes =
+        crate::kinds::foreign_key::loose::cleanup::Duty::on_delete(playbook.constraint.on_delete)
+            == crate::kinds::foreign_key::loose::cleanup::Duty::Delete;
+    let risky = impact::unarchivable_cascades(inspection);
+    if playbook.loose.is_none() || !deletes || risky.is_empty() {
+        return Ok(());
+    }
+    Err(Error::precondition(format!(
+        "loose: would delete {} rows, which fires other foreign keys that change rows without archiving them: {}",
+        playbook.constraint.table,
+        risky.join("; ")
+    ))
+    .with("environment", env)
+    .next("remove loose: from the playbook (the rollback purges orphans later), or handle those tables first; nothing was changed"))
+}
+
 /// One environment's drop, walking the plan's steps in order by kind.
 struct DropRun<'a> {
     client: &'a mut Client,
@@ -349,6 +377,7 @@ impl DropRun<'_> {
             match step.kind {
                 StepKind::VerifyDefinition | StepKind::CountOrphans => self.check(step)?,
                 StepKind::SnapshotDefinition => self.snapshot(step)?,
+                StepKind::InstallLoose => self.install_loose(step)?,
                 StepKind::DropConstraint => {
                     if !self.drop(step)? {
                         return Ok(());
@@ -413,6 +442,34 @@ impl DropRun<'_> {
         }
         println!("   recorded: {text}");
         self.definition = Some(text);
+        Ok(())
+    }
+
+    /// The loose replacement, verified in the catalog before the DROP.
+    fn install_loose(&mut self, step: &Step) -> Result<()> {
+        if let Status::AlreadyDone(why) = &step.status {
+            println!("   already done: {why}");
+            return Ok(());
+        }
+        if self.dry_run {
+            println!("   dry run: not installed");
+            return Ok(());
+        }
+        let exec = self.exec;
+        let outcome = record_step(self.client, self.run, step, |c| {
+            let out = exec.run(c, step, &[])?;
+            let (retries, blockers) = (out.retries, out.blockers.clone());
+            Ok((out, retries, blockers, None))
+        })?;
+        if let Some(check) = &step.after {
+            let found = exec.check_after(self.client, check, step).map_err(|e| {
+                e.next("the constraint was NOT dropped: fkctl drops it only once every capture trigger is in place; see fkctl status")
+            })?;
+            println!(
+                "   installed in {} ms; the catalog shows {found} capture trigger(s)",
+                outcome.elapsed.as_millis()
+            );
+        }
         Ok(())
     }
 

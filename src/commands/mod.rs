@@ -4,6 +4,7 @@
 //! the plan; what is written here is only small reads of fkctl's own tables.
 
 mod change_request;
+mod cleanup;
 mod demo;
 mod drop;
 mod inspect;
@@ -37,8 +38,33 @@ pub fn run(cli: Cli) -> Result<()> {
             playbook,
             connection,
             sample,
+            metrics_file,
             output,
-        } => orphans::run(&playbook, &connection, sample, output),
+        } => orphans::run(
+            &playbook,
+            &connection,
+            sample,
+            metrics_file.as_deref(),
+            output,
+        ),
+        Command::Cleanup {
+            playbook,
+            connection,
+            once: _,
+            watch,
+            metrics_file,
+            listen,
+            output,
+        } => cleanup::run(
+            &playbook,
+            &connection,
+            cleanup::Options {
+                watch,
+                metrics_file,
+                listen,
+                output,
+            },
+        ),
         Command::Plan {
             playbook,
             environments,

@@ -8,7 +8,13 @@ use crate::report::OrphanReport;
 use std::path::Path;
 use std::time::Instant;
 
-pub fn run(path: &Path, connection: &Connection, sample: u32, output: Output) -> Result<()> {
+pub fn run(
+    path: &Path,
+    connection: &Connection,
+    sample: u32,
+    metrics_file: Option<&Path>,
+    output: Output,
+) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
     let (_, mut client) = connect(&playbook, &environment, &connection.dsn)?;
@@ -25,6 +31,15 @@ pub fn run(path: &Path, connection: &Connection, sample: u32, output: Output) ->
     });
     bar.finish_and_clear();
     let orphan_count = counted?;
+    if let Some(file) = metrics_file {
+        let families = crate::metrics::orphan_families(
+            &playbook.change,
+            env,
+            &playbook.constraint.name.display(),
+            orphan_count,
+        );
+        crate::metrics::write_file(file, &crate::metrics::encode(&families))?;
+    }
     let elapsed_ms = started.elapsed().as_millis();
     let rows = if sample > 0 && orphan_count > 0 {
         bounded(

@@ -428,8 +428,12 @@ impl RollbackRun<'_> {
         let env = self.exec.environment;
         let mut orphans = 0;
         let mut validation_confirmed = false;
+        // The drain archives what it removes, before the census.
+        let draining = steps.iter().any(|s| s.kind == StepKind::DrainLoose);
         for step in steps {
             match step.kind {
+                StepKind::DrainLoose => self.drain(step)?,
+                StepKind::RemoveLoose => self.ddl_step(step, "removed the loose replacement")?,
                 StepKind::CollectOrphans => self.plain_step(step)?,
                 StepKind::CountOrphans => {
                     // The census comes before any change: a refusal (over
@@ -446,7 +450,7 @@ impl RollbackRun<'_> {
                 }
                 StepKind::RefuseOrphans => self.refuse(step)?,
                 kind if kind.adds() => self.ddl_step(step, "added NOT VALID")?,
-                StepKind::PrepareArchive if orphans > 0 => self.plain_step(step)?,
+                StepKind::PrepareArchive if orphans > 0 || draining => self.plain_step(step)?,
                 StepKind::PurgeOrphans | StepKind::NullifyOrphans if orphans > 0 => {
                     self.batches(step)?;
                 }
@@ -477,6 +481,34 @@ impl RollbackRun<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// One cleanup run of the loose replacement (its own journal run, whose
+    /// id the archived rows carry), unless the catalog showed nothing queued.
+    fn drain(&mut self, step: &Step) -> Result<()> {
+        self.say.line(super::step_text(step));
+        if let Status::AlreadyDone(why) = &step.status {
+            self.say.line(format!("   already done: {why}"));
+            return Ok(());
+        }
+        let (exec, playbook) = (self.exec, self.playbook);
+        let totals = record_step(self.client, Some(self.run), step, |c| {
+            let t = super::cleanup::one_run(c, exec.tls(), playbook, exec.environment)?;
+            let detail = format!(
+                "{} key(s), {} child row(s) archived",
+                t.keys_done, t.rows_archived
+            );
+            Ok((t, 0, Vec::new(), Some(detail)))
+        })?;
+        self.say.line(format!(
+            "   drained {} queued key(s): {} child row(s) changed and archived{} ({}; {} left queued)",
+            totals.keys_done,
+            totals.child_rows_changed,
+            totals.run_id.map(|r| format!(" under run {r}")).unwrap_or_default(),
+            totals.stopped,
+            totals.pending_after
+        ));
         Ok(())
     }
 

@@ -117,6 +117,11 @@ impl<'a> Executor<'a> {
 }
 
 impl Executor<'_> {
+    /// The TLS connector, for cancelling a statement another part runs.
+    pub fn tls(&self) -> &postgres_native_tls::MakeTlsConnector {
+        &self.tls
+    }
+
     fn fail(&self, e: &postgres::Error, sql: &str, step: &Step) -> Error {
         let mut err = Error::from_postgres(e, sql)
             .with("environment", self.environment)

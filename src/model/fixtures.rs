@@ -244,6 +244,10 @@ pub fn inspection(
     let mut watched = vec![tables.child.oid, tables.parent.oid];
     watched.extend((1..=tables.child.partitions.len() as u32).map(|i| tables.child.oid + i));
     watched.sort_unstable();
+    let loose = crate::model::LooseState {
+        parent_tables: vec![tables.parent.name.clone()],
+        ..crate::model::LooseState::default()
+    };
     Inspection {
         server: server(version_num),
         child: tables.child,
@@ -258,6 +262,7 @@ pub fn inspection(
         sessions: Vec::new(),
         watched,
         orphan_query,
+        loose,
     }
 }
 

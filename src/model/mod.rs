@@ -6,11 +6,13 @@
 pub mod constraint;
 #[cfg(test)]
 pub mod fixtures;
+pub mod loose;
 pub mod neighbours;
 pub mod partition;
 pub mod relation;
 
 pub use constraint::{ConstraintCopy, LiveConstraint, Lookup};
+pub use loose::{LooseCounters, LooseState};
 pub use neighbours::{DependentKey, IndexInfo, SessionInfo};
 pub use partition::{Leaf, LeafState};
 pub use relation::{Column, Filling, Relation, TableColumn};
@@ -56,6 +58,8 @@ pub struct Inspection {
     /// exists; when it does not, with the operators ADD CONSTRAINT would
     /// choose for the playbook's definition (see `catalog::implement`).
     pub orphan_query: OrphanQuery,
+    /// fkctl's loose replacement on the parent (empty when none is installed).
+    pub loose: LooseState,
 }
 
 impl Inspection {

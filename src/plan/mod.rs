@@ -23,6 +23,7 @@ pub enum Operation {
     Drop,
     Rollback,
     Restore,
+    Cleanup,
 }
 
 /// What a check's single result value must be.
@@ -98,6 +99,16 @@ pub enum StepKind {
     RestoreRows,
     /// Put nullified keys back batch by batch, each row found by its identity.
     RestoreKeys,
+    /// Queue, capture function and triggers of the loose replacement (drop).
+    InstallLoose,
+    /// The cleanup of children of deleted parent rows, batch by batch.
+    CleanDeleted,
+    /// The cleanup of children of parent rows whose key changed.
+    CleanRekeyed,
+    /// One cleanup run at the start of a rollback.
+    DrainLoose,
+    /// Triggers, function and queue removed once the constraint is valid.
+    RemoveLoose,
 }
 
 impl StepKind {
@@ -121,6 +132,11 @@ impl StepKind {
             StepKind::AttachConstraint => "attach-constraint",
             StepKind::RestoreRows => "restore-rows",
             StepKind::RestoreKeys => "restore-keys",
+            StepKind::InstallLoose => "install-loose",
+            StepKind::CleanDeleted => "clean-deleted",
+            StepKind::CleanRekeyed => "clean-rekeyed",
+            StepKind::DrainLoose => "drain-loose",
+            StepKind::RemoveLoose => "remove-loose",
         }
     }
 
@@ -211,5 +227,8 @@ pub fn build(operation: Operation, playbook: &Playbook, observed: Option<&Observ
         Operation::Drop => drop_plan(playbook, observed),
         Operation::Rollback => rollback_plan(playbook, observed),
         Operation::Restore => restore_plan(playbook, observed, Archived::Unknown),
+        Operation::Cleanup => {
+            crate::kinds::foreign_key::loose::plan::cleanup_plan(playbook, observed)
+        }
     }
 }

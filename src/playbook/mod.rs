@@ -68,6 +68,20 @@ impl OrphanPolicy {
     }
 }
 
+/// `loose:`: a trigger on the parent queues deleted (or re-keyed) parent keys
+/// and `fkctl cleanup` applies the foreign key's action to their children,
+/// archived, while the constraint is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LooseSettings {
+    /// Queued parent keys handled per transaction.
+    pub batch_size: u32,
+    /// One cleanup run stops after this long (it finishes its batch).
+    #[serde(with = "duration_ms")]
+    pub max_runtime: Duration,
+    /// One cleanup run stops after removing or changing this many child rows.
+    pub max_rows_per_run: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Environment {
     pub name: String,
@@ -142,6 +156,8 @@ pub struct Playbook {
     pub environments: Vec<Environment>,
     pub safety: Safety,
     pub rollback: RollbackSettings,
+    /// The loose replacement, when the playbook asks for one.
+    pub loose: Option<LooseSettings>,
     /// The schema fkctl keeps its journal, snapshots and archive in.
     pub journal_schema: crate::sql::ident::Ident,
     /// The team's change-request template, resolved against the playbook's folder.

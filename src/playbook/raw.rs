@@ -19,6 +19,8 @@ pub struct RawPlaybook {
     #[serde(default)]
     pub rollback: Option<Spanned<RawRollback>>,
     #[serde(default)]
+    pub loose: Option<Spanned<RawLoose>>,
+    #[serde(default)]
     pub journal: Option<Spanned<RawJournal>>,
     #[serde(default)]
     pub change_request: Option<Spanned<RawChangeRequest>>,
@@ -93,6 +95,18 @@ pub struct RawRollback {
     pub batch_size: Option<Spanned<u32>>,
     #[serde(default)]
     pub max_orphans: Option<Spanned<u64>>,
+}
+
+/// `loose:` — the replacement that does the foreign key's duty while it is gone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoose {
+    #[serde(default)]
+    pub batch_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub max_runtime: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_rows_per_run: Option<Spanned<u64>>,
 }
 
 /// `version: 1`, a YAML number. A quoted "1" is a string and is refused: the

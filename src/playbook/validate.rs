@@ -1,10 +1,10 @@
 //! From the raw YAML structs to a checked [`Playbook`]. Every refusal names
 //! the position of the offending value.
 
-use super::raw::{RawConstraint, RawEnvironment, RawPlaybook, RawRollback, RawSafety};
+use super::raw::{RawConstraint, RawEnvironment, RawLoose, RawPlaybook, RawRollback, RawSafety};
 use super::{
-    duration, ConstraintPositions, Environment, OrphanPolicy, Playbook, PlaybookError, Position,
-    RollbackSettings, Safety,
+    duration, ConstraintPositions, Environment, LooseSettings, OrphanPolicy, Playbook,
+    PlaybookError, Position, RollbackSettings, Safety,
 };
 use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef, MatchType};
 use crate::sql::ident::{Ident, IdentError, QualifiedName};
@@ -348,6 +348,34 @@ impl Checker<'_> {
         })
     }
 
+    fn loose(
+        &self,
+        raw: &Option<Spanned<RawLoose>>,
+    ) -> Result<Option<LooseSettings>, PlaybookError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let l = &raw.value;
+        let batch_size = l.batch_size.as_ref().map_or(1000, |b| b.value);
+        if let Some(b) = &l.batch_size {
+            if b.value == 0 || b.value > 100_000 {
+                return self.error(b.referenced, "loose.batch_size: must be between 1 and 100000 (each batch is one transaction holding row locks on the child)");
+            }
+        }
+        let max_runtime =
+            self.duration("loose.max_runtime", &l.max_runtime, Duration::from_secs(30))?;
+        if let Some(m) = &l.max_rows_per_run {
+            if m.value == 0 {
+                return self.error(m.referenced, "loose.max_rows_per_run: 0 would never clean anything; leave loose: out to turn the replacement off");
+            }
+        }
+        Ok(Some(LooseSettings {
+            batch_size,
+            max_runtime,
+            max_rows_per_run: l.max_rows_per_run.as_ref().map_or(100_000, |m| m.value),
+        }))
+    }
+
     fn playbook(&self, raw: RawPlaybook) -> Result<Playbook, PlaybookError> {
         if raw.version.value.0 != u64::from(SUPPORTED_VERSION) {
             return self.error(
@@ -385,6 +413,7 @@ impl Checker<'_> {
             environments: self.environments(&raw.environments)?,
             safety: self.safety(&raw.safety)?,
             rollback: self.rollback(&raw.rollback)?,
+            loose: self.loose(&raw.loose)?,
             journal_schema: match &raw.journal {
                 None => Ident::from_catalog(crate::kinds::foreign_key::repair::DEFAULT_SCHEMA),
                 Some(j) => self.ident("journal.schema", &j.value.schema)?,

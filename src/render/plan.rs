@@ -8,6 +8,7 @@ pub fn text(plan: &Plan) -> String {
         Operation::Drop => "drop",
         Operation::Rollback => "rollback",
         Operation::Restore => "restore",
+        Operation::Cleanup => "cleanup",
     };
     let _ = writeln!(
         out,

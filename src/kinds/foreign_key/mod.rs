@@ -8,11 +8,14 @@
 //! - `catalog`    — reading the live constraint and its comparisons
 //! - `implement`  — what ADD CONSTRAINT would choose, or refuse, when it is absent
 //! - `plan`       — drop, rollback and restore plans (pure)
+//! - `loose`      — the replacement that does the FK's duty while it is gone:
+//!   capture trigger, queue, cleanup batches (SQL and steps; pure)
 
 pub mod catalog;
 pub mod checks;
 pub mod definition;
 pub mod implement;
+pub mod loose;
 pub mod plan;
 pub mod repair;
 pub mod violations;

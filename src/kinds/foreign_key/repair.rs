@@ -155,7 +155,7 @@ pub struct RestoreColumns {
     pub unread: Vec<Ident>,
 }
 
-fn text_array(names: &[Ident]) -> String {
+pub fn text_array(names: &[Ident]) -> String {
     let items = names
         .iter()
         .map(|n| quote_literal(n.as_str()))

@@ -140,8 +140,19 @@ impl OrphanQuery {
             .map(|k| format!("fk.{} IS NOT NULL", k.fk_column.quoted()))
             .collect::<Vec<_>>()
             .join(joiner);
-        let matches = self
-            .keys
+        let matches = self.key_matches();
+        format!(
+            "({not_null}) AND NOT EXISTS (SELECT 1 FROM {}{} pk WHERE {matches})",
+            only(self.parent_partitioned),
+            self.parent.quoted()
+        )
+    }
+
+    /// The child row `fk` has the key of the row `pk`, which holds the
+    /// parent's key columns (the parent itself, or a queue of its keys),
+    /// compared with the constraint's own operators.
+    pub fn key_matches(&self) -> String {
+        self.keys
             .iter()
             .map(|k| {
                 let pk = cast(format!("pk.{}", k.pk_column.quoted()), &k.operator.pk_cast);
@@ -158,12 +169,7 @@ impl OrphanQuery {
                 qual
             })
             .collect::<Vec<_>>()
-            .join(" AND ");
-        format!(
-            "({not_null}) AND NOT EXISTS (SELECT 1 FROM {}{} pk WHERE {matches})",
-            only(self.parent_partitioned),
-            self.parent.quoted()
-        )
+            .join(" AND ")
     }
 
     /// One pass over the child: the number of orphaned rows.

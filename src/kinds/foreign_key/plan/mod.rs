@@ -270,7 +270,12 @@ pub fn drop_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Plan {
     ];
     snapshot.status = status.clone();
     let drop = drop_step(&cx, status);
-    cx.finish(Operation::Drop, vec![verify, census, snapshot, drop])
+    let mut steps = vec![verify, census, snapshot];
+    steps.extend(crate::kinds::foreign_key::loose::plan::install_step(
+        playbook, observed,
+    ));
+    steps.push(drop);
+    cx.finish(Operation::Drop, steps)
 }
 
 /// The notes of a drop plan: refusals the command will make, leftovers of
@@ -380,6 +385,14 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     // The census comes before any change: a rollback refused over
     // max_orphans (or by policy abort) leaves the database as it found it.
     let mut steps = Vec::new();
+    let loose = crate::kinds::foreign_key::loose::plan::in_rollback(playbook, observed);
+    if loose {
+        // The drain archives what it removes: the archive must exist first.
+        steps.push(archive_step(&cx, &rest));
+        steps.push(crate::kinds::foreign_key::loose::plan::drain_step(
+            playbook, observed, &rest,
+        ));
+    }
     match playbook.rollback.orphans {
         OrphanPolicy::Abort => {
             steps.push(cx.census_step(
@@ -393,14 +406,19 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
         policy => {
             steps.extend([collect_step(&cx, &rest), listed_census_step(&cx, &rest)]);
             steps.extend(adds);
-            steps.extend([
-                archive_step(&cx, &rest),
-                purge_batch_step(&cx, policy, &rest),
-            ]);
+            if !loose {
+                steps.push(archive_step(&cx, &rest));
+            }
+            steps.push(purge_batch_step(&cx, policy, &rest));
         }
     }
     steps.push(verify_no_orphans_step(&cx, &rest));
     steps.extend(rollback_validations(&cx, path, &rest));
+    if loose {
+        steps.push(crate::kinds::foreign_key::loose::plan::remove_step(
+            playbook, observed, &rest,
+        ));
+    }
     cx.finish(Operation::Rollback, steps)
 }
 
