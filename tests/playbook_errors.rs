@@ -118,6 +118,13 @@ const CORPUS: &[(&str, u64, u64, &str)] = &[
     ),
     ("35-two-documents", 16, 1, "a playbook is one YAML document"),
     ("36-nested-too-deep", 2, 263, "too deeply nested"),
+    (
+        "37-loose-batch-size-zero",
+        13,
+        22,
+        "loose.batch_size: must be between",
+    ),
+    ("38-loose-unknown-key", 15, 3, "unknown field `max_runtim`"),
 ];
 
 /// The YAML library's own words (its function and type names) never reach the user.

@@ -205,11 +205,7 @@ impl Worker<'_> {
     fn start_journal(&mut self) -> Result<()> {
         let journal = Journal::new(&self.playbook.journal_schema);
         journal.ensure(self.client)?;
-        for sql in create_archive_sql(&self.playbook.journal_schema) {
-            self.client
-                .batch_execute(&sql)
-                .map_err(|e| Error::from_postgres(&e, &sql).with("environment", self.env))?;
-        }
+        self.ensure_archive()?;
         let run = journal.start_run(
             self.client,
             &self.playbook.change,
@@ -220,6 +216,29 @@ impl Worker<'_> {
         self.totals.run_id = Some(run.id.clone());
         self.run = Some(run);
         Ok(())
+    }
+
+    /// The drop's install created the archive; an archive dropped since is
+    /// created again, one cleanup at a time (concurrent CREATE TABLE IF NOT
+    /// EXISTS of one name can fail).
+    fn ensure_archive(&mut self) -> Result<()> {
+        let schema = &self.playbook.journal_schema;
+        let table = crate::kinds::foreign_key::repair::archive_table(schema).quoted();
+        let exists: bool =
+            crate::pg::query_scalar(self.client, "SELECT to_regclass($1) IS NOT NULL", &[&table])?;
+        if exists {
+            return Ok(());
+        }
+        let env = self.env;
+        let fail =
+            |e: postgres::Error, sql: &str| Error::from_postgres(&e, sql).with("environment", env);
+        let mut tx = self.client.transaction().map_err(|e| fail(e, "BEGIN"))?;
+        let lock = "SELECT pg_advisory_xact_lock(hashtext('fkctl: create the archive'))";
+        tx.batch_execute(lock).map_err(|e| fail(e, lock))?;
+        for sql in create_archive_sql(schema) {
+            tx.batch_execute(&sql).map_err(|e| fail(e, &sql))?;
+        }
+        tx.commit().map_err(|e| fail(e, "COMMIT"))
     }
 
     /// Whether the run may take another batch; records why not.
