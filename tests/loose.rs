@@ -108,6 +108,25 @@ fn the_drop_installs_it_cleanup_does_the_cascade_archived_and_counters_add_up() 
     let s = setup("loose_seed");
     let db = &s.staging;
     assert_eq!(fkctl_triggers(db), 2, "the drop installed both triggers");
+    let pb = s.playbook.display().to_string();
+    let status = s.run(&["status", &pb, "--env", "staging"]);
+    assert!(
+        stdout(&status).contains("loose:      installed (2 capture triggers)"),
+        "{}",
+        stdout(&status)
+    );
+    let request = s.run(&["change-request", &pb]);
+    for part in [
+        "### The loose replacement",
+        "fkctl_loose_pending_deletions",
+        "delta(fkctl_loose_pending_deletions",
+    ] {
+        assert!(
+            stdout(&request).contains(part),
+            "{part}: {}",
+            stdout(&request)
+        );
+    }
     add_families(db, 100_001, 150, 4);
     let children = scalar_i64(
         db,
@@ -162,7 +181,6 @@ fn the_drop_installs_it_cleanup_does_the_cascade_archived_and_counters_add_up() 
     assert_eq!(sample(&text, "fkctl_loose_runs_total"), 2.0);
 
     // The rollback drains, restores the FK, and removes the replacement.
-    let pb = s.playbook.display().to_string();
     let out = s.run(&["rollback", &pb, "--env", "staging", "--yes"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(present(db));
@@ -406,4 +424,63 @@ fn watch_serves_metrics_that_promtool_accepts() {
     promtool_accepts(&body);
     assert_eq!(sample(&body, "fkctl_loose_child_rows_deleted_total"), 40.0);
     assert_eq!(sample(&body, "fkctl_loose_installed"), 1.0);
+}
+
+#[test]
+fn a_partitioned_parent_is_watched_on_every_partition() {
+    let db = common::database("loose_partitioned");
+    exec(
+        &db,
+        "CREATE TABLE account (id int, region int, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+         CREATE TABLE account_eu PARTITION OF account FOR VALUES IN (1);
+         CREATE TABLE account_us PARTITION OF account FOR VALUES IN (2) PARTITION BY RANGE (id);
+         CREATE TABLE account_us_low PARTITION OF account_us FOR VALUES FROM (0) TO (1000);
+         CREATE TABLE account_us_high PARTITION OF account_us FOR VALUES FROM (1000) TO (MAXVALUE);
+         CREATE TABLE note (id serial PRIMARY KEY, account_id int, region int, body text);
+         CREATE INDEX ON note (account_id, region);
+         ALTER TABLE note ADD CONSTRAINT note_account_fk FOREIGN KEY (account_id, region) REFERENCES account (id, region) ON DELETE SET NULL;
+         INSERT INTO account SELECT g, 1 + g % 2 FROM generate_series(1, 2000) g;
+         INSERT INTO note (account_id, region, body) SELECT g, 1 + g % 2, 'n' FROM generate_series(1, 2000) g, generate_series(1, 2);",
+    );
+    let dir = TempDir::new("loose_partitioned");
+    let text = common::playbook(
+        "  name: note_account_fk\n  table: public.note\n  columns: [account_id, region]\n  references: { table: public.account, columns: [id, region] }\n  on_delete: set_null",
+    ) + "loose: { batch_size: 100 }\n";
+    let pb = dir.write("p.yml", &text);
+    let out = common::run_env("drop", &pb, &db, &["--yes"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    // Root, two partitioned tables below it... every table of the tree: 5 tables, 2 triggers each.
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'fkctl_loose_%'"
+        ),
+        10
+    );
+    // Deleted through the root, through a leaf, and through a middle partitioned table.
+    exec(
+        &db,
+        "DELETE FROM account WHERE id <= 10;
+         DELETE FROM account_eu WHERE id BETWEEN 11 AND 20;
+         DELETE FROM account_us WHERE id BETWEEN 1001 AND 1010;",
+    );
+    let out = common::run_env("cleanup", &pb, &db, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let dangling = "SELECT count(*) FROM note n WHERE n.account_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM account a WHERE a.id = n.account_id AND a.region = n.region)";
+    assert_eq!(scalar_i64(&db, dangling), 0, "{}", stdout(&out));
+    let nullified = scalar_i64(&db, "SELECT count(*) FROM note WHERE account_id IS NULL");
+    // account_eu holds the even ids, account_us the odd ones: 10 + 5 + 5 parents.
+    assert_eq!(
+        nullified,
+        2 * (10 + 5 + 5),
+        "ON DELETE SET NULL, as the FK did"
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'nullify' AND identity_columns = ARRAY['id']"
+        ),
+        nullified,
+        "each nullified row archived with its identity"
+    );
 }

@@ -20,6 +20,8 @@ struct EnvironmentStatus {
     definition: Option<String>,
     snapshot: Option<Snapshot>,
     runs: Vec<RunRecord>,
+    /// The loose replacement, when the playbook asks for one or one is installed.
+    loose: Option<crate::model::LooseState>,
 }
 
 fn one(
@@ -38,6 +40,8 @@ fn one(
         definition: inspection.live().map(|l| l.pg_definition.clone()),
         snapshot: journal.snapshot(&mut client, &playbook.change, &playbook.constraint)?,
         runs: journal.recent_runs(&mut client, &playbook.change, 5)?,
+        loose: (playbook.loose.is_some() || inspection.loose.any_installed())
+            .then(|| inspection.loose.clone()),
     })
 }
 
@@ -58,6 +62,7 @@ pub fn run(path: &Path, env: Option<&str>, dsn: &[(String, String)], output: Out
                     definition: None,
                     snapshot: None,
                     runs: Vec::new(),
+                    loose: None,
                 });
                 worst.get_or_insert(e);
             }
@@ -112,6 +117,9 @@ fn text(playbook: &playbook::Playbook, all: &[EnvironmentStatus]) -> String {
                 let _ = writeln!(out, "  snapshot:   none recorded");
             }
         }
+        if let Some(l) = &s.loose {
+            let _ = writeln!(out, "  loose:      {}", loose_line(l));
+        }
         if s.runs.is_empty() {
             let _ = writeln!(out, "  runs:       none recorded");
         }
@@ -143,4 +151,29 @@ fn text(playbook: &playbook::Playbook, all: &[EnvironmentStatus]) -> String {
         }
     }
     out
+}
+
+/// The loose replacement in one line: installed?, queue, last success, totals.
+fn loose_line(l: &crate::model::LooseState) -> String {
+    let installed = if l.fully_installed() {
+        format!("installed ({} capture triggers)", l.triggers.len())
+    } else if l.any_installed() {
+        format!(
+            "PARTLY installed ({} of {} capture triggers, queue {}): fkctl drop installs the rest",
+            l.triggers.len(),
+            l.expected_triggers(),
+            if l.queue_exists { "present" } else { "missing" }
+        )
+    } else {
+        "not installed".to_string()
+    };
+    let c = l.counters.clone().unwrap_or_default();
+    let last = c.last_success_epoch_s.map_or("never".to_string(), |t| {
+        chrono::DateTime::from_timestamp(t as i64, 0)
+            .map_or_else(|| format!("{t}"), |d| d.to_rfc3339())
+    });
+    format!(
+        "{installed}; {} queued key(s) pending, {} child row(s) still violating; last successful cleanup {last}; totals: {} keys, {} rows deleted, {} nullified, {} rescheduled over {} run(s)",
+        l.pending, l.violating_child_rows, c.processed_deletions, c.child_rows_deleted, c.child_rows_nullified, c.rescheduled, c.runs
+    )
 }

@@ -145,7 +145,10 @@ pub struct Context {
     pub lock_timeout: String,
     pub statement_timeout: String,
     pub lock_retries: u32,
-    pub monitoring: Vec<(String, String)>,
+    /// (what to watch, how, when to roll back).
+    pub monitoring: Vec<(String, String, String)>,
+    /// The loose replacement's cleanup and metrics, when the playbook has `loose:`.
+    pub loose: Option<LooseView>,
     /// A code fence longer than any run of backticks in the SQL.
     pub fence: String,
 }
@@ -294,10 +297,12 @@ pub fn context(
             (
                 "orphaned rows (should stay 0 unless the application deletes parents)".into(),
                 format!("fkctl orphans {path} --env {first}"),
+                "orphans grow and the application cannot tolerate them".into(),
             ),
             (
                 "the constraint's state and fkctl's journal".into(),
                 format!("fkctl status {path}"),
+                "the constraint is not in the expected state".into(),
             ),
             (
                 format!(
@@ -305,8 +310,13 @@ pub fn context(
                     fk.ref_table.display()
                 ),
                 "your error tracker / logs".into(),
+                "errors referencing the missing rows appear".into(),
             ),
         ],
+        loose: playbook
+            .loose
+            .as_ref()
+            .map(|_| loose_view(playbook, &path, first)),
         fence,
     }
 }
@@ -380,5 +390,42 @@ mod tests {
             fence_for(["SELECT \"a````b\"".to_string()].into_iter()),
             "`````"
         );
+    }
+}
+
+/// The loose replacement in the change request: how it runs, what it
+/// exposes, and an alert on a queue that only grows.
+#[derive(Debug, Clone, Serialize)]
+pub struct LooseView {
+    pub cleanup_command: String,
+    pub duty: String,
+    pub metrics: Vec<(String, String)>,
+    pub alert: String,
+}
+
+fn loose_view(playbook: &Playbook, path: &str, first: &str) -> LooseView {
+    use crate::kinds::foreign_key::loose::cleanup::Duty;
+    let change = &playbook.change;
+    // A state with every optional value set, so that every family is listed.
+    let every_metric = crate::model::LooseState {
+        counters: Some(crate::model::LooseCounters {
+            last_success_epoch_s: Some(0.0),
+            last_run_seconds: Some(0.0),
+            ..crate::model::LooseCounters::default()
+        }),
+        ..crate::model::LooseState::default()
+    };
+    LooseView {
+        cleanup_command: format!(
+            "fkctl cleanup {path} --env {first} --once --metrics-file /var/lib/node_exporter/textfile/fkctl-{change}.prom"
+        ),
+        duty: Duty::on_delete(playbook.constraint.on_delete).describe().to_string(),
+        metrics: crate::metrics::loose_families(change, first, &every_metric)
+            .into_iter()
+            .map(|f| (f.name.to_string(), f.help.to_string()))
+            .collect(),
+        alert: format!(
+            "(delta(fkctl_loose_pending_deletions{{change=\"{change}\"}}[30m]) > 0 and fkctl_loose_pending_deletions{{change=\"{change}\"}} > 1000) or (time() - fkctl_loose_last_success_timestamp_seconds{{change=\"{change}\"}} > 3600)"
+        ),
     }
 }
