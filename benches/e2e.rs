@@ -2,7 +2,7 @@
 //! data, alternating (A B A B, medians), on the local PostgreSQL (same
 //! discovery as the tests).
 //! `cargo bench --bench e2e -- [--quick] [--rows N] [--orphans N] [--pairs N]
-//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss]`.
+//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,loose]`.
 //!
 //! Prints a table and one `RESULT {...}` line per measurement.
 
@@ -362,6 +362,96 @@ fn peak_rss(b: &Bench) {
     );
 }
 
+/// Median seconds of `sql` on one connection, `pairs` times, with and
+/// without user triggers (session_replication_role = replica skips them).
+fn timed_with_and_without_triggers(
+    db: &TestDatabase,
+    setup: &str,
+    sql: &str,
+    pairs: usize,
+) -> (f64, f64) {
+    let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        for (role, into) in [("origin", &mut with), ("replica", &mut without)] {
+            c.batch_execute(setup).unwrap_or_else(|e| panic!("{e}"));
+            c.batch_execute(&format!("SET session_replication_role = {role}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let t = Instant::now();
+            c.batch_execute(sql).unwrap_or_else(|e| panic!("{e}"));
+            into.push(t.elapsed().as_secs_f64());
+            c.batch_execute("SET session_replication_role = origin")
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    (median(with), median(without))
+}
+
+/// The loose replacement: what its capture trigger adds to a 1,000-row parent
+/// DELETE, and how many child rows per second `fkctl cleanup` handles. It
+/// leaves the replacement installed and parents deleted, so it runs last.
+fn loose(b: &Bench) {
+    let (db, pb) = (b.db, b.playbook);
+    (b.write_playbook)(1000);
+    reset(db);
+    let (_, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], db);
+    assert!(ok, "fkctl rollback failed");
+    // The replacement of an ON DELETE CASCADE key, as in the seed case.
+    exec(
+        db,
+        "ALTER TABLE child DROP CONSTRAINT child_parent_fk;
+         ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE;",
+    );
+    let loose_pb = format!("{pb}.loose.yml");
+    let text = std::fs::read_to_string(pb)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .replace("columns: [id] }", "columns: [id] }, on_delete: cascade")
+        + "loose: { batch_size: 1000, max_runtime: 1h, max_rows_per_run: 100000000 }\n";
+    std::fs::write(&loose_pb, text).unwrap_or_else(|e| panic!("{e}"));
+    let (_, ok) = fkctl(&["drop", &loose_pb, "--env", "bench", "--yes"], db);
+    assert!(ok, "fkctl drop with loose: failed");
+    let first = b.size.parents * 10;
+    let (with, without) = timed_with_and_without_triggers(
+        db,
+        &format!("INSERT INTO parent SELECT g, 'x' FROM generate_series({first}, {first} + 999) g"),
+        &format!("DELETE FROM parent WHERE id BETWEEN {first} AND {first} + 999"),
+        b.size.pairs.max(5),
+    );
+    println!(
+        "trigger    1,000-row parent DELETE: {:.2} ms with the capture trigger, {:.2} ms without ({:+.2} ms)",
+        with * 1000.0,
+        without * 1000.0,
+        (with - without) * 1000.0
+    );
+    let queue = fkctl::kinds::foreign_key::loose::LooseObjects::new(
+        &fkctl::sql::ident::Ident::from_catalog("fkctl"),
+        "bench",
+    )
+    .queue()
+    .quoted();
+    exec(db, &format!("TRUNCATE {queue}"));
+    // 2% of the parents, with their children (about 5 each).
+    exec(db, "DELETE FROM parent WHERE id % 50 = 7");
+    let children = scalar(
+        db,
+        &format!("SELECT count(*) FROM child c WHERE {NOT_EXISTS}"),
+    );
+    let (seconds, ok) = fkctl(&["cleanup", &loose_pb, "--env", "bench"], db);
+    assert!(ok, "fkctl cleanup failed");
+    let left = scalar(db, &format!("SELECT count(*) FROM {queue}"));
+    assert_eq!(left, 0, "the cleanup left queued keys");
+    println!(
+        "cleanup    {children} child rows of 2% of the parents in {seconds:.2} s: {:.0} rows/s, each archived (the whole command)",
+        children as f64 / seconds
+    );
+    println!(
+        "RESULT {{\"bench\": \"loose\", \"delete_with_trigger_ms\": {:.2}, \"delete_without_ms\": {:.2}, \"cleanup_rows\": {children}, \"cleanup_s\": {seconds:.3}, \"rows_per_s\": {:.0}}}",
+        with * 1000.0,
+        without * 1000.0,
+        children as f64 / seconds
+    );
+}
+
 fn main() {
     let size = parse_args();
     println!(
@@ -414,13 +504,14 @@ fn main() {
         write_playbook: &write_playbook,
     };
     type Measurement = fn(&Bench);
-    let all: [(&str, Measurement); 6] = [
+    let all: [(&str, Measurement); 7] = [
         ("census", census),
         ("rollback", rollback),
         ("write_stall", write_stall),
         ("purge_scans", purge_scans),
         ("drop_contention", drop_contention),
         ("peak_rss", peak_rss),
+        ("loose", loose),
     ];
     for (name, run) in all {
         if size.wants(name) {
