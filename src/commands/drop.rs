@@ -278,9 +278,7 @@ fn drop_in(
         ..Evidence::default()
     };
     if already_absent(&mut client, &journal, playbook, &inspection, env)? {
-        if playbook.loose.is_some() && !inspection.loose.fully_installed() {
-            println!("  warning: the playbook has loose: but its replacement is not installed on {env} (the constraint was dropped without it); nothing queues deleted parent keys, so orphans accumulate until a rollback purges them");
-        }
+        warn_loose_missing(playbook, &inspection, env);
         evidence.outcome = "already absent";
         return Ok(evidence);
     }
@@ -330,6 +328,14 @@ fn drop_in(
         }
     }
     result.map(|()| evidence)
+}
+
+/// The constraint is gone already, but not the way the playbook wants it:
+/// nothing replaces it.
+fn warn_loose_missing(playbook: &Playbook, inspection: &Inspection, env: &str) {
+    if playbook.loose.is_some() && !inspection.loose.fully_installed() {
+        println!("  warning: the playbook has loose: but its replacement is not installed on {env} (the constraint was dropped without it); nothing queues deleted parent keys, so orphans accumulate until a rollback purges them");
+    }
 }
 
 /// A cleanup that deletes children would fire other tables' cascades
