@@ -258,14 +258,12 @@ fn drop_in(
 ) -> Result<Evidence> {
     let env = environment.name.as_str();
     let fk = &playbook.constraint;
-    println!(
-        "\n== {env}{} ==",
-        if environment.protected {
-            " (protected)"
-        } else {
-            ""
-        }
-    );
+    let protected = if environment.protected {
+        " (protected)"
+    } else {
+        ""
+    };
+    println!("\n== {env}{protected} ==");
     let (target, mut client) = connect(playbook, environment, dsn)?;
     println!("  connected: {}", target.description);
     if !dry_run {
