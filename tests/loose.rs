@@ -484,3 +484,43 @@ fn a_partitioned_parent_is_watched_on_every_partition() {
         "each nullified row archived with its identity"
     );
 }
+
+#[test]
+fn a_key_that_keeps_failing_is_put_back_with_a_back_off_and_the_others_go_on() {
+    let s = setup("loose_retry");
+    let db = &s.staging;
+    add_families(db, 700_001, 20, 2);
+    // The application refuses to lose the children of one parent.
+    exec(
+        db,
+        "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF OLD.chat_name_id = 700007 THEN RAISE EXCEPTION 'kept by the application'; END IF; RETURN OLD; END $$;
+         CREATE TRIGGER keep BEFORE DELETE ON ci_pipeline_chat_data FOR EACH ROW EXECUTE FUNCTION keep();
+         DELETE FROM chat_names WHERE id BETWEEN 700001 AND 700020;",
+    );
+    let out = cleanup(&s, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("1 rescheduled"), "{}", stdout(&out));
+    assert_eq!(orphans(db), 2, "only the refused parent's children stay");
+    assert_eq!(archived(db), 38);
+    let queue = fkctl::kinds::foreign_key::loose::LooseObjects::new(
+        &fkctl::sql::ident::Ident::from_catalog("fkctl"),
+        &format!("remove-fk-{}", "loose_retry"),
+    )
+    .queue()
+    .quoted();
+    assert_eq!(
+        scalar_i64(
+            db,
+            &format!("SELECT count(*) FROM {queue} WHERE id = 700007 AND fkctl_attempts = 1 AND fkctl_next_attempt_at > now() AND fkctl_last_error LIKE '%kept by the application%'")
+        ),
+        1,
+        "the failing key waits, with its error"
+    );
+    assert_eq!(
+        scalar_i64(db, "SELECT rescheduled FROM fkctl.loose_counters"),
+        1
+    );
+    // The next run does not try it again before its back-off is over.
+    let out = cleanup(&s, &[]);
+    assert!(stdout(&out).contains("0 rescheduled"), "{}", stdout(&out));
+}

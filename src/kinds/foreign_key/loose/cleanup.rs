@@ -179,9 +179,10 @@ fn count_batch_sql(objects: &LooseObjects, query: &OrphanQuery, batch: &str) -> 
     )
 }
 
-/// Doubling back-off from 1 s, at most an hour, by attempts so far.
+/// Doubling back-off from 30 s, at most an hour, by attempts so far: a key
+/// that failed on its own rarely succeeds a second later.
 fn backoff(alias: &str) -> String {
-    format!("least(power(2, least({alias}.{ATTEMPTS}, 12)), 3600) * interval '1 second'")
+    format!("least(30 * power(2, least({alias}.{ATTEMPTS}, 7)), 3600) * interval '1 second'")
 }
 
 /// After a failed batch retried one key at a time: puts the oldest ready
