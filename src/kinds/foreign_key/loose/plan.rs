@@ -276,3 +276,92 @@ pub fn remove_step(playbook: &Playbook, observed: Option<&Observed<'_>>, status:
     };
     remove
 }
+
+/// The loose replacement's steps, pinned as `fkctl plan` prints them, from
+/// in-memory states (no database).
+#[cfg(test)]
+mod snapshot_tests {
+    use crate::model::fixtures::{self, Seen, PG16};
+    use crate::plan::{build, Observed, Operation, Status};
+    use crate::playbook::Playbook;
+
+    fn loose_seed() -> Playbook {
+        let text = fixtures::with_rollback(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/playbooks/remove-fk-ci-pipeline-chat-data-chat-names.yml"
+            ))
+            .unwrap_or_else(|e| panic!("{e}")),
+            "{ orphans: archive-delete }\nloose: { batch_size: 500, max_runtime: 20s, max_rows_per_run: 5000 }",
+        );
+        fixtures::playbook(&text)
+    }
+
+    fn rendered(operation: Operation, playbook: &Playbook, seen: Seen, installed: bool) -> String {
+        let mut inspection = fixtures::seed(playbook, seen, PG16);
+        if installed {
+            let objects = super::objects(playbook);
+            let table = inspection.loose.parent_tables[0].display();
+            inspection.loose.queue_exists = true;
+            inspection.loose.pending = 12;
+            inspection.loose.triggers = vec![
+                format!("{table}: {}", objects.delete_trigger().as_str()),
+                format!("{table}: {}", objects.update_trigger().as_str()),
+            ];
+        }
+        let observed = Observed {
+            environment: "staging",
+            inspection: &inspection,
+        };
+        crate::render::plan::text(&build(operation, playbook, Some(&observed)))
+    }
+
+    #[test]
+    fn snapshot_drop_installs_the_replacement_before_the_drop() {
+        let text = rendered(Operation::Drop, &loose_seed(), Seen::Valid, false);
+        let install = text.find("Install the loose replacement");
+        let drop = text.find("Drop the constraint");
+        assert!(install.is_some() && install < drop, "{text}");
+        insta::assert_snapshot!("drop_with_loose", text);
+    }
+
+    #[test]
+    fn snapshot_rollback_drains_first_and_removes_last() {
+        let text = rendered(Operation::Rollback, &loose_seed(), Seen::Absent, true);
+        insta::assert_snapshot!("rollback_with_loose", text);
+    }
+
+    #[test]
+    fn snapshot_cleanup_passes() {
+        let text = rendered(Operation::Cleanup, &loose_seed(), Seen::Absent, true);
+        insta::assert_snapshot!("cleanup_seed", text);
+    }
+
+    #[test]
+    fn an_installed_replacement_is_not_installed_again() {
+        let pb = loose_seed();
+        let mut inspection = fixtures::seed(&pb, Seen::Valid, PG16);
+        let objects = super::objects(&pb);
+        let table = inspection.loose.parent_tables[0].display();
+        inspection.loose.queue_exists = true;
+        inspection.loose.triggers = vec![
+            format!("{table}: {}", objects.delete_trigger().as_str()),
+            format!("{table}: {}", objects.update_trigger().as_str()),
+        ];
+        let observed = Observed {
+            environment: "staging",
+            inspection: &inspection,
+        };
+        let step = super::install_step(&pb, Some(&observed)).unwrap_or_else(|| panic!("no step"));
+        assert!(matches!(step.status, Status::AlreadyDone(_)));
+        assert!(!step
+            .statements
+            .iter()
+            .any(|s| s.starts_with("CREATE TRIGGER")));
+    }
+
+    #[test]
+    fn no_loose_section_no_step() {
+        assert!(super::install_step(&fixtures::seed_playbook(), None).is_none());
+    }
+}
