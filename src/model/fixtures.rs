@@ -252,6 +252,10 @@ pub fn inspection(
         parent_columns: tables.parent_columns,
         constraint,
         referencing_child: tables.referencing_child,
+        cascade: crate::model::CascadeTree {
+            track_counts: true,
+            ..Default::default()
+        },
         child_indexes: tables.child_indexes,
         child_identity: tables.child_identity,
         leaves,

@@ -12,6 +12,45 @@ use super::violations::OrphanQuery;
 use crate::sql::ident::{quote_literal, Ident, QualifiedName};
 use serde::Serialize;
 
+pub mod cascade;
+
+/// Which archived rows of run `$1` a restore reads: those of one action,
+/// and for a cascade level those of its table (`source_table` as the purge
+/// wrote it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchivedSet {
+    pub action: String,
+    pub source: Option<String>,
+}
+
+impl ArchivedSet {
+    /// The child's own deleted rows.
+    pub fn deleted() -> ArchivedSet {
+        ArchivedSet {
+            action: "delete".to_string(),
+            source: None,
+        }
+    }
+
+    /// The child's own nullified rows.
+    pub fn nullified() -> ArchivedSet {
+        ArchivedSet {
+            action: "nullify".to_string(),
+            source: None,
+        }
+    }
+
+    /// The condition on archive rows aliased `a`.
+    fn condition(&self) -> String {
+        let mut out = format!("a.run_id = $1 AND a.action = {}", quote_literal(&self.action));
+        if let Some(source) = &self.source {
+            out.push_str(" AND a.source_table = ");
+            out.push_str(&quote_literal(source));
+        }
+        out
+    }
+}
+
 /// fkctl's own schema (journal and archive).
 pub const DEFAULT_SCHEMA: &str = "fkctl";
 const ARCHIVE_TABLE: &str = "archived_rows";
@@ -122,13 +161,13 @@ pub fn remaining_listed_sql() -> String {
     format!("SELECT count(*) FROM {ORPHAN_LIST}")
 }
 
-/// How many rows of run `$1` the archive still holds for `action`
-/// ('delete' or 'nullify'): what a restore checks after its batches.
-pub fn archived_left_sql(schema: &Ident, action: &str) -> String {
+/// How many rows of `set` the archive still holds: what a restore checks
+/// after its batches.
+pub fn archived_left_sql(schema: &Ident, set: &ArchivedSet) -> String {
     format!(
-        "SELECT count(*) FROM {} WHERE run_id = $1 AND action = {}",
+        "SELECT count(*) FROM {} a WHERE {}",
         archive_table(schema).quoted(),
-        quote_literal(action)
+        set.condition()
     )
 }
 
@@ -180,11 +219,17 @@ fn archived_record(query: &OrphanQuery, json: &str, columns: &RestoreColumns) ->
 
 /// The archived rows of run `$1` as rows of the child table, aliased `fk`,
 /// so that the orphan predicate applies to them unchanged.
-fn archived_as_child(query: &OrphanQuery, schema: &Ident, columns: &RestoreColumns) -> String {
+fn archived_as_child(
+    query: &OrphanQuery,
+    schema: &Ident,
+    columns: &RestoreColumns,
+    set: &ArchivedSet,
+) -> String {
     format!(
-        "{} a CROSS JOIN LATERAL {} fk WHERE a.run_id = $1 AND a.action = 'delete'",
+        "{} a CROSS JOIN LATERAL {} fk WHERE {}",
         archive_table(schema).quoted(),
-        archived_record(query, "a.row_data", columns)
+        archived_record(query, "a.row_data", columns),
+        set.condition()
     )
 }
 
@@ -202,6 +247,7 @@ pub fn restore_batch_sql(
     batch_size: u32,
     schema: &Ident,
     columns: &RestoreColumns,
+    set: &ArchivedSet,
 ) -> String {
     let archive = archive_table(schema).quoted();
     let child = query.child.quoted();
@@ -219,7 +265,7 @@ pub fn restore_batch_sql(
         .join(", ");
     format!(
         "WITH batch AS (SELECT a.id FROM {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS (INSERT INTO {child} ({list}) OVERRIDING SYSTEM VALUE SELECT {values} FROM moved CROSS JOIN LATERAL {} fk RETURNING 1) SELECT (CASE WHEN m.n = p.n THEN p.n ELSE ('fkctl: ' || m.n || ' archived row(s) left the archive but ' || p.n || ' went into the table (a trigger or rule skipped rows); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM put) p",
-        archived_as_child(query, schema, columns),
+        archived_as_child(query, schema, columns, set),
         query.predicate(),
         archived_record(query, "moved.row_data", columns)
     )
@@ -230,10 +276,11 @@ pub fn restore_refused_sql(
     query: &OrphanQuery,
     schema: &Ident,
     columns: &RestoreColumns,
+    set: &ArchivedSet,
 ) -> String {
     format!(
         "SELECT count(*) FROM {} AND ({})",
-        archived_as_child(query, schema, columns),
+        archived_as_child(query, schema, columns, set),
         query.predicate()
     )
 }
@@ -244,36 +291,44 @@ pub fn restore_convert_sql(
     query: &OrphanQuery,
     schema: &Ident,
     columns: &RestoreColumns,
+    set: &ArchivedSet,
 ) -> String {
     format!(
         "SELECT count(*) FROM {}",
-        archived_as_child(query, schema, columns)
+        archived_as_child(query, schema, columns, set)
     )
 }
 
 /// The same conversion for one column alone, to name the column that fails.
-pub fn restore_convert_column_sql(query: &OrphanQuery, schema: &Ident, column: &Ident) -> String {
+pub fn restore_convert_column_sql(
+    query: &OrphanQuery,
+    schema: &Ident,
+    column: &Ident,
+    set: &ArchivedSet,
+) -> String {
     let key = quote_literal(column.as_str());
     format!(
-        "SELECT count(*) FROM {} a CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, jsonb_build_object({key}, a.row_data -> {key})) fk WHERE a.run_id = $1 AND a.action = 'delete'",
+        "SELECT count(*) FROM {} a CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, jsonb_build_object({key}, a.row_data -> {key})) fk WHERE {}",
         archive_table(schema).quoted(),
-        query.child.quoted()
+        query.child.quoted(),
+        set.condition()
     )
 }
 
 /// The keys of the archived rows of run `$1`, each with the number of rows
 /// that have it (rows archived before a column was added lack its key).
-pub fn archived_keys_sql(schema: &Ident) -> String {
+pub fn archived_keys_sql(schema: &Ident, set: &ArchivedSet) -> String {
     format!(
-        "SELECT k.key, count(*) FROM {} a CROSS JOIN LATERAL jsonb_object_keys(a.row_data) k(key) WHERE a.run_id = $1 AND a.action = 'delete' GROUP BY k.key ORDER BY k.key",
-        archive_table(schema).quoted()
+        "SELECT k.key, count(*) FROM {} a CROSS JOIN LATERAL jsonb_object_keys(a.row_data) k(key) WHERE {} GROUP BY k.key ORDER BY k.key",
+        archive_table(schema).quoted(),
+        set.condition()
     )
 }
 
-/// Archived rows of run `$1`, by action.
+/// Archived rows of run `$1`, by action: deleted, nullified, archived from the cascade below the child.
 pub fn archived_by_run_sql(schema: &Ident) -> String {
     format!(
-        "SELECT count(*) FILTER (WHERE action = 'delete'), count(*) FILTER (WHERE action = 'nullify') FROM {} WHERE run_id = $1",
+        "SELECT count(*) FILTER (WHERE action = 'delete'), count(*) FILTER (WHERE action = 'nullify'), count(*) FILTER (WHERE action LIKE 'cascade-%') FROM {} WHERE run_id = $1",
         archive_table(schema).quoted()
     )
 }
@@ -318,11 +373,12 @@ fn keys_cleared(query: &OrphanQuery) -> String {
 
 /// Archived nullified rows of run `$1` recorded with exactly this identity:
 /// the FROM item (aliased `a`) and the condition.
-fn nullified_of_run(schema: &Ident, identity: &[Ident]) -> (String, String) {
+fn nullified_of_run(schema: &Ident, identity: &[Ident], set: &ArchivedSet) -> (String, String) {
     (
         format!("{} a", archive_table(schema).quoted()),
         format!(
-            "a.run_id = $1 AND a.action = 'nullify' AND a.identity_columns = {}",
+            "{} AND a.identity_columns = {}",
+            set.condition(),
             text_array(identity)
         ),
     )
@@ -339,8 +395,9 @@ pub fn restore_keys_batch_sql(
     batch_size: u32,
     schema: &Ident,
     identity: &[Ident],
+    set: &ArchivedSet,
 ) -> String {
-    let (from, archived) = nullified_of_run(schema, identity);
+    let (from, archived) = nullified_of_run(schema, identity, set);
     let keys = query
         .keys
         .iter()
@@ -371,8 +428,13 @@ pub fn restore_keys_batch_sql(
 /// (yet), as four counts: all of them; those whose row no longer exists (its
 /// identity is gone); those whose keys the application has set since (not
 /// all NULL any more); those whose parent is still missing.
-pub fn nullified_state_sql(query: &OrphanQuery, schema: &Ident, identity: &[Ident]) -> String {
-    let (from, archived) = nullified_of_run(schema, identity);
+pub fn nullified_state_sql(
+    query: &OrphanQuery,
+    schema: &Ident,
+    identity: &[Ident],
+    set: &ArchivedSet,
+) -> String {
+    let (from, archived) = nullified_of_run(schema, identity, set);
     format!(
         "SELECT count(*), count(*) FILTER (WHERE c.found IS NULL), count(*) FILTER (WHERE c.found AND NOT c.cleared), count(*) FILTER (WHERE c.cleared AND ({})) FROM {from} {} LEFT JOIN LATERAL (SELECT true AS found, ({}) AS cleared FROM {} WHERE {} LIMIT 1) c ON true WHERE {archived}",
         query.predicate(),
@@ -385,10 +447,15 @@ pub fn nullified_state_sql(query: &OrphanQuery, schema: &Ident, identity: &[Iden
 
 /// Nullified rows of run `$1` recorded with no identity, or with other
 /// identity columns than `identity` (the child's key changed since).
-pub fn nullified_other_identity_sql(schema: &Ident, identity: &[Ident]) -> String {
+pub fn nullified_other_identity_sql(
+    schema: &Ident,
+    identity: &[Ident],
+    set: &ArchivedSet,
+) -> String {
     format!(
-        "SELECT count(*), coalesce(string_agg(DISTINCT coalesce(array_to_string(identity_columns, ', '), '(none recorded)'), '; '), '') FROM {} WHERE run_id = $1 AND action = 'nullify' AND identity_columns IS DISTINCT FROM {}",
+        "SELECT count(*), coalesce(string_agg(DISTINCT coalesce(array_to_string(a.identity_columns, ', '), '(none recorded)'), '; '), '') FROM {} a WHERE {} AND a.identity_columns IS DISTINCT FROM {}",
         archive_table(schema).quoted(),
+        set.condition(),
         text_array(identity)
     )
 }
