@@ -70,7 +70,12 @@ impl Tree {
     }
 
     fn restore(&self, run_id: &str) -> std::process::Output {
-        run_env("restore", &self.playbook, &self.db, &["--run", run_id, "--yes"])
+        run_env(
+            "restore",
+            &self.playbook,
+            &self.db,
+            &["--run", run_id, "--yes"],
+        )
     }
 
     /// Every copied table holds exactly the rows it held at the start.
@@ -91,9 +96,14 @@ fn grandchildren_deleted_by_the_cascade_are_archived_and_restored_exactly() {
     let plan = run_env("plan", &t.playbook, &t.db, &["--rollback"]);
     assert!(plan.status.success(), "{}", stderr(&plan));
     let text = stdout(&plan);
-    assert!(text.contains("Cascade tree below public.children"), "{text}");
     assert!(
-        text.contains("public.grandchildren via grandchildren_child_id_fkey (child_id) ON DELETE CASCADE"),
+        text.contains("Cascade tree below public.children"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "public.grandchildren via grandchildren_child_id_fkey (child_id) ON DELETE CASCADE"
+        ),
         "{text}"
     );
     let run_id = t.rollback();
@@ -105,7 +115,10 @@ fn grandchildren_deleted_by_the_cascade_are_archived_and_restored_exactly() {
         t.count("SELECT count(*) FROM fkctl.archived_rows WHERE action = 'cascade-delete' AND source_table = 'public.grandchildren' AND (row_data->>'child_id')::int > 90"),
         30
     );
-    exec(&t.db, "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g");
+    exec(
+        &t.db,
+        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
+    );
     let out = t.restore(&run_id);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     t.assert_as_before();
@@ -123,12 +136,18 @@ fn restore_waits_for_the_parents_and_puts_the_tree_back_in_order() {
     assert!(stderr(&out).contains("cascade"), "{}", stderr(&out));
     assert_eq!(t.count("SELECT count(*) FROM fkctl.archived_rows"), 40);
     // Half the parents back: their children and grandchildren come back, the rest wait.
-    exec(&t.db, "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 95) g");
+    exec(
+        &t.db,
+        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 95) g",
+    );
     let out = t.restore(&run_id);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert_eq!(t.count("SELECT count(*) FROM children"), 95);
     assert_eq!(t.count("SELECT count(*) FROM grandchildren"), 285);
-    exec(&t.db, "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(96, 100) g");
+    exec(
+        &t.db,
+        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(96, 100) g",
+    );
     let out = t.restore(&run_id);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     t.assert_as_before();
@@ -146,21 +165,32 @@ INSERT INTO watchers SELECT g, 1 + (g - 1) % 100, 'w' || g FROM generate_series(
     let t = Tree::new(
         "cascade_deep",
         &schema,
-        &["children", "grandchildren", "great_grandchildren", "watchers"],
+        &[
+            "children",
+            "grandchildren",
+            "great_grandchildren",
+            "watchers",
+        ],
     );
     t.orphan();
     let run_id = t.rollback();
     assert_eq!(t.archived("cascade-delete"), 30 + 60);
     assert_eq!(t.archived("cascade-set-null"), 20);
     assert_eq!(t.count("SELECT count(*) FROM great_grandchildren"), 540);
-    assert_eq!(t.count("SELECT count(*) FROM watchers WHERE child_id IS NULL"), 20);
+    assert_eq!(
+        t.count("SELECT count(*) FROM watchers WHERE child_id IS NULL"),
+        20
+    );
     assert_eq!(
         t.count("SELECT count(*) FROM fkctl.archived_rows WHERE action = 'cascade-set-null' AND identity_columns = ARRAY['id']"),
         20
     );
     // The application sets one watcher's key since: it is reported and left alone.
     exec(&t.db, "UPDATE watchers SET child_id = 1 WHERE id = 100");
-    exec(&t.db, "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g");
+    exec(
+        &t.db,
+        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
+    );
     let out = t.restore(&run_id);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("changed since"), "{}", stderr(&out));
@@ -200,7 +230,10 @@ INSERT INTO watchers SELECT g, 1 + (g - 1) % 100 FROM generate_series(1, 200) g;
     assert_eq!(t.count("SELECT count(*) FROM grandchildren"), 270);
     assert_eq!(t.archived("cascade-delete"), 30);
     assert_eq!(t.archived("cascade-set-null"), 20);
-    exec(&t.db, "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g");
+    exec(
+        &t.db,
+        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
+    );
     let out = t.restore(&run_id);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     t.assert_as_before();
@@ -215,15 +248,29 @@ CREATE TABLE audit (child_id bigint REFERENCES children (id) ON DELETE SET NULL,
 INSERT INTO audit SELECT g, 'a' FROM generate_series(1, 100) g;
 CREATE TABLE threads (id bigint PRIMARY KEY, reply_to bigint REFERENCES threads (id) ON DELETE CASCADE, child_id bigint REFERENCES children (id) ON DELETE CASCADE);"
     );
-    let t = Tree::new("cascade_refused", &schema, &["children", "grandchildren", "audit"]);
+    let t = Tree::new(
+        "cascade_refused",
+        &schema,
+        &["children", "grandchildren", "audit"],
+    );
     t.orphan();
     let plan = run_env("plan", &t.playbook, &t.db, &["--rollback"]);
-    assert!(stdout(&plan).contains("refuses to purge"), "{}", stdout(&plan));
+    assert!(
+        stdout(&plan).contains("refuses to purge"),
+        "{}",
+        stdout(&plan)
+    );
     let out = run_env("rollback", &t.playbook, &t.db, &["--yes"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("public.audit") && err.contains("no primary key"), "{err}");
-    assert!(err.contains("public.threads") && err.contains("references itself"), "{err}");
+    assert!(
+        err.contains("public.audit") && err.contains("no primary key"),
+        "{err}"
+    );
+    assert!(
+        err.contains("public.threads") && err.contains("references itself"),
+        "{err}"
+    );
     t.assert_as_before();
     assert_eq!(
         t.count("SELECT count(*) FROM pg_constraint WHERE conname = 'fk_children_parent'"),
@@ -246,14 +293,46 @@ CREATE TRIGGER sneak BEFORE DELETE ON children FOR EACH ROW WHEN (OLD.id = 95) E
     let out = run_env("rollback", &t.playbook, &t.db, &["--yes"]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("public.grandchildren: 9 row(s) archived but 10 row(s) deleted by the cascade"),
+        stderr(&out).contains(
+            "public.grandchildren: 9 row(s) archived but 10 row(s) deleted by the cascade"
+        ),
         "{}",
         stderr(&out)
     );
     // The failing batch rolled back: child 95 and its grandchildren are in place.
     assert_eq!(t.count("SELECT count(*) FROM children WHERE id = 95"), 1);
-    assert_eq!(t.count("SELECT count(*) FROM grandchildren WHERE child_id = 95"), 3);
-    let archived = t.count("SELECT count(*) FROM fkctl.archived_rows WHERE action = 'cascade-delete'");
+    assert_eq!(
+        t.count("SELECT count(*) FROM grandchildren WHERE child_id = 95"),
+        3
+    );
+    let archived =
+        t.count("SELECT count(*) FROM fkctl.archived_rows WHERE action = 'cascade-delete'");
     let gone = 300 - t.count("SELECT count(*) FROM grandchildren");
-    assert_eq!(archived, gone, "every grandchild that left its table is archived");
+    assert_eq!(
+        archived, gone,
+        "every grandchild that left its table is archived"
+    );
+}
+
+#[test]
+fn the_change_request_shows_the_cascade_tree_with_the_live_evidence() {
+    let schema = format!(
+        "{TREE}
+CREATE TABLE great_grandchildren (id bigint PRIMARY KEY, grandchild_id bigint NOT NULL REFERENCES grandchildren (id) ON DELETE CASCADE);"
+    );
+    let t = Tree::new("cascade_cr", &schema, &[]);
+    let out = run_env("change-request", &t.playbook, &t.db, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("- public.grandchildren via grandchildren\\_child\\_id\\_fkey (child\\_id) ON DELETE CASCADE"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  - public.great\\_grandchildren via great\\_grandchildren\\_grandchild\\_id\\_fkey"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("The rollback purge is refused"), "{text}");
 }

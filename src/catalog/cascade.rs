@@ -113,7 +113,9 @@ pub fn tree(
             }
             let depth = at.path.len();
             if depth > MAX_DEPTH {
-                found.problems.push(CascadeProblem::TooDeep { table, depth });
+                found
+                    .problems
+                    .push(CascadeProblem::TooDeep { table, depth });
                 continue;
             }
             seen.push(oid);

@@ -8,8 +8,8 @@ use crate::cli::args::Connection;
 use crate::error::{describe_postgres, Error, Kind, Result};
 use crate::execute::{guard, interrupt, BindValues, Executor};
 use crate::journal::{record_step, Journal};
-use crate::kinds::foreign_key::plan::restore::{ArchivedKey, ColumnPlan};
 use crate::kinds::foreign_key::plan::cascade;
+use crate::kinds::foreign_key::plan::restore::{ArchivedKey, ColumnPlan};
 use crate::kinds::foreign_key::repair::{self as purge, ArchivedSet};
 use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::model::Inspection;
@@ -95,13 +95,7 @@ fn compare_columns(
             })
         })
         .collect::<Result<_>>()?;
-    let mut plan = ColumnPlan::compare(
-        &table,
-        &keys,
-        rows,
-        &rows_to.keys,
-        discard_dropped,
-    );
+    let mut plan = ColumnPlan::compare(&table, &keys, rows, &rows_to.keys, discard_dropped);
     plan.triggers = relations::insert_triggers(client, rows_to.oid)?;
     Ok((plan, table))
 }
@@ -325,7 +319,11 @@ fn refuse_unknown_levels(client: &mut Client, r: &Restore<'_>) -> Result<()> {
             source: Some(row.cell(0, &sql)?),
         };
         if !known.contains(&set) {
-            unknown.push(format!("{} ({})", set.source.unwrap_or_default(), set.action));
+            unknown.push(format!(
+                "{} ({})",
+                set.source.unwrap_or_default(),
+                set.action
+            ));
         }
     }
     if unknown.is_empty() {
@@ -341,24 +339,109 @@ fn refuse_unknown_levels(client: &mut Client, r: &Restore<'_>) -> Result<()> {
     .next("nothing was restored. Put back the foreign keys those tables had at rollback time (fkctl inspect shows the tree), then run the same restore again"))
 }
 
+/// The refusal for archived rows still waiting for their parent.
+fn rows_left(
+    client: &mut Client,
+    refused_sql: &str,
+    run_id: &str,
+    left: i64,
+    what: &str,
+    env: &str,
+) -> Result<Error> {
+    let refused_after = count(client, refused_sql, run_id)?;
+    let mut e = Error::precondition(format!(
+        "{left} archived row(s){what} stay in the archive: their parent rows are still missing"
+    ))
+    .with("environment", env);
+    if refused_after < left {
+        e = e.with(
+            "note",
+            format!(
+                "{} of them have their parent now (it came back during the restore)",
+                left - refused_after
+            ),
+        );
+    }
+    Ok(e.next("restore the parent rows, then run the same restore again; the rows are safe in the archive"))
+}
+
+/// Refuses when no archived row can go back yet; asks (unless --yes).
+fn refuse_or_ask(
+    r: &Restore<'_>,
+    rows_to: &Rows,
+    archived: i64,
+    refused_before: i64,
+    what: &str,
+) -> Result<()> {
+    let env = r.environment.name.as_str();
+    if archived == refused_before {
+        let parent = rows_to.query.parent.clone();
+        return Err(Error::precondition(format!(
+            "none of the {archived} archived rows{what} has its parent back in {parent}"
+        ))
+        .with("environment", env)
+        .next("restore the parent rows first, then run restore again"));
+    }
+    if !r.options.yes {
+        let question = format!(
+            "Put {} row(s) back into {} on {env}?",
+            archived - refused_before,
+            rows_to.table
+        );
+        let go = if r.environment.protected {
+            tui::confirm_by_name(&question, env)?
+        } else {
+            tui::confirm(&question)?
+        };
+        if !go {
+            return Err(Error::declined("at your request; nothing was restored"));
+        }
+    }
+    Ok(())
+}
+
 /// Puts the archived rows of `rows_to` back: refuses (nothing moved) when
 /// they cannot go back as they were; exit 4 when some stay archived.
 // Long because it is the restore of one table from start to end: columns,
-// conversion, counts, the question, the batches and what is left, in order.
+// conversion, plan, counts, the batches and what is left, in order.
 fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: i64) -> Result<()> {
     let (playbook, env, run_id) = (r.playbook, r.environment.name.as_str(), r.run_id);
     let schema = &playbook.journal_schema;
-    let (columns, table) = compare_columns(client, playbook, rows_to, run_id, archived, r.options.discard_dropped_columns)?;
-    refuse_columns(&columns, archived, run_id, &rows_to.table, env, r.options.discard_dropped_columns)?;
+    let (columns, table) = compare_columns(
+        client,
+        playbook,
+        rows_to,
+        run_id,
+        archived,
+        r.options.discard_dropped_columns,
+    )?;
+    refuse_columns(
+        &columns,
+        archived,
+        run_id,
+        &rows_to.table,
+        env,
+        r.options.discard_dropped_columns,
+    )?;
     check_conversion(client, rows_to, schema, &columns, &table, run_id)?;
-    let observed = Observed { environment: env, inspection: r.inspection };
+    let observed = Observed {
+        environment: env,
+        inspection: r.inspection,
+    };
     let plan = match rows_to.level {
         None => restore_plan(playbook, Some(&observed), Archived::Deleted(&columns)),
-        Some(level) => cascade::restore_level_plan(playbook, &observed, level, Archived::Deleted(&columns))
-            .ok_or_else(|| Error::internal("no such cascade level"))?,
+        Some(level) => {
+            cascade::restore_level_plan(playbook, &observed, level, Archived::Deleted(&columns))
+                .ok_or_else(|| Error::internal("no such cascade level"))?
+        }
     };
-    let step = plan.steps.iter().find(|s| s.kind == StepKind::RestoreRows).ok_or_else(|| Error::internal("the restore plan has no restore-rows step"))?;
-    let refused_sql = purge::restore_refused_sql(&rows_to.query, schema, &columns.columns, &rows_to.set);
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.kind == StepKind::RestoreRows)
+        .ok_or_else(|| Error::internal("the restore plan has no restore-rows step"))?;
+    let refused_sql =
+        purge::restore_refused_sql(&rows_to.query, schema, &columns.columns, &rows_to.set);
     let refused_before = count(client, &refused_sql, run_id)?;
     let what = match rows_to.level {
         None => String::new(),
@@ -370,43 +453,54 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
         println!("  {note}");
     }
     println!("{}", super::step_text(step));
-    if archived == refused_before {
-        let parent = rows_to.query.parent.clone();
-        return Err(Error::precondition(format!("none of the {archived} archived rows{what} has its parent back in {parent}"))
-            .with("environment", env)
-            .next("restore the parent rows first, then run restore again"));
-    }
-    if !r.options.yes {
-        let question = format!("Put {} row(s) back into {} on {env}?", archived - refused_before, rows_to.table);
-        let go = if r.environment.protected { tui::confirm_by_name(&question, env)? } else { tui::confirm(&question)? };
-        if !go {
-            return Err(Error::declined("at your request; nothing was restored"));
-        }
-    }
-    let exec = Executor::new(r.target, env, r.inspection.watched.clone(), playbook.safety.lock_retries)?;
+    refuse_or_ask(r, rows_to, archived, refused_before, &what)?;
+    let exec = Executor::new(
+        r.target,
+        env,
+        r.inspection.watched.clone(),
+        playbook.safety.lock_retries,
+    )?;
     r.journal.ensure(client)?;
-    let run = r.journal.start_run(client, &playbook.change, "restore", env, &playbook.constraint)?;
+    let run = r.journal.start_run(
+        client,
+        &playbook.change,
+        "restore",
+        env,
+        &playbook.constraint,
+    )?;
     let archived_left = purge::archived_left_sql(schema, &rows_to.set);
-    let values = BindValues { run_id: &run.id, change: &playbook.change, constraint_name: playbook.constraint.name.as_str(), restore_run_id: Some(run_id) };
+    let values = BindValues {
+        run_id: &run.id,
+        change: &playbook.change,
+        constraint_name: playbook.constraint.name.as_str(),
+        restore_run_id: Some(run_id),
+    };
     let params = values.for_step(step)?;
     let result = record_step(client, Some(&run), step, |c| {
-        let (moved, left, detail) = move_rows(c, &exec, step, &params, &archived_left, run_id, archived, env)?;
+        let (moved, left, detail) = move_rows(
+            c,
+            &exec,
+            step,
+            &params,
+            &archived_left,
+            run_id,
+            archived,
+            env,
+        )?;
         let mut detail = vec![detail];
         detail.extend(columns.notes());
         Ok(((moved, left), 0, Vec::new(), Some(detail.join("\n"))))
     });
-    let finished = run.finish(client, if result.is_ok() { "restored" } else { "failed" }, result.as_ref().err().map(|e| e.to_string()).as_deref());
+    let finished = run.finish(
+        client,
+        if result.is_ok() { "restored" } else { "failed" },
+        result.as_ref().err().map(|e| e.to_string()).as_deref(),
+    );
     let (moved, left) = result?;
     finished?;
     println!("  restored {moved} row(s) into {}; the archive of run {run_id} went from {archived} to {left} row(s){what}", rows_to.table);
     if left > 0 {
-        let refused_after = count(client, &refused_sql, run_id)?;
-        let mut e = Error::precondition(format!("{left} archived row(s){what} stay in the archive: their parent rows are still missing"))
-            .with("environment", env);
-        if refused_after < left {
-            e = e.with("note", format!("{} of them have their parent now (it came back during the restore)", left - refused_after));
-        }
-        return Err(e.next("restore the parent rows, then run the same restore again; the rows are safe in the archive"));
+        return Err(rows_left(client, &refused_sql, run_id, left, &what, env)?);
     }
     Ok(())
 }
@@ -447,17 +541,26 @@ fn restore_levels(client: &mut Client, r: &Restore<'_>, waiting: &mut Vec<Error>
             continue;
         }
         let done = if set.action == "cascade-delete" {
-            let rows_to = Rows::level(r.inspection, index).ok_or_else(|| Error::internal("no such cascade level"))?;
+            let rows_to = Rows::level(r.inspection, index)
+                .ok_or_else(|| Error::internal("no such cascade level"))?;
             restore_rows(client, r, &rows_to, archived)
         } else {
-            let query = cascade::level_query(r.inspection, index).ok_or_else(|| Error::internal("no such cascade level"))?;
+            let query = cascade::level_query(r.inspection, index)
+                .ok_or_else(|| Error::internal("no such cascade level"))?;
             let keys = KeysRun {
                 table: &level.table,
                 query: &query,
                 identity: level.identity.as_deref(),
                 set,
                 level: Some(index),
-                ..KeysRun::child(r.playbook, r.environment, r.inspection, r.run_id, archived, r.options.yes)
+                ..KeysRun::child(
+                    r.playbook,
+                    r.environment,
+                    r.inspection,
+                    r.run_id,
+                    archived,
+                    r.options.yes,
+                )
             };
             restore_keys(client, r.target, r.journal, &keys)
         };

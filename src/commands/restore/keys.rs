@@ -241,6 +241,21 @@ fn rows_left(client: &mut Client, k: &KeysRun<'_>, identity: &[Ident], left: i64
     Ok(e.next("the rows left are safe in the archive; run the same restore again once their parents are back"))
 }
 
+/// The plan that puts the keys of `k` back: the child's, or a cascade level's.
+fn keys_plan(k: &KeysRun<'_>, observed: &Observed<'_>) -> Result<crate::plan::Plan> {
+    match k.level {
+        None => Ok(restore_plan(
+            k.playbook,
+            Some(observed),
+            Archived::Nullified,
+        )),
+        Some(level) => {
+            cascade::restore_level_plan(k.playbook, observed, level, Archived::Nullified)
+                .ok_or_else(|| Error::internal("no such cascade level"))
+        }
+    }
+}
+
 pub fn restore_keys(
     client: &mut Client,
     target: &Target,
@@ -255,11 +270,7 @@ pub fn restore_keys(
         environment: env,
         inspection: k.inspection,
     };
-    let plan = match k.level {
-        None => restore_plan(k.playbook, Some(&observed), Archived::Nullified),
-        Some(level) => cascade::restore_level_plan(k.playbook, &observed, level, Archived::Nullified)
-            .ok_or_else(|| Error::internal("no such cascade level"))?,
-    };
+    let plan = keys_plan(k, &observed)?;
     let step = plan
         .steps
         .iter()

@@ -42,7 +42,10 @@ impl ArchivedSet {
 
     /// The condition on archive rows aliased `a`.
     fn condition(&self) -> String {
-        let mut out = format!("a.run_id = $1 AND a.action = {}", quote_literal(&self.action));
+        let mut out = format!(
+            "a.run_id = $1 AND a.action = {}",
+            quote_literal(&self.action)
+        );
         if let Some(source) = &self.source {
             out.push_str(" AND a.source_table = ");
             out.push_str(&quote_literal(source));

@@ -117,9 +117,13 @@ fn push_below(i: &Inspection, above: Option<usize>, depth: usize, out: &mut Vec<
                 ),
                 None => "its key is set to NULL: no row identity, refused".to_string(),
             },
-            _ => format!("its key is set to its default: refused (not archived yet)"),
+            _ => "its key is set to its default: refused (not archived yet)".to_string(),
         };
-        let partitioned = if level.partitioned { ", partitioned" } else { "" };
+        let partitioned = if level.partitioned {
+            ", partitioned"
+        } else {
+            ""
+        };
         out.push(TreeLine {
             depth,
             text: format!(
@@ -195,7 +199,7 @@ pub(super) fn extend_purge(cx: &Planner<'_>, step: &mut Step) {
         &cx.playbook.journal_schema,
         levels,
     );
-    step.why.push_str(" Deleting them fires other tables' ON DELETE actions (the cascade tree in the notes): the batch's statement archives those rows too, before its delete fires them, and a second statement checks, level by level, that the rows archived are exactly those the cascade deleted or changed; otherwise the batch rolls back.");
+    step.why.push_str(" Deleting them fires other tables' ON DELETE actions (the cascade tree shown with the plan): the batch's statement archives those rows too, before its delete fires them, and a second statement checks, level by level, that the rows archived are exactly those the cascade deleted or changed; otherwise the batch rolls back.");
     step.locks.extend(
         levels
             .iter()

@@ -729,7 +729,9 @@ pub fn restore_plan(
     let mut cx = Planner::new(playbook, observed);
     let identity = cx.identity();
     let step = match archived {
-        Archived::Nullified => restore_keys_step(&mut cx, identity, &purge::ArchivedSet::nullified()),
+        Archived::Nullified => {
+            restore_keys_step(&mut cx, identity, &purge::ArchivedSet::nullified())
+        }
         Archived::Deleted(columns) => {
             restore_rows_step(&mut cx, Some(columns), &purge::ArchivedSet::deleted())
         }
