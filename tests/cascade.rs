@@ -336,3 +336,50 @@ CREATE TABLE great_grandchildren (id bigint PRIMARY KEY, grandchild_id bigint NO
     );
     assert!(!text.contains("The rollback purge is refused"), "{text}");
 }
+
+#[test]
+fn set_default_grandchildren_get_their_keys_back_where_the_default_is_still_there() {
+    let schema = format!(
+        "{TREE}
+CREATE TABLE subscriptions (id bigint PRIMARY KEY, child_id bigint NOT NULL DEFAULT 1 REFERENCES children (id) ON DELETE SET DEFAULT, plan text);
+INSERT INTO subscriptions SELECT g, 1 + (g - 1) % 100, 'plan' || g FROM generate_series(1, 200) g;"
+    );
+    let t = Tree::new(
+        "cascade_default",
+        &schema,
+        &["children", "grandchildren", "subscriptions"],
+    );
+    t.orphan();
+    let run_id = t.rollback();
+    assert_eq!(t.archived("cascade-set-default"), 20);
+    assert_eq!(
+        t.count("SELECT count(*) FROM fkctl.archived_rows WHERE action = 'cascade-set-default' AND written_keys = '{\"child_id\": 1}'"),
+        20
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM subscriptions WHERE child_id = 1"),
+        22
+    );
+    // The application moves one of them on since: reported, left alone.
+    exec(
+        &t.db,
+        "UPDATE subscriptions SET child_id = 2 WHERE id = 100",
+    );
+    exec(
+        &t.db,
+        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
+    );
+    let out = t.restore(&run_id);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("changed since"), "{}", stderr(&out));
+    assert_eq!(
+        t.count("SELECT child_id FROM subscriptions WHERE id = 100"),
+        2
+    );
+    assert_eq!(t.count("SELECT count(*) FROM fkctl.archived_rows"), 1);
+    exec(
+        &t.db,
+        "UPDATE subscriptions SET child_id = 100 WHERE id = 100",
+    );
+    t.assert_as_before();
+}

@@ -518,8 +518,9 @@ pub fn payment_leaves(state: &LeafState, attached: bool) -> Vec<Leaf> {
 
 /// The seed schema (constraint absent) with a tree below the child:
 /// `chat_data_notes` (ON DELETE CASCADE, partitioned), under it
-/// `note_reactions` (ON DELETE CASCADE), and `chat_data_watchers`
-/// (ON DELETE SET NULL, primary key `id`).
+/// `note_reactions` (ON DELETE CASCADE), `chat_data_watchers` (ON DELETE
+/// SET NULL) and `chat_data_subscriptions` (ON DELETE SET DEFAULT), each
+/// with primary key `id`.
 pub fn seed_with_cascade(playbook: &Playbook) -> Inspection {
     use crate::kinds::foreign_key::definition::MatchType;
     use crate::model::{CascadeLevel, CascadeTree};
@@ -554,6 +555,15 @@ pub fn seed_with_cascade(playbook: &Playbook) -> Inspection {
                 ..level(
                     "public.chat_data_watchers",
                     "fk_watchers_chat_data",
+                    "public.ci_pipeline_chat_data",
+                    "chat_data_id",
+                )
+            },
+            CascadeLevel {
+                on_delete: FkAction::SetDefault,
+                ..level(
+                    "public.chat_data_subscriptions",
+                    "fk_subscriptions_chat_data",
                     "public.ci_pipeline_chat_data",
                     "chat_data_id",
                 )

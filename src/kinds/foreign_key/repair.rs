@@ -364,12 +364,25 @@ fn same_identity(identity: &[Ident]) -> String {
         .join(" AND ")
 }
 
-/// Every key column of the live row `c` is NULL: what fkctl's nullify wrote.
-fn keys_cleared(query: &OrphanQuery) -> String {
+/// The live row `c` still holds the key values its archived row `a` lost:
+/// NULL in every key column (fkctl's nullify, a SET NULL cascade), or, for a
+/// SET DEFAULT cascade, the values recorded as written (`a.written_keys`).
+fn keys_cleared(query: &OrphanQuery, set: &ArchivedSet) -> String {
+    let written = set.action == cascade::SET_DEFAULT;
     query
         .keys
         .iter()
-        .map(|k| format!("c.{} IS NULL", k.fk_column.quoted()))
+        .map(|k| {
+            let column = k.fk_column.quoted();
+            if written {
+                format!(
+                    "c.{column} IS NOT DISTINCT FROM (jsonb_populate_record(NULL::{}, a.written_keys)).{column}",
+                    query.child.quoted()
+                )
+            } else {
+                format!("c.{column} IS NULL")
+            }
+        })
         .collect::<Vec<_>>()
         .join(" AND ")
 }
@@ -389,8 +402,8 @@ fn nullified_of_run(schema: &Ident, identity: &[Ident], set: &ArchivedSet) -> (S
 
 /// Puts one batch of nullified keys of run `$1` back: each archived row finds
 /// its live row by `identity` and gets its archived key values back, only
-/// where that row's key columns are all still NULL (as fkctl left them) and
-/// the parent exists again; the restored rows leave the archive in the same
+/// where that row's key columns still hold what fkctl or the cascade wrote
+/// (NULL, or the recorded SET DEFAULT values) and the parent exists again; the restored rows leave the archive in the same
 /// statement. Returns the rows restored; fails, rolling the batch back, if
 /// fewer rows changed than the batch took (a trigger that skips updates).
 pub fn restore_keys_batch_sql(
@@ -408,7 +421,7 @@ pub fn restore_keys_batch_sql(
         .map(|(i, k)| format!("fk.{} AS key_{}", k.fk_column.quoted(), i + 1))
         .collect::<Vec<_>>()
         .join(", ");
-    let set = query
+    let assign = query
         .keys
         .iter()
         .enumerate()
@@ -416,11 +429,11 @@ pub fn restore_keys_batch_sql(
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "WITH batch AS (SELECT a.id AS archive_id, c.tableoid AS rel, c.ctid AS row_id, {keys} FROM {from} {} JOIN {} ON {} WHERE {archived} AND {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a, c), restored AS (UPDATE {} SET {set} FROM batch WHERE c.ctid = ANY (ARRAY(SELECT row_id FROM batch)) AND c.tableoid = batch.rel AND c.ctid = batch.row_id RETURNING batch.archive_id), moved AS (DELETE FROM {} a USING restored WHERE a.id = restored.archive_id RETURNING a.id) SELECT (CASE WHEN m.n = b.n THEN m.n ELSE ('fkctl: ' || b.n || ' nullified row(s) were to get their keys back but ' || m.n || ' did (a trigger or rule skipped updates); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM batch) b",
+        "WITH batch AS (SELECT a.id AS archive_id, c.tableoid AS rel, c.ctid AS row_id, {keys} FROM {from} {} JOIN {} ON {} WHERE {archived} AND {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a, c), restored AS (UPDATE {} SET {assign} FROM batch WHERE c.ctid = ANY (ARRAY(SELECT row_id FROM batch)) AND c.tableoid = batch.rel AND c.ctid = batch.row_id RETURNING batch.archive_id), moved AS (DELETE FROM {} a USING restored WHERE a.id = restored.archive_id RETURNING a.id) SELECT (CASE WHEN m.n = b.n THEN m.n ELSE ('fkctl: ' || b.n || ' nullified row(s) were to get their keys back but ' || m.n || ' did (a trigger or rule skipped updates); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM batch) b",
         archived_keys_as_child(query, identity),
         query.child_as("c"),
         same_identity(identity),
-        keys_cleared(query),
+        keys_cleared(query, set),
         query.predicate(),
         query.child_as("c"),
         archive_table(schema).quoted(),
@@ -442,7 +455,7 @@ pub fn nullified_state_sql(
         "SELECT count(*), count(*) FILTER (WHERE c.found IS NULL), count(*) FILTER (WHERE c.found AND NOT c.cleared), count(*) FILTER (WHERE c.cleared AND ({})) FROM {from} {} LEFT JOIN LATERAL (SELECT true AS found, ({}) AS cleared FROM {} WHERE {} LIMIT 1) c ON true WHERE {archived}",
         query.predicate(),
         archived_keys_as_child(query, identity),
-        keys_cleared(query),
+        keys_cleared(query, set),
         query.child_as("c"),
         same_identity(identity),
     )

@@ -40,15 +40,12 @@ fn unarchivable(level: &CascadeLevel) -> Option<String> {
         key_columns(level)
     );
     match level.on_delete {
-        FkAction::SetDefault => Some(format!(
-            "{what}: the cascade writes each column's default, and fkctl does not yet record the value written, so restore could not tell a row the application changed since from one the cascade left"
-        )),
-        FkAction::SetNull if level.identity.is_none() => Some(format!(
-            "{what}: {} has no primary key, replica-identity index or unique index on NOT NULL columns, so a row whose key the cascade sets to NULL could not be found again by fkctl restore",
+        FkAction::SetNull | FkAction::SetDefault if level.identity.is_none() => Some(format!(
+            "{what}: {} has no primary key, replica-identity index or unique index on NOT NULL columns, so a row whose key the cascade changes could not be found again by fkctl restore",
             level.table
         )),
-        FkAction::SetNull if !level.set_columns.is_empty() && level.set_columns.len() < level.keys.len() => Some(format!(
-            "{what}: the action sets only ({}) to NULL; fkctl restores SET NULL levels whose whole key is set",
+        FkAction::SetNull | FkAction::SetDefault if !level.set_columns.is_empty() && level.set_columns.len() < level.keys.len() => Some(format!(
+            "{what}: the action sets only ({}); fkctl restores SET NULL / SET DEFAULT levels whose whole key is set",
             names(&level.set_columns)
         )),
         _ => None,
@@ -109,15 +106,25 @@ fn push_below(i: &Inspection, above: Option<usize>, depth: usize, out: &mut Vec<
             continue;
         }
         let what = match level.on_delete {
-            FkAction::Cascade => "its rows are deleted: archived whole (cascade-delete)".to_string(),
-            FkAction::SetNull => match &level.identity {
-                Some(identity) => format!(
-                    "its key is set to NULL: rows archived with their identity ({}) and old key (cascade-set-null)",
-                    names(identity)
-                ),
-                None => "its key is set to NULL: no row identity, refused".to_string(),
-            },
-            _ => "its key is set to its default: refused (not archived yet)".to_string(),
+            FkAction::Cascade => {
+                "its rows are deleted: archived whole (cascade-delete)".to_string()
+            }
+            FkAction::SetNull | FkAction::SetDefault => {
+                let set = if level.on_delete == FkAction::SetNull {
+                    "set to NULL"
+                } else {
+                    "set to its default"
+                };
+                match &level.identity {
+                    Some(identity) => format!(
+                        "its key is {set}: rows archived with their identity ({}) and old key ({})",
+                        names(identity),
+                        sql::action(level)
+                    ),
+                    None => format!("its key is {set}: no row identity, refused"),
+                }
+            }
+            _ => "no change below the child".to_string(),
         };
         let partitioned = if level.partitioned {
             ", partitioned"
@@ -175,7 +182,8 @@ pub fn notes(playbook: &Playbook, i: &Inspection) -> Vec<String> {
 pub(super) fn extend_archive(cx: &Planner<'_>, step: &mut Step) {
     if let Some(levels) = levels(cx) {
         if !levels.is_empty() {
-            step.statements.extend(sql::prepare_sql());
+            step.statements
+                .extend(sql::prepare_sql(&cx.playbook.journal_schema));
         }
     }
 }

@@ -250,7 +250,7 @@ fn snapshot_rollback_seed_cascade_tree() {
     let i = fixtures::seed_with_cascade(&pb);
     pin!(
         "rollback_seed_cascade_tree",
-        "rollback, seed table, constraint absent, a cascade tree below the child: a partitioned CASCADE level with a CASCADE level under it, and a SET NULL level",
+        "rollback, seed table, constraint absent, a cascade tree below the child: a partitioned CASCADE level with a CASCADE level under it, a SET NULL level and a SET DEFAULT level",
         plan(Operation::Rollback, &pb, Some(&i))
     );
 }
@@ -298,7 +298,7 @@ fn snapshot_restore_cascade_levels() {
         })
         .collect();
     let columns = ColumnPlan::compare(&live, &keys, 7, &[Ident::from_catalog("note_id")], false);
-    let rows = super::cascade::restore_level_plan(&pb, &observed, 2, Archived::Deleted(&columns));
+    let rows = super::cascade::restore_level_plan(&pb, &observed, 3, Archived::Deleted(&columns));
     let keys = super::cascade::restore_level_plan(&pb, &observed, 1, Archived::Nullified);
     let (Some(rows), Some(keys)) = (rows, keys) else {
         panic!("no such levels");

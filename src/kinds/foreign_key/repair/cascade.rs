@@ -21,11 +21,18 @@ use crate::sql::ident::{quote_literal, Ident};
 /// addresses the batch took off the list).
 pub const COUNTS: &str = "pg_temp.fkctl_cascade_counts";
 
+/// Session-local archive ids of the running batch's SET DEFAULT rows, whose
+/// written key values the check after the cascade records.
+const WRITTEN: &str = "pg_temp.fkctl_cascade_written";
+
+/// The archive's `action` for rows a SET DEFAULT cascade changed.
+pub const SET_DEFAULT: &str = "cascade-set-default";
+
 /// The archive's `action` for the rows of a level.
 pub fn action(level: &CascadeLevel) -> &'static str {
     match level.on_delete {
         FkAction::SetNull => "cascade-set-null",
-        FkAction::SetDefault => "cascade-set-default",
+        FkAction::SetDefault => SET_DEFAULT,
         _ => "cascade-delete",
     }
 }
@@ -38,11 +45,18 @@ pub fn archived_set(level: &CascadeLevel) -> ArchivedSet {
     }
 }
 
-/// The counts table, emptied: run before the batches.
-pub fn prepare_sql() -> Vec<String> {
+/// The batch's session tables, emptied, and the archive's column for the
+/// key values a SET DEFAULT cascade wrote: run before the batches.
+pub fn prepare_sql(schema: &Ident) -> Vec<String> {
     vec![
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS written_keys jsonb",
+            archive_table(schema).quoted()
+        ),
         "CREATE TEMPORARY TABLE IF NOT EXISTS fkctl_cascade_counts (level int NOT NULL, source_table text, action text, archived bigint NOT NULL, changed_before bigint)".to_string(),
         format!("DELETE FROM {COUNTS}"),
+        "CREATE TEMPORARY TABLE IF NOT EXISTS fkctl_cascade_written (level int NOT NULL, archive_id bigint NOT NULL)".to_string(),
+        format!("DELETE FROM {WRITTEN}"),
     ]
 }
 
@@ -91,14 +105,24 @@ fn level_archive(levels: &[CascadeLevel], index: usize, schema: &Ident) -> Optio
         (Some(identity), FkAction::SetNull | FkAction::SetDefault) => text_array(identity),
         _ => "NULL::text[]".to_string(),
     };
-    Some(format!(
-        "{}_archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, {}, {}, to_jsonb(fkctl_row), {identity} FROM {})",
+    let mut archived = format!(
+        "{}_archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, {}, {}, to_jsonb(fkctl_row), {identity} FROM {}",
         rows_cte(index),
         archive_table(schema).quoted(),
         quote_literal(&level.table.display()),
         quote_literal(action(level)),
         rows_cte(index)
-    ))
+    );
+    if level.on_delete == FkAction::SetDefault {
+        archived.push_str(&format!(
+            " RETURNING id), {0}_written AS (INSERT INTO {WRITTEN} (level, archive_id) SELECT {1}, id FROM {0}_archived)",
+            rows_cte(index),
+            index + 1
+        ));
+    } else {
+        archived.push(')');
+    }
+    Some(archived)
 }
 
 /// Deletes one batch of the child, archiving its rows and every row the
@@ -146,23 +170,71 @@ pub fn delete_batch_sql(
             "WITH {} SELECT (SELECT count(*) FROM batch)::text",
             ctes.join(", ")
         ),
-        verify_sql(levels),
+        verify_sql(levels, schema),
     ]
+}
+
+/// Records, for each row a SET DEFAULT level changed, the key values the
+/// cascade wrote (read from the row, found by its identity), so that a
+/// restore puts the old ones back only where they are still there.
+fn record_written(levels: &[CascadeLevel], index: usize, schema: &Ident) -> Option<String> {
+    let level = levels.get(index)?;
+    let identity = level.identity.as_deref()?;
+    if level.on_delete != FkAction::SetDefault {
+        return None;
+    }
+    let table = level.table.quoted();
+    let keys = level
+        .keys
+        .iter()
+        .map(|k| {
+            format!(
+                "{}, g.{}",
+                quote_literal(k.fk_column.as_str()),
+                k.fk_column.quoted()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let same = identity
+        .iter()
+        .map(|c| {
+            format!(
+                "g.{0} = (jsonb_populate_record(NULL::{table}, a.row_data)).{0}",
+                c.quoted()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let only = if level.partitioned { "" } else { "ONLY " };
+    Some(format!(
+        "{}_recorded AS (UPDATE {} a SET written_keys = (SELECT jsonb_build_object({keys}) FROM {only}{table} g WHERE {same}) FROM {WRITTEN} w WHERE w.level = {} AND a.id = w.archive_id)",
+        rows_cte(index),
+        archive_table(schema).quoted(),
+        index + 1
+    ))
 }
 
 /// After the batch's statement (and the cascade it fired): each level's
 /// archived rows must be exactly the rows the transaction deleted or changed
 /// in its table; otherwise the statement fails, rolling the batch back.
 /// Returns the number of addresses the batch took, as the batch loop expects.
-fn verify_sql(levels: &[CascadeLevel]) -> String {
+fn verify_sql(levels: &[CascadeLevel], schema: &Ident) -> String {
     let cases = levels
         .iter()
         .enumerate()
         .map(|(i, level)| format!("WHEN {} THEN {}", i + 1, changed_so_far(level)))
         .collect::<Vec<_>>()
         .join(" ");
+    let mut recorded: String = (0..levels.len())
+        .filter_map(|i| record_written(levels, i, schema))
+        .map(|cte| format!("{cte}, "))
+        .collect();
+    if !recorded.is_empty() {
+        recorded.push_str(&format!("written_done AS (DELETE FROM {WRITTEN}), "));
+    }
     format!(
-        "WITH counts AS (DELETE FROM {COUNTS} RETURNING level, source_table, action, archived, changed_before), measured AS (SELECT level, source_table, action, archived, (CASE level {cases} END) - changed_before AS changed FROM counts WHERE level > 0), wrong AS (SELECT string_agg(format('%s: %s row(s) archived but %s row(s) %s', source_table, archived, changed, CASE WHEN action = 'cascade-delete' THEN 'deleted by the cascade' ELSE 'changed by it' END), '; ' ORDER BY level) AS what FROM measured WHERE archived IS DISTINCT FROM changed) SELECT CASE WHEN wrong.what IS NULL THEN (SELECT archived FROM counts WHERE level = 0)::text ELSE ('fkctl: ' || wrong.what)::int8::text END FROM wrong"
+        "WITH {recorded}counts AS (DELETE FROM {COUNTS} RETURNING level, source_table, action, archived, changed_before), measured AS (SELECT level, source_table, action, archived, (CASE level {cases} END) - changed_before AS changed FROM counts WHERE level > 0), wrong AS (SELECT string_agg(format('%s: %s row(s) archived but %s row(s) %s', source_table, archived, changed, CASE WHEN action = 'cascade-delete' THEN 'deleted by the cascade' ELSE 'changed by it' END), '; ' ORDER BY level) AS what FROM measured WHERE archived IS DISTINCT FROM changed) SELECT CASE WHEN wrong.what IS NULL THEN (SELECT archived FROM counts WHERE level = 0)::text ELSE ('fkctl: ' || wrong.what)::int8::text END FROM wrong"
     )
 }
 
