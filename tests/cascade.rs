@@ -22,6 +22,14 @@ INSERT INTO children SELECT g, g, 'c' || g FROM generate_series(1, 100) g;
 INSERT INTO grandchildren SELECT g, 1 + (g - 1) % 100, jsonb_build_object('n', g) FROM generate_series(1, 300) g;
 ";
 
+fn query_text(db: &TestDatabase, sql: &str) -> String {
+    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    client
+        .query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        .get(0)
+}
+
 struct Tree {
     db: TestDatabase,
     _dir: TempDir,
@@ -106,7 +114,16 @@ fn grandchildren_deleted_by_the_cascade_are_archived_and_restored_exactly() {
         ),
         "{text}"
     );
-    let run_id = t.rollback();
+    let out = run_env("rollback", &t.playbook, &t.db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("- public.grandchildren via grandchildren_child_id_fkey"),
+        "{}",
+        stdout(&out)
+    );
+    let run_id = t.count("SELECT count(DISTINCT run_id) FROM fkctl.archived_rows");
+    assert_eq!(run_id, 1);
+    let run_id = query_text(&t.db, "SELECT min(run_id) FROM fkctl.archived_rows");
     assert_eq!(t.count("SELECT count(*) FROM children"), 90);
     assert_eq!(t.count("SELECT count(*) FROM grandchildren"), 270);
     assert_eq!(t.archived("delete"), 10);
@@ -246,7 +263,8 @@ fn what_cannot_be_archived_is_refused_by_table_with_nothing_changed() {
         "{TREE}
 CREATE TABLE audit (child_id bigint REFERENCES children (id) ON DELETE SET NULL, what text);
 INSERT INTO audit SELECT g, 'a' FROM generate_series(1, 100) g;
-CREATE TABLE threads (id bigint PRIMARY KEY, reply_to bigint REFERENCES threads (id) ON DELETE CASCADE, child_id bigint REFERENCES children (id) ON DELETE CASCADE);"
+CREATE TABLE threads (id bigint PRIMARY KEY, reply_to bigint REFERENCES threads (id) ON DELETE CASCADE, child_id bigint REFERENCES children (id) ON DELETE CASCADE);
+CREATE TABLE links (id bigint PRIMARY KEY, a bigint REFERENCES children (id) ON DELETE CASCADE, b bigint REFERENCES children (id) ON DELETE CASCADE);"
     );
     let t = Tree::new(
         "cascade_refused",

@@ -142,6 +142,7 @@ fn rollback_in(
         return Ok(());
     }
     super::check_lock_timeout(playbook, &inspection, env)?;
+    announce_cascade(playbook, &inspection, say);
     let observed = Observed {
         environment: env,
         inspection: &inspection,
@@ -355,6 +356,25 @@ fn refuse_unarchivable_cascade(
         e = e.with("cannot archive", why);
     }
     Err(e.next("use rollback.orphans: nullify (keeps the rows) or abort, or change those foreign keys first; fkctl never changes rows it cannot archive"))
+}
+
+/// Before anything changes, what the purge sets off below the child (and
+/// archives): the DBA sees every table whose rows will leave or change.
+fn announce_cascade(playbook: &Playbook, inspection: &Inspection, say: &Say) {
+    if playbook.rollback.orphans != OrphanPolicy::ArchiveDelete {
+        return;
+    }
+    let lines = crate::kinds::foreign_key::plan::cascade::tree_lines(inspection);
+    if lines.is_empty() {
+        return;
+    }
+    say.line(format!(
+        "  deleting orphans of {} sets off ON DELETE actions below it; each purge batch archives those rows too:",
+        playbook.constraint.table
+    ));
+    for line in lines {
+        say.line(format!("  {}- {}", "  ".repeat(line.depth), line.text));
+    }
 }
 
 /// A purge batch that the cascade count check rolled back, in plain words.
