@@ -190,6 +190,18 @@ INSERT INTO watchers SELECT g, 1 + (g - 1) % 100, 'w' || g FROM generate_series(
         ],
     );
     t.orphan();
+    let inspect = run_env("inspect", &t.playbook, &t.db, &[]);
+    let text = stdout(&inspect);
+    assert!(
+        text.contains("Cascade tree below public.children")
+            && text.contains(
+                "    - public.great_grandchildren via great_grandchildren_grandchild_id_fkey"
+            )
+            && text.contains(
+                "  - public.watchers via watchers_child_id_fkey (child_id) ON DELETE SET NULL"
+            ),
+        "{text}"
+    );
     let run_id = t.rollback();
     assert_eq!(t.archived("cascade-delete"), 30 + 60);
     assert_eq!(t.archived("cascade-set-null"), 20);

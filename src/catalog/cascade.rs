@@ -4,7 +4,7 @@
 
 use super::{query, relations};
 use crate::error::{Error, Result};
-use crate::kinds::foreign_key::catalog::key_comparisons;
+use crate::kinds::foreign_key::catalog::{delete_set_columns, enforced_column, key_comparisons};
 use crate::kinds::foreign_key::definition::{FkAction, MatchType};
 use crate::model::{CascadeLevel, CascadeProblem, CascadeTree};
 use crate::pg::Cell;
@@ -19,16 +19,8 @@ pub const MAX_DEPTH: usize = 16;
 // copies on the partitions fire for it. A key that references one partition
 // of the table is found too (confrelid in the table's partition tree).
 fn referencing_sql(server_version: i32) -> String {
-    let enforced = if server_version >= 180000 {
-        "c.conenforced"
-    } else {
-        "true"
-    };
-    let set_cols = if server_version >= 150000 {
-        "ARRAY(SELECT a.attname::text FROM unnest(c.confdelsetcols) k(n) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)"
-    } else {
-        "ARRAY[]::text[]"
-    };
+    let enforced = enforced_column(server_version);
+    let set_cols = delete_set_columns(server_version);
     format!(
         "\
 SELECT c.conname::text, n.nspname::text, r.relname::text, c.conrelid, r.relkind = 'p',

@@ -365,6 +365,21 @@ fn rows_left(
     Ok(e.next("restore the parent rows, then run the same restore again; the rows are safe in the archive"))
 }
 
+/// Asks before rows move (a protected environment's name must be typed);
+/// a "no" changes nothing.
+fn ask(question: &str, environment: &crate::playbook::Environment) -> Result<()> {
+    let go = if environment.protected {
+        tui::confirm_by_name(question, &environment.name)?
+    } else {
+        tui::confirm(question)?
+    };
+    if go {
+        Ok(())
+    } else {
+        Err(Error::declined("at your request; nothing was restored"))
+    }
+}
+
 /// Refuses when no archived row can go back yet; asks (unless --yes).
 fn refuse_or_ask(
     r: &Restore<'_>,
@@ -388,14 +403,7 @@ fn refuse_or_ask(
             archived - refused_before,
             rows_to.table
         );
-        let go = if r.environment.protected {
-            tui::confirm_by_name(&question, env)?
-        } else {
-            tui::confirm(&question)?
-        };
-        if !go {
-            return Err(Error::declined("at your request; nothing was restored"));
-        }
+        ask(&question, r.environment)?;
     }
     Ok(())
 }

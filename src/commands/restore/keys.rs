@@ -15,7 +15,6 @@ use crate::pg::Cell;
 use crate::plan::{restore_plan, Archived, Observed, StepKind};
 use crate::playbook::{Environment, Playbook};
 use crate::sql::ident::{Ident, QualifiedName};
-use crate::tui;
 use postgres::Client;
 
 /// One restore of nullified keys: what the command knows before it starts.
@@ -206,14 +205,7 @@ fn announce_and_ask(
             "Put the keys of {} row(s) of {table} back on {env}?",
             before.ready()
         );
-        let go = if k.environment.protected {
-            tui::confirm_by_name(&question, env)?
-        } else {
-            tui::confirm(&question)?
-        };
-        if !go {
-            return Err(Error::declined("at your request; nothing was restored"));
-        }
+        super::ask(&question, k.environment)?;
     }
     Ok(())
 }
