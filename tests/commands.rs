@@ -319,7 +319,7 @@ fn sessions_holding_locks_are_reported_and_secrets_in_their_queries_hidden() {
 }
 
 #[test]
-fn foreign_keys_hanging_off_the_child_are_shown_and_block_an_unarchived_purge() {
+fn foreign_keys_hanging_off_the_child_are_shown_and_archived_by_the_purge() {
     let db = seed("grandchild");
     exec(&db, "CREATE TABLE chat_data_notes (id serial PRIMARY KEY, chat_data_id bigint REFERENCES ci_pipeline_chat_data (id) ON DELETE CASCADE, note text);");
     let dir = TempDir::new("grandchild");
@@ -330,9 +330,18 @@ fn foreign_keys_hanging_off_the_child_are_shown_and_block_an_unarchived_purge() 
         sets_off.contains("chat_data_notes") && sets_off.contains("deletes the referencing rows"),
         "{sets_off}"
     );
-    let plan = json("plan", &path, &db, &["--rollback"]);
     assert!(
-        plan["notes"].to_string().contains("refuses to purge"),
+        report["impact"]["cascade_tree"]
+            .to_string()
+            .contains("public.chat_data_notes via chat_data_notes_chat_data_id_fkey"),
+        "{report}"
+    );
+    let plan = json("plan", &path, &db, &["--rollback"]);
+    let notes = plan["notes"].to_string();
+    assert!(
+        notes.contains("Cascade tree below public.ci_pipeline_chat_data")
+            && notes.contains("chat_data_notes")
+            && !notes.contains("refuses to purge"),
         "{plan}"
     );
 }

@@ -208,9 +208,9 @@ fn too_many_orphans_are_refused_unless_the_limit_is_raised() {
 }
 
 #[test]
-fn a_grandchild_cascade_is_refused_rather_than_changed_unarchived() {
+fn a_set_null_grandchild_without_row_identity_is_refused_rather_than_changed_unarchived() {
     let s = setup("rb_grand", "{}");
-    exec(&s.staging, "CREATE TABLE chat_data_notes (id serial PRIMARY KEY, chat_data_id bigint REFERENCES ci_pipeline_chat_data (id) ON DELETE CASCADE);
+    exec(&s.staging, "CREATE TABLE chat_data_notes (note text, chat_data_id bigint REFERENCES ci_pipeline_chat_data (id) ON DELETE SET NULL);
         INSERT INTO chat_data_notes (chat_data_id) SELECT id FROM ci_pipeline_chat_data WHERE id % 3 = 0;");
     let (_, before) = drop_and_orphan(&s, 25);
     let out = rollback(&s, &[]);

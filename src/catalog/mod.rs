@@ -3,6 +3,7 @@
 //! agree with each other. Names are always bound as parameters.
 
 pub mod activity;
+pub mod cascade;
 pub mod dependents;
 pub mod indexes;
 pub mod loose;
@@ -161,6 +162,7 @@ pub fn inspect(
     };
     let orphan_query = orphan_query(&mut tx, playbook, environment, &server, &keys, &lookup)?;
     let referencing_child = dependents::referencing(&mut tx, child.oid)?;
+    let cascade = cascade::tree(&mut tx, server.version_num, child.oid, &fk.table)?;
     let attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
     let child_indexes = indexes::on_columns(&mut tx, child.oid, &attnums)?;
     let child_identity = relations::row_identity(&mut tx, child.oid)?;
@@ -183,6 +185,7 @@ pub fn inspect(
         parent_columns,
         constraint: lookup,
         referencing_child,
+        cascade,
         child_indexes,
         child_identity,
         leaves,

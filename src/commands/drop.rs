@@ -344,20 +344,32 @@ fn refuse_unarchivable_loose(
     inspection: &Inspection,
     env: &str,
 ) -> Result<()> {
-    let deletes =
-        crate::kinds::foreign_key::loose::cleanup::Duty::on_delete(playbook.constraint.on_delete)
-            == crate::kinds::foreign_key::loose::cleanup::Duty::Delete;
-    let risky = impact::unarchivable_cascades(inspection);
-    if playbook.loose.is_none() || !deletes || risky.is_empty() {
+    use crate::kinds::foreign_key::loose::cleanup::Duty;
+    let deletes = Duty::on_delete(playbook.constraint.on_delete) == Duty::Delete;
+    let tree = &inspection.cascade;
+    if playbook.loose.is_none() || !deletes || (tree.levels.is_empty() && tree.problems.is_empty())
+    {
         return Ok(());
     }
+    let tables: Vec<String> = tree
+        .levels
+        .iter()
+        .map(|l| {
+            format!(
+                "{} ({} ON DELETE {})",
+                l.table,
+                l.constraint,
+                l.on_delete.sql()
+            )
+        })
+        .collect();
     Err(Error::precondition(format!(
-        "loose: would delete {} rows, which fires other foreign keys that change rows without archiving them: {}",
+        "loose: would delete {} rows, which fires other foreign keys that the cleanup does not archive yet: {}",
         playbook.constraint.table,
-        risky.join("; ")
+        tables.join("; ")
     ))
     .with("environment", env)
-    .next("remove loose: from the playbook (the rollback purges orphans later), or handle those tables first; nothing was changed"))
+    .next("remove loose: from the playbook (the rollback archives the whole cascade when it purges orphans), or handle those tables first; nothing was changed"))
 }
 
 /// One environment's drop, walking the plan's steps in order by kind.

@@ -8,14 +8,16 @@ use crate::cli::args::Connection;
 use crate::error::{describe_postgres, Error, Kind, Result};
 use crate::execute::{guard, interrupt, BindValues, Executor};
 use crate::journal::{record_step, Journal};
+use crate::kinds::foreign_key::plan::cascade;
 use crate::kinds::foreign_key::plan::restore::{ArchivedKey, ColumnPlan};
-use crate::kinds::foreign_key::repair as purge;
+use crate::kinds::foreign_key::repair::{self as purge, ArchivedSet};
+use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::model::Inspection;
 use crate::model::TableColumn;
 use crate::pg::Cell;
 use crate::plan::{restore_plan, Archived, Observed, StepKind};
 use crate::playbook::Playbook;
-use crate::sql::ident::Ident;
+use crate::sql::ident::{Ident, QualifiedName};
 use crate::tui;
 use postgres::Client;
 use std::path::Path;
@@ -33,17 +35,55 @@ fn count(client: &mut Client, sql: &str, run_id: &str) -> Result<i64> {
     crate::pg::query_scalar(client, sql, &[&run_id])
 }
 
+/// Where archived rows go back: the child, or one cascade level's table.
+struct Rows {
+    table: QualifiedName,
+    oid: u32,
+    /// Its orphan query against the table it references.
+    query: OrphanQuery,
+    /// Its foreign-key columns.
+    keys: Vec<Ident>,
+    set: ArchivedSet,
+    /// The cascade level (index in the inspection's tree), None for the child.
+    level: Option<usize>,
+}
+
+impl Rows {
+    fn child(playbook: &Playbook, inspection: &Inspection) -> Rows {
+        Rows {
+            table: playbook.constraint.table.clone(),
+            oid: inspection.child.oid,
+            query: inspection.orphan_query.clone(),
+            keys: playbook.constraint.columns.clone(),
+            set: ArchivedSet::deleted(),
+            level: None,
+        }
+    }
+
+    fn level(inspection: &Inspection, index: usize) -> Option<Rows> {
+        let level = inspection.cascade.levels.get(index)?;
+        Some(Rows {
+            table: level.table.clone(),
+            oid: level.oid,
+            query: cascade::level_query(inspection, index)?,
+            keys: level.keys.iter().map(|k| k.fk_column.clone()).collect(),
+            set: purge::cascade::archived_set(level),
+            level: Some(index),
+        })
+    }
+}
+
 /// The table's live columns against the keys of the run's archived rows.
 fn compare_columns(
     client: &mut Client,
     playbook: &Playbook,
-    inspection: &Inspection,
+    rows_to: &Rows,
     run_id: &str,
     rows: i64,
     discard_dropped: bool,
 ) -> Result<(ColumnPlan, Vec<TableColumn>)> {
-    let table = relations::table_columns(client, inspection.child.oid)?;
-    let sql = purge::archived_keys_sql(&playbook.journal_schema);
+    let table = relations::table_columns(client, rows_to.oid)?;
+    let sql = purge::archived_keys_sql(&playbook.journal_schema, &rows_to.set);
     let keys: Vec<ArchivedKey> = client
         .query(sql.as_str(), &[&run_id])
         .map_err(|e| Error::from_postgres(&e, &sql))?
@@ -55,14 +95,8 @@ fn compare_columns(
             })
         })
         .collect::<Result<_>>()?;
-    let mut plan = ColumnPlan::compare(
-        &table,
-        &keys,
-        rows,
-        &playbook.constraint.columns,
-        discard_dropped,
-    );
-    plan.triggers = relations::insert_triggers(client, inspection.child.oid)?;
+    let mut plan = ColumnPlan::compare(&table, &keys, rows, &rows_to.keys, discard_dropped);
+    plan.triggers = relations::insert_triggers(client, rows_to.oid)?;
     Ok((plan, table))
 }
 
@@ -71,14 +105,14 @@ fn compare_columns(
 /// changed), finds the columns that fail, one by one, and refuses.
 fn check_conversion(
     client: &mut Client,
-    inspection: &Inspection,
+    rows_to: &Rows,
     schema: &Ident,
     columns: &ColumnPlan,
     table: &[TableColumn],
     run_id: &str,
 ) -> Result<()> {
-    let query = &inspection.orphan_query;
-    let sql = purge::restore_convert_sql(query, schema, &columns.columns);
+    let query = &rows_to.query;
+    let sql = purge::restore_convert_sql(query, schema, &columns.columns, &rows_to.set);
     let whole = match client.query_one(sql.as_str(), &[&run_id]) {
         Ok(_) => return Ok(()),
         Err(e) if e.as_db_error().is_none() => return Err(Error::from_postgres(&e, &sql)),
@@ -93,7 +127,7 @@ fn check_conversion(
         .iter()
         .filter(|c| !columns.columns.unread.contains(&c.name))
     {
-        let one = purge::restore_convert_column_sql(query, schema, &column.name);
+        let one = purge::restore_convert_column_sql(query, schema, &column.name, &rows_to.set);
         match client.query_one(one.as_str(), &[&run_id]) {
             Ok(_) => {}
             Err(e) if e.as_db_error().is_none() => return Err(Error::from_postgres(&e, &one)),
@@ -136,14 +170,14 @@ fn explain_batch(mut e: Error, culprit: &str) -> Error {
     e
 }
 
-/// How many rows run `run_id` archived here: (deleted, nullified); refused
-/// when it archived none.
+/// How many rows run `run_id` archived here: (deleted, nullified, by the
+/// cascade below the child); refused when it archived none.
 fn archived_rows(
     client: &mut Client,
     schema: &Ident,
     run_id: &str,
     env: &str,
-) -> Result<(i64, i64)> {
+) -> Result<(i64, i64, i64)> {
     let archive = purge::archive_table(schema);
     let exists: bool = crate::pg::query_scalar(
         client,
@@ -159,14 +193,18 @@ fn archived_rows(
     let row = client
         .query_one(by_run.as_str(), &[&run_id])
         .map_err(|e| Error::from_postgres(&e, &by_run))?;
-    let (deleted, nullified): (i64, i64) = (row.cell(0, &by_run)?, row.cell(1, &by_run)?);
-    if deleted == 0 && nullified == 0 {
+    let (deleted, nullified, cascaded): (i64, i64, i64) = (
+        row.cell(0, &by_run)?,
+        row.cell(1, &by_run)?,
+        row.cell(2, &by_run)?,
+    );
+    if deleted == 0 && nullified == 0 && cascaded == 0 {
         return Err(Error::precondition(format!(
             "run {run_id} has no rows in the archive of {env}"
         ))
         .next("fkctl status lists the runs; the archive is the table above"));
     }
-    Ok((deleted, nullified))
+    Ok((deleted, nullified, cascaded))
 }
 
 /// Refuses, before any row moves, when the rows cannot go back as they were.
@@ -174,15 +212,14 @@ fn refuse_columns(
     columns: &ColumnPlan,
     deleted: i64,
     run_id: &str,
-    playbook: &Playbook,
+    table: &QualifiedName,
     env: &str,
     discard_dropped_columns: bool,
 ) -> Result<()> {
     let refusals = columns.refusals();
     if !refusals.is_empty() {
         let mut e = Error::precondition(format!(
-            "the {deleted} archived row(s) of run {run_id} cannot go back into {} as they were",
-            playbook.constraint.table
+            "the {deleted} archived row(s) of run {run_id} cannot go back into {table} as they were"
         ))
         .with("environment", env);
         for (what, why) in refusals {
@@ -249,6 +286,297 @@ fn move_rows(
     ))
 }
 
+/// What one restore command knows before it moves anything.
+struct Restore<'a> {
+    playbook: &'a Playbook,
+    environment: &'a crate::playbook::Environment,
+    inspection: &'a Inspection,
+    target: &'a crate::connect::Target,
+    journal: &'a Journal,
+    run_id: &'a str,
+    options: &'a Options,
+}
+
+/// Archived rows of the run that came from a cascade level the live tree no
+/// longer has (a foreign key dropped or changed since): refused before any
+/// row moves, since fkctl no longer knows what they reference.
+fn refuse_unknown_levels(client: &mut Client, r: &Restore<'_>) -> Result<()> {
+    let sql = purge::cascade::archived_levels_sql(&r.playbook.journal_schema);
+    let rows = client
+        .query(sql.as_str(), &[&r.run_id])
+        .map_err(|e| Error::from_postgres(&e, &sql))?;
+    let known: Vec<ArchivedSet> = r
+        .inspection
+        .cascade
+        .levels
+        .iter()
+        .map(purge::cascade::archived_set)
+        .collect();
+    let mut unknown = Vec::new();
+    for row in &rows {
+        let set = ArchivedSet {
+            action: row.cell(1, &sql)?,
+            source: Some(row.cell(0, &sql)?),
+        };
+        if !known.contains(&set) {
+            unknown.push(format!(
+                "{} ({})",
+                set.source.unwrap_or_default(),
+                set.action
+            ));
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::precondition(format!(
+        "run {} archived rows of cascade levels that the live catalog no longer shows below {}: {}",
+        r.run_id,
+        r.playbook.constraint.table,
+        unknown.join(", ")
+    ))
+    .with("environment", r.environment.name.as_str())
+    .next("nothing was restored. Put back the foreign keys those tables had at rollback time (fkctl inspect shows the tree), then run the same restore again"))
+}
+
+/// The refusal for archived rows still waiting for their parent.
+fn rows_left(
+    client: &mut Client,
+    refused_sql: &str,
+    run_id: &str,
+    left: i64,
+    what: &str,
+    env: &str,
+) -> Result<Error> {
+    let refused_after = count(client, refused_sql, run_id)?;
+    let mut e = Error::precondition(format!(
+        "{left} archived row(s){what} stay in the archive: their parent rows are still missing"
+    ))
+    .with("environment", env);
+    if refused_after < left {
+        e = e.with(
+            "note",
+            format!(
+                "{} of them have their parent now (it came back during the restore)",
+                left - refused_after
+            ),
+        );
+    }
+    Ok(e.next("restore the parent rows, then run the same restore again; the rows are safe in the archive"))
+}
+
+/// Asks before rows move (a protected environment's name must be typed);
+/// a "no" changes nothing.
+fn ask(question: &str, environment: &crate::playbook::Environment) -> Result<()> {
+    let go = if environment.protected {
+        tui::confirm_by_name(question, &environment.name)?
+    } else {
+        tui::confirm(question)?
+    };
+    if go {
+        Ok(())
+    } else {
+        Err(Error::declined("at your request; nothing was restored"))
+    }
+}
+
+/// Refuses when no archived row can go back yet; asks (unless --yes).
+fn refuse_or_ask(
+    r: &Restore<'_>,
+    rows_to: &Rows,
+    archived: i64,
+    refused_before: i64,
+    what: &str,
+) -> Result<()> {
+    let env = r.environment.name.as_str();
+    if archived == refused_before {
+        let parent = rows_to.query.parent.clone();
+        return Err(Error::precondition(format!(
+            "none of the {archived} archived rows{what} has its parent back in {parent}"
+        ))
+        .with("environment", env)
+        .next("restore the parent rows first, then run restore again"));
+    }
+    if !r.options.yes {
+        let question = format!(
+            "Put {} row(s) back into {} on {env}?",
+            archived - refused_before,
+            rows_to.table
+        );
+        ask(&question, r.environment)?;
+    }
+    Ok(())
+}
+
+/// Puts the archived rows of `rows_to` back: refuses (nothing moved) when
+/// they cannot go back as they were; exit 4 when some stay archived.
+// Long because it is the restore of one table from start to end: columns,
+// conversion, plan, counts, the batches and what is left, in order.
+fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: i64) -> Result<()> {
+    let (playbook, env, run_id) = (r.playbook, r.environment.name.as_str(), r.run_id);
+    let schema = &playbook.journal_schema;
+    let (columns, table) = compare_columns(
+        client,
+        playbook,
+        rows_to,
+        run_id,
+        archived,
+        r.options.discard_dropped_columns,
+    )?;
+    refuse_columns(
+        &columns,
+        archived,
+        run_id,
+        &rows_to.table,
+        env,
+        r.options.discard_dropped_columns,
+    )?;
+    check_conversion(client, rows_to, schema, &columns, &table, run_id)?;
+    let observed = Observed {
+        environment: env,
+        inspection: r.inspection,
+    };
+    let plan = match rows_to.level {
+        None => restore_plan(playbook, Some(&observed), Archived::Deleted(&columns)),
+        Some(level) => {
+            cascade::restore_level_plan(playbook, &observed, level, Archived::Deleted(&columns))
+                .ok_or_else(|| Error::internal("no such cascade level"))?
+        }
+    };
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.kind == StepKind::RestoreRows)
+        .ok_or_else(|| Error::internal("the restore plan has no restore-rows step"))?;
+    let refused_sql =
+        purge::restore_refused_sql(&rows_to.query, schema, &columns.columns, &rows_to.set);
+    let refused_before = count(client, &refused_sql, run_id)?;
+    let what = match rows_to.level {
+        None => String::new(),
+        Some(_) => format!(" of {} (deleted by the cascade)", rows_to.table),
+    };
+    println!("== restore on {env} ({}) ==", r.target.description);
+    println!("  run {run_id}: {archived} archived row(s){what}; {} can go back now, {refused_before} still lack their parent", archived - refused_before);
+    for note in columns.notes() {
+        println!("  {note}");
+    }
+    println!("{}", super::step_text(step));
+    refuse_or_ask(r, rows_to, archived, refused_before, &what)?;
+    let exec = Executor::new(
+        r.target,
+        env,
+        r.inspection.watched.clone(),
+        playbook.safety.lock_retries,
+    )?;
+    r.journal.ensure(client)?;
+    let run = r.journal.start_run(
+        client,
+        &playbook.change,
+        "restore",
+        env,
+        &playbook.constraint,
+    )?;
+    let archived_left = purge::archived_left_sql(schema, &rows_to.set);
+    let values = BindValues {
+        run_id: &run.id,
+        change: &playbook.change,
+        constraint_name: playbook.constraint.name.as_str(),
+        restore_run_id: Some(run_id),
+    };
+    let params = values.for_step(step)?;
+    let result = record_step(client, Some(&run), step, |c| {
+        let (moved, left, detail) = move_rows(
+            c,
+            &exec,
+            step,
+            &params,
+            &archived_left,
+            run_id,
+            archived,
+            env,
+        )?;
+        let mut detail = vec![detail];
+        detail.extend(columns.notes());
+        Ok(((moved, left), 0, Vec::new(), Some(detail.join("\n"))))
+    });
+    let finished = run.finish(
+        client,
+        if result.is_ok() { "restored" } else { "failed" },
+        result.as_ref().err().map(|e| e.to_string()).as_deref(),
+    );
+    let (moved, left) = result?;
+    finished?;
+    println!("  restored {moved} row(s) into {}; the archive of run {run_id} went from {archived} to {left} row(s){what}", rows_to.table);
+    if left > 0 {
+        return Err(rows_left(client, &refused_sql, run_id, left, &what, env)?);
+    }
+    Ok(())
+}
+
+/// Keeps going past a table whose rows must wait (a refusal: exit 4), so
+/// that every level that can go back does; other errors stop at once.
+fn wait_or_stop(result: Result<()>, waiting: &mut Vec<Error>) -> Result<()> {
+    match result {
+        Err(e) if e.kind == Kind::Precondition => {
+            waiting.push(e);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// The first refusal, with the others named after it.
+fn first_of(mut waiting: Vec<Error>) -> Result<()> {
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let mut first = waiting.remove(0);
+    for e in waiting {
+        first = first.with("also", e.message);
+    }
+    Err(first)
+}
+
+/// The cascade levels of the run, in dependency order (each after the level
+/// whose rows it references): deleted rows back into their tables, keys set
+/// to NULL back into their rows. Rows whose row above is still missing wait.
+fn restore_levels(client: &mut Client, r: &Restore<'_>, waiting: &mut Vec<Error>) -> Result<()> {
+    let schema = &r.playbook.journal_schema;
+    for (index, level) in r.inspection.cascade.levels.iter().enumerate() {
+        let set = purge::cascade::archived_set(level);
+        let archived = count(client, &purge::archived_left_sql(schema, &set), r.run_id)?;
+        if archived == 0 {
+            continue;
+        }
+        let done = if set.action == "cascade-delete" {
+            let rows_to = Rows::level(r.inspection, index)
+                .ok_or_else(|| Error::internal("no such cascade level"))?;
+            restore_rows(client, r, &rows_to, archived)
+        } else {
+            let query = cascade::level_query(r.inspection, index)
+                .ok_or_else(|| Error::internal("no such cascade level"))?;
+            let keys = KeysRun {
+                table: &level.table,
+                query: &query,
+                identity: level.identity.as_deref(),
+                set,
+                level: Some(index),
+                ..KeysRun::child(
+                    r.playbook,
+                    r.environment,
+                    r.inspection,
+                    r.run_id,
+                    archived,
+                    r.options.yes,
+                )
+            };
+            restore_keys(client, r.target, r.journal, &keys)
+        };
+        wait_or_stop(done, waiting)?;
+    }
+    Ok(())
+}
+
 pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
@@ -264,67 +592,29 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
         let schema = &playbook.journal_schema;
         let journal = Journal::new(schema);
-        let (deleted, nullified) = archived_rows(&mut client, schema, run_id, env)?;
+        let (deleted, nullified, cascaded) = archived_rows(&mut client, schema, run_id, env)?;
         let inspection = inspect_live(&mut client, &playbook, env, "pre-checks")?;
-        if deleted == 0 {
-            let keys = KeysRun { playbook: &playbook, environment: &environment, inspection: &inspection, run_id, nullified, yes: options.yes };
+        let r = Restore { playbook: &playbook, environment: &environment, inspection: &inspection, target: &target, journal: &journal, run_id, options: &options };
+        if deleted == 0 && cascaded == 0 {
+            let keys = KeysRun::child(&playbook, &environment, &inspection, run_id, nullified, options.yes);
             return restore_keys(&mut client, &target, &journal, &keys);
         }
-        let (columns, table) = compare_columns(&mut client, &playbook, &inspection, run_id, deleted, options.discard_dropped_columns)?;
-        refuse_columns(&columns, deleted, run_id, &playbook, env, options.discard_dropped_columns)?;
-        check_conversion(&mut client, &inspection, schema, &columns, &table, run_id)?;
-        let observed = Observed { environment: env, inspection: &inspection };
-        let plan = restore_plan(&playbook, Some(&observed), Archived::Deleted(&columns));
-        let step = plan.steps.iter().find(|s| s.kind == StepKind::RestoreRows).ok_or_else(|| Error::internal("the restore plan has no restore-rows step"))?;
-        let refused_sql = purge::restore_refused_sql(&inspection.orphan_query, schema, &columns.columns);
-        let refused_before = count(&mut client, &refused_sql, run_id)?;
-        println!("== restore on {env} ({}) ==", target.description);
-        println!("  run {run_id}: {deleted} archived row(s); {} can go back now, {refused_before} still lack their parent", deleted - refused_before);
-        for note in columns.notes() {
-            println!("  {note}");
+        refuse_unknown_levels(&mut client, &r)?;
+        let mut waiting = Vec::new();
+        if deleted > 0 {
+            let done = restore_rows(&mut client, &r, &Rows::child(&playbook, &inspection), deleted).map_err(|mut e| {
+                if e.kind == Kind::Precondition && cascaded > 0 {
+                    e = e.with("cascade", format!("the run also archived {cascaded} row(s) of tables below {} (its cascade): those under a child row still archived wait with it", playbook.constraint.table));
+                }
+                if e.kind == Kind::Precondition && nullified > 0 {
+                    e = e.with("nullified", format!("the run also nullified the keys of {nullified} row(s); once its deleted rows are all back, the same restore puts those keys back"));
+                }
+                e
+            });
+            wait_or_stop(done, &mut waiting)?;
         }
-        println!("{}", super::step_text(step));
-        if deleted == refused_before {
-            return Err(Error::precondition(format!("none of the {deleted} archived rows has its parent back in {}", playbook.constraint.ref_table))
-                .with("environment", env)
-                .next("restore the parent rows first, then run restore again"));
-        }
-        if !options.yes {
-            let question = format!("Put {} row(s) back into {} on {env}?", deleted - refused_before, playbook.constraint.table);
-            let go = if environment.protected { tui::confirm_by_name(&question, env)? } else { tui::confirm(&question)? };
-            if !go {
-                return Err(Error::declined("at your request; nothing was restored"));
-            }
-        }
-        let exec = Executor::new(&target, env, inspection.watched.clone(), playbook.safety.lock_retries)?;
-        journal.ensure(&mut client)?;
-        let run = journal.start_run(&mut client, &playbook.change, "restore", env, &playbook.constraint)?;
-        let archived_left = purge::archived_left_sql(schema, "delete");
-        let values = BindValues { run_id: &run.id, change: &playbook.change, constraint_name: playbook.constraint.name.as_str(), restore_run_id: Some(run_id) };
-        let params = values.for_step(step)?;
-        let result = record_step(&mut client, Some(&run), step, |c| {
-            let (moved, left, detail) = move_rows(c, &exec, step, &params, &archived_left, run_id, deleted, env)?;
-            let mut detail = vec![detail];
-            detail.extend(columns.notes());
-            Ok(((moved, left), 0, Vec::new(), Some(detail.join("\n"))))
-        });
-        let finished = run.finish(&mut client, if result.is_ok() { "restored" } else { "failed" }, result.as_ref().err().map(|e| e.to_string()).as_deref());
-        let (moved, left) = result?;
-        finished?;
-        println!("  restored {moved} row(s) into {}; the archive of run {run_id} went from {deleted} to {left} row(s)", playbook.constraint.table);
-        if left > 0 {
-            let refused_after = count(&mut client, &refused_sql, run_id)?;
-            let mut e = Error::precondition(format!("{left} archived row(s) stay in the archive: their parent rows are still missing"))
-                .with("environment", env);
-            if refused_after < left {
-                e = e.with("note", format!("{} of them have their parent now (it came back during the restore)", left - refused_after));
-            }
-            if nullified > 0 {
-                e = e.with("nullified", format!("the run also nullified the keys of {nullified} row(s); once its deleted rows are all back, the same restore puts those keys back"));
-            }
-            return Err(e.next("restore the parent rows, then run the same restore again; the rows are safe in the archive"));
-        }
-        Ok(())
+        restore_levels(&mut client, &r, &mut waiting)?;
+        first_of(waiting)
     })()
     .map_err(|e| label(e, env, "restore"))
 }

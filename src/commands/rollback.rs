@@ -142,6 +142,7 @@ fn rollback_in(
         return Ok(());
     }
     super::check_lock_timeout(playbook, &inspection, env)?;
+    announce_cascade(playbook, &inspection, say);
     let observed = Observed {
         environment: env,
         inspection: &inspection,
@@ -330,18 +331,66 @@ fn refuse_unsafe_purge(playbook: &Playbook, inspection: &Inspection, env: &str) 
         }
     }
     if playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
-        let risky = crate::kinds::foreign_key::plan::impact::unarchivable_cascades(inspection);
-        if !risky.is_empty() {
-            return Err(Error::precondition(format!(
-                "deleting orphans of {} would fire other foreign keys that change rows without archiving them: {}",
-                fk.table,
-                risky.join("; ")
-            ))
-            .with("environment", env)
-            .next("use rollback.orphans: nullify (keeps the rows) or abort, or handle those tables first; fkctl never changes rows it cannot archive"));
-        }
+        refuse_unarchivable_cascade(fk, inspection, env)?;
     }
     Ok(())
+}
+
+/// Refuses a purge whose deletes would set off ON DELETE actions below the
+/// child that fkctl cannot archive, naming each table and why.
+fn refuse_unarchivable_cascade(
+    fk: &crate::kinds::foreign_key::definition::ForeignKeyDef,
+    inspection: &Inspection,
+    env: &str,
+) -> Result<()> {
+    let refused = crate::kinds::foreign_key::plan::cascade::refusals(inspection);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let mut e = Error::precondition(format!(
+        "deleting orphans of {} would set off ON DELETE actions below it that fkctl cannot archive; nothing was changed",
+        fk.table
+    ))
+    .with("environment", env);
+    for why in refused {
+        e = e.with("cannot archive", why);
+    }
+    Err(e.next("use rollback.orphans: nullify (keeps the rows) or abort, or change those foreign keys first; fkctl never changes rows it cannot archive"))
+}
+
+/// Before anything changes, what the purge sets off below the child (and
+/// archives): the DBA sees every table whose rows will leave or change.
+fn announce_cascade(playbook: &Playbook, inspection: &Inspection, say: &Say) {
+    if playbook.rollback.orphans != OrphanPolicy::ArchiveDelete {
+        return;
+    }
+    let lines = crate::kinds::foreign_key::plan::cascade::tree_lines(inspection);
+    if lines.is_empty() {
+        return;
+    }
+    say.line(format!(
+        "  deleting orphans of {} sets off ON DELETE actions below it; each purge batch archives those rows too:",
+        playbook.constraint.table
+    ));
+    for line in lines {
+        say.line(format!("  {}- {}", "  ".repeat(line.depth), line.text));
+    }
+}
+
+/// A purge batch that the cascade count check rolled back, in plain words.
+fn explain_cascade_batch(mut e: Error) -> Error {
+    let said = e
+        .context
+        .iter()
+        .find(|(label, _)| label == "postgres")
+        .and_then(|(_, text)| text.split_once("\"fkctl: "))
+        .map(|(_, rest)| rest.trim_end_matches('"').to_string());
+    if let Some(said) = said {
+        e.message = format!("a purge batch was rolled back: the cascade below the child did not change exactly the rows fkctl archived ({said})");
+        e.kind = Kind::FailedMidway;
+        e.next = Some("no row of that batch changed and earlier batches are complete; a row was probably added under a purged row while the batch ran (or a trigger changed rows of those tables). Run the rollback again: it lists and purges what is left".to_string());
+    }
+    e
 }
 
 fn verify_restored(
@@ -712,7 +761,8 @@ impl RollbackRun<'_> {
             // list is empty when one takes none (no count of the list per batch).
             loop {
                 let taken: u64 = exec
-                    .run(c, batch, &params)?
+                    .run(c, batch, &params)
+                    .map_err(explain_cascade_batch)?
                     .returned
                     .as_deref()
                     .and_then(|t| t.parse().ok())

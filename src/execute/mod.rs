@@ -266,12 +266,14 @@ impl Executor<'_> {
         let mut tx = client.transaction().map_err(|e| (e, "BEGIN".to_string()))?;
         let mut returned = None;
         for sql in &step.statements {
-            // The plan says which statements take parameters: a step with
-            // binds has exactly one statement, and it takes them all.
-            let rows = if step.binds.is_empty() {
-                tx.query(sql.as_str(), &[])
+            // A statement of a step with binds takes them all or none (a
+            // purge batch and the check that follows it in its transaction):
+            // the server says which once it has parsed the statement.
+            let prepared = tx.prepare(sql.as_str()).map_err(|e| (e, sql.clone()))?;
+            let rows = if prepared.params().is_empty() {
+                tx.query(&prepared, &[])
             } else {
-                tx.query(sql.as_str(), params)
+                tx.query(&prepared, params)
             }
             .map_err(|e| (e, sql.clone()))?;
             returned = rows.first().and_then(|r| r.try_get::<_, String>(0).ok());

@@ -256,6 +256,10 @@ pub fn inspection(
         parent_columns: tables.parent_columns,
         constraint,
         referencing_child: tables.referencing_child,
+        cascade: crate::model::CascadeTree {
+            track_counts: true,
+            ..Default::default()
+        },
         child_indexes: tables.child_indexes,
         child_identity: tables.child_identity,
         leaves,
@@ -513,4 +517,75 @@ pub fn payment_leaves(state: &LeafState, attached: bool) -> Vec<Leaf> {
     (0..PAYMENT_LEAVES.len())
         .map(|i| payment_leaf(i, state.clone(), attached))
         .collect()
+}
+
+// ------------------------------------------- seed with a cascade tree below
+
+/// The seed schema (constraint absent) with a tree below the child:
+/// `chat_data_notes` (ON DELETE CASCADE, partitioned), under it
+/// `note_reactions` (ON DELETE CASCADE), `chat_data_watchers` (ON DELETE
+/// SET NULL) and `chat_data_subscriptions` (ON DELETE SET DEFAULT), each
+/// with primary key `id`.
+pub fn seed_with_cascade(playbook: &Playbook) -> Inspection {
+    use crate::kinds::foreign_key::definition::MatchType;
+    use crate::model::{CascadeLevel, CascadeTree};
+    let level = |table: &str, constraint: &str, references: &str, column: &str| CascadeLevel {
+        oid: 0,
+        constraint: ident(constraint),
+        table: name(table),
+        partitioned: false,
+        references: name(references),
+        above: None,
+        depth: 1,
+        on_delete: FkAction::Cascade,
+        match_type: MatchType::Simple,
+        keys: vec![key(column, "id")],
+        set_columns: Vec::new(),
+        identity: Some(vec![ident("id")]),
+    };
+    let mut i = seed(playbook, Seen::Absent, PG16);
+    i.cascade = CascadeTree {
+        levels: vec![
+            CascadeLevel {
+                partitioned: true,
+                ..level(
+                    "public.chat_data_notes",
+                    "fk_notes_chat_data",
+                    "public.ci_pipeline_chat_data",
+                    "chat_data_id",
+                )
+            },
+            CascadeLevel {
+                on_delete: FkAction::SetNull,
+                ..level(
+                    "public.chat_data_watchers",
+                    "fk_watchers_chat_data",
+                    "public.ci_pipeline_chat_data",
+                    "chat_data_id",
+                )
+            },
+            CascadeLevel {
+                on_delete: FkAction::SetDefault,
+                ..level(
+                    "public.chat_data_subscriptions",
+                    "fk_subscriptions_chat_data",
+                    "public.ci_pipeline_chat_data",
+                    "chat_data_id",
+                )
+            },
+            CascadeLevel {
+                above: Some(0),
+                depth: 2,
+                ..level(
+                    "public.note_reactions",
+                    "fk_reactions_notes",
+                    "public.chat_data_notes",
+                    "note_id",
+                )
+            },
+        ],
+        problems: Vec::new(),
+        track_counts: true,
+    };
+    i
 }

@@ -3,6 +3,7 @@
 //! these types, so a plan can be built, and tested, from a state written by
 //! hand, without a server. Nothing here talks to a database.
 
+pub mod cascade;
 pub mod constraint;
 #[cfg(test)]
 pub mod fixtures;
@@ -11,6 +12,7 @@ pub mod neighbours;
 pub mod partition;
 pub mod relation;
 
+pub use cascade::{CascadeLevel, CascadeProblem, CascadeTree};
 pub use constraint::{ConstraintCopy, LiveConstraint, Lookup};
 pub use loose::{LooseCounters, LooseState};
 pub use neighbours::{DependentKey, IndexInfo, SessionInfo};
@@ -41,6 +43,8 @@ pub struct Inspection {
     pub constraint: Lookup,
     /// Foreign keys of other tables that reference the child table.
     pub referencing_child: Vec<DependentKey>,
+    /// What deleting child rows sets off below the child, level by level.
+    pub cascade: CascadeTree,
     pub child_indexes: Vec<IndexInfo>,
     /// The columns that find one row of the child again (a later `restore`
     /// of nullified keys): its primary key, else its replica-identity index,

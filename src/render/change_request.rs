@@ -113,6 +113,12 @@ pub struct EnvironmentView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct CascadeLine {
+    pub indent: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Criticality {
     pub level: &'static str,
     pub reasons: Vec<String>,
@@ -132,6 +138,11 @@ pub struct Context {
     pub environments: Vec<EnvironmentView>,
     pub stops_enforcing: Vec<String>,
     pub purge_sets_off: Vec<String>,
+    /// The ON DELETE actions below the child a rollback purge sets off, one
+    /// line per level (`indent` nests it under the level it references).
+    pub cascade_tree: Vec<CascadeLine>,
+    /// Why the rollback purge would be refused (empty when it can archive all).
+    pub cascade_refusals: Vec<String>,
     pub warnings: Vec<String>,
     pub criticality: Criticality,
     pub precheck_commands: Vec<String>,
@@ -268,6 +279,15 @@ pub fn context(
         environments,
         stops_enforcing: impact.stops_enforcing.clone(),
         purge_sets_off: impact.purge_sets_off.clone(),
+        cascade_tree: impact
+            .cascade_tree
+            .iter()
+            .map(|l| CascadeLine {
+                indent: "  ".repeat(l.depth.saturating_sub(1)),
+                text: l.text.clone(),
+            })
+            .collect(),
+        cascade_refusals: impact.cascade_refusals.clone(),
         warnings: impact.warnings.clone(),
         criticality: criticality(playbook, evidence),
         precheck_commands: playbook

@@ -75,6 +75,19 @@ pub fn text(r: &InspectReport<'_>) -> String {
     for s in &r.impact.purge_sets_off {
         let _ = writeln!(out, "  - {s}");
     }
+    if !r.impact.cascade_tree.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nCascade tree below {} (what a rollback's archive-delete purge archives):",
+            fk.table
+        );
+        for line in &r.impact.cascade_tree {
+            let _ = writeln!(out, "  {}- {}", "  ".repeat(line.depth), line.text);
+        }
+    }
+    for why in &r.impact.cascade_refusals {
+        let _ = writeln!(out, "  an archive-delete purge would be refused: {why}");
+    }
     let _ = writeln!(out, "\nTables");
     for (role, rel) in [("child ", r.child), ("parent", r.parent)] {
         let parts = if rel.partitions.is_empty() {

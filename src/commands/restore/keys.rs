@@ -7,13 +7,14 @@ use crate::connect::Target;
 use crate::error::{describe_postgres, Error, Result};
 use crate::execute::{BindValues, Executor};
 use crate::journal::{record_step, Journal};
-use crate::kinds::foreign_key::repair as purge;
+use crate::kinds::foreign_key::plan::cascade;
+use crate::kinds::foreign_key::repair::{self as purge, ArchivedSet};
+use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::model::Inspection;
 use crate::pg::Cell;
 use crate::plan::{restore_plan, Archived, Observed, StepKind};
 use crate::playbook::{Environment, Playbook};
-use crate::sql::ident::Ident;
-use crate::tui;
+use crate::sql::ident::{Ident, QualifiedName};
 use postgres::Client;
 
 /// One restore of nullified keys: what the command knows before it starts.
@@ -25,6 +26,42 @@ pub struct KeysRun<'a> {
     /// Nullified rows of the run in the archive.
     pub nullified: i64,
     pub yes: bool,
+    /// The table whose keys go back, and its orphan query against the
+    /// table it references: the child's, or a SET NULL cascade level's.
+    pub table: &'a QualifiedName,
+    pub query: &'a OrphanQuery,
+    /// Its live row identity.
+    pub identity: Option<&'a [Ident]>,
+    /// Its rows in the archive.
+    pub set: ArchivedSet,
+    /// The cascade level (index in the inspection's tree), None for the child.
+    pub level: Option<usize>,
+}
+
+impl<'a> KeysRun<'a> {
+    /// The child's own nullified keys.
+    pub fn child(
+        playbook: &'a Playbook,
+        environment: &'a Environment,
+        inspection: &'a Inspection,
+        run_id: &'a str,
+        nullified: i64,
+        yes: bool,
+    ) -> KeysRun<'a> {
+        KeysRun {
+            playbook,
+            environment,
+            inspection,
+            run_id,
+            nullified,
+            yes,
+            table: &playbook.constraint.table,
+            query: &inspection.orphan_query,
+            identity: inspection.child_identity.as_deref(),
+            set: ArchivedSet::nullified(),
+            level: None,
+        }
+    }
 }
 
 /// Where the still-archived nullified rows of a run stand.
@@ -67,18 +104,14 @@ fn identity_names(identity: &[Ident]) -> String {
 }
 
 fn state(client: &mut Client, k: &KeysRun<'_>, identity: &[Ident], env: &str) -> Result<State> {
-    let sql = purge::nullified_state_sql(
-        &k.inspection.orphan_query,
-        &k.playbook.journal_schema,
-        identity,
-    );
+    let sql = purge::nullified_state_sql(k.query, &k.playbook.journal_schema, identity, &k.set);
     let row = client.query_one(sql.as_str(), &[&k.run_id]).map_err(|e| {
         if e.as_db_error().is_none() {
             return Error::from_postgres(&e, &sql);
         }
         Error::precondition(format!(
             "the archived identity or key values of run {} no longer convert to the column types of {}",
-            k.run_id, k.playbook.constraint.table
+            k.run_id, k.table
         ))
         .with("environment", env)
         .with("postgres", describe_postgres(&e).1)
@@ -95,8 +128,8 @@ fn state(client: &mut Client, k: &KeysRun<'_>, identity: &[Ident], env: &str) ->
 /// The row identity to find the rows by: the child's live one, which every
 /// archived row of the run must have been recorded with. Refused otherwise.
 fn identity<'a>(client: &mut Client, k: &KeysRun<'a>, env: &str) -> Result<&'a [Ident]> {
-    let table = &k.playbook.constraint.table;
-    let Some(identity) = k.inspection.child_identity.as_deref() else {
+    let table = k.table;
+    let Some(identity) = k.identity else {
         return Err(Error::precondition(format!(
             "{table} has no primary key, replica-identity index or unique index on NOT NULL columns now: the nullified rows of run {} cannot be found again",
             k.run_id
@@ -111,7 +144,7 @@ fn identity<'a>(client: &mut Client, k: &KeysRun<'a>, env: &str) -> Result<&'a [
         &[&archive.quoted()],
     )?;
     let (other, recorded_as): (i64, String) = if recorded {
-        let sql = purge::nullified_other_identity_sql(&k.playbook.journal_schema, identity);
+        let sql = purge::nullified_other_identity_sql(&k.playbook.journal_schema, identity, &k.set);
         let row = client
             .query_one(sql.as_str(), &[&k.run_id])
             .map_err(|e| Error::from_postgres(&e, &sql))?;
@@ -143,7 +176,7 @@ fn announce_and_ask(
     identity: &[Ident],
 ) -> Result<()> {
     let env = k.environment.name.as_str();
-    let table = &k.playbook.constraint.table;
+    let table = k.table;
     println!("== restore on {env} ({}) ==", target.description);
     println!(
         "  run {}: {} nullified row(s) archived; {} can get their key back now, found by ({})",
@@ -172,14 +205,7 @@ fn announce_and_ask(
             "Put the keys of {} row(s) of {table} back on {env}?",
             before.ready()
         );
-        let go = if k.environment.protected {
-            tui::confirm_by_name(&question, env)?
-        } else {
-            tui::confirm(&question)?
-        };
-        if !go {
-            return Err(Error::declined("at your request; nothing was restored"));
-        }
+        super::ask(&question, k.environment)?;
     }
     Ok(())
 }
@@ -207,6 +233,21 @@ fn rows_left(client: &mut Client, k: &KeysRun<'_>, identity: &[Ident], left: i64
     Ok(e.next("the rows left are safe in the archive; run the same restore again once their parents are back"))
 }
 
+/// The plan that puts the keys of `k` back: the child's, or a cascade level's.
+fn keys_plan(k: &KeysRun<'_>, observed: &Observed<'_>) -> Result<crate::plan::Plan> {
+    match k.level {
+        None => Ok(restore_plan(
+            k.playbook,
+            Some(observed),
+            Archived::Nullified,
+        )),
+        Some(level) => {
+            cascade::restore_level_plan(k.playbook, observed, level, Archived::Nullified)
+                .ok_or_else(|| Error::internal("no such cascade level"))
+        }
+    }
+}
+
 pub fn restore_keys(
     client: &mut Client,
     target: &Target,
@@ -214,14 +255,14 @@ pub fn restore_keys(
     k: &KeysRun<'_>,
 ) -> Result<()> {
     let env = k.environment.name.as_str();
-    let table = &k.playbook.constraint.table;
+    let table = k.table;
     let identity = identity(client, k, env)?;
     let before = state(client, k, identity, env)?;
     let observed = Observed {
         environment: env,
         inspection: k.inspection,
     };
-    let plan = restore_plan(k.playbook, Some(&observed), Archived::Nullified);
+    let plan = keys_plan(k, &observed)?;
     let step = plan
         .steps
         .iter()
@@ -242,7 +283,7 @@ pub fn restore_keys(
         env,
         &k.playbook.constraint,
     )?;
-    let archived_left = purge::archived_left_sql(&k.playbook.journal_schema, "nullify");
+    let archived_left = purge::archived_left_sql(&k.playbook.journal_schema, &k.set);
     let values = BindValues {
         run_id: &run.id,
         change: &k.playbook.change,

@@ -10,17 +10,28 @@ use crate::pg::Cell;
 use crate::sql::ident::{Ident, QualifiedName};
 use postgres::GenericClient;
 
-fn constraint_sql(server_version: i32) -> String {
-    let enforced = if server_version >= 180000 {
+/// `pg_constraint c`'s enforced flag (PostgreSQL 18 has NOT ENFORCED).
+pub(crate) fn enforced_column(server_version: i32) -> &'static str {
+    if server_version >= 180000 {
         "c.conenforced"
     } else {
         "true"
-    };
-    let set_cols = if server_version >= 150000 {
+    }
+}
+
+/// The columns `ON DELETE SET NULL / DEFAULT (columns)` of `pg_constraint c`
+/// sets, by name (PostgreSQL 15+; empty before).
+pub(crate) fn delete_set_columns(server_version: i32) -> &'static str {
+    if server_version >= 150000 {
         "ARRAY(SELECT a.attname::text FROM unnest(c.confdelsetcols) k(n) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)"
     } else {
         "ARRAY[]::text[]"
-    };
+    }
+}
+
+fn constraint_sql(server_version: i32) -> String {
+    let enforced = enforced_column(server_version);
+    let set_cols = delete_set_columns(server_version);
     format!(
         "\
 SELECT c.oid, c.contype::text, c.confupdtype::text, c.confdeltype::text, c.confmatchtype::text,

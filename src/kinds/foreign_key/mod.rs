@@ -3,7 +3,8 @@
 //! - `definition` — the FK as fkctl models it, and its DDL
 //! - `violations` — the orphan predicate: exactly the rows VALIDATE would reject
 //! - `repair`     — the archive, the one collecting scan, the archived
-//!   delete/nullify batches and the restore that puts rows back
+//!   delete/nullify batches and the restore that puts rows back; `cascade`
+//!   in it: the batch that also archives the cascade below the child
 //! - `checks`     — catalog checks on the constraint (before and after steps)
 //! - `catalog`    — reading the live constraint and its comparisons
 //! - `implement`  — what ADD CONSTRAINT would choose, or refuse, when it is absent

@@ -12,6 +12,48 @@ use super::violations::OrphanQuery;
 use crate::sql::ident::{quote_literal, Ident, QualifiedName};
 use serde::Serialize;
 
+pub mod cascade;
+
+/// Which archived rows of run `$1` a restore reads: those of one action,
+/// and for a cascade level those of its table (`source_table` as the purge
+/// wrote it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchivedSet {
+    pub action: String,
+    pub source: Option<String>,
+}
+
+impl ArchivedSet {
+    /// The child's own deleted rows.
+    pub fn deleted() -> ArchivedSet {
+        ArchivedSet {
+            action: "delete".to_string(),
+            source: None,
+        }
+    }
+
+    /// The child's own nullified rows.
+    pub fn nullified() -> ArchivedSet {
+        ArchivedSet {
+            action: "nullify".to_string(),
+            source: None,
+        }
+    }
+
+    /// The condition on archive rows aliased `a`.
+    fn condition(&self) -> String {
+        let mut out = format!(
+            "a.run_id = $1 AND a.action = {}",
+            quote_literal(&self.action)
+        );
+        if let Some(source) = &self.source {
+            out.push_str(" AND a.source_table = ");
+            out.push_str(&quote_literal(source));
+        }
+        out
+    }
+}
+
 /// fkctl's own schema (journal and archive).
 pub const DEFAULT_SCHEMA: &str = "fkctl";
 const ARCHIVE_TABLE: &str = "archived_rows";
@@ -122,13 +164,13 @@ pub fn remaining_listed_sql() -> String {
     format!("SELECT count(*) FROM {ORPHAN_LIST}")
 }
 
-/// How many rows of run `$1` the archive still holds for `action`
-/// ('delete' or 'nullify'): what a restore checks after its batches.
-pub fn archived_left_sql(schema: &Ident, action: &str) -> String {
+/// How many rows of `set` the archive still holds: what a restore checks
+/// after its batches.
+pub fn archived_left_sql(schema: &Ident, set: &ArchivedSet) -> String {
     format!(
-        "SELECT count(*) FROM {} WHERE run_id = $1 AND action = {}",
+        "SELECT count(*) FROM {} a WHERE {}",
         archive_table(schema).quoted(),
-        quote_literal(action)
+        set.condition()
     )
 }
 
@@ -180,11 +222,17 @@ fn archived_record(query: &OrphanQuery, json: &str, columns: &RestoreColumns) ->
 
 /// The archived rows of run `$1` as rows of the child table, aliased `fk`,
 /// so that the orphan predicate applies to them unchanged.
-fn archived_as_child(query: &OrphanQuery, schema: &Ident, columns: &RestoreColumns) -> String {
+fn archived_as_child(
+    query: &OrphanQuery,
+    schema: &Ident,
+    columns: &RestoreColumns,
+    set: &ArchivedSet,
+) -> String {
     format!(
-        "{} a CROSS JOIN LATERAL {} fk WHERE a.run_id = $1 AND a.action = 'delete'",
+        "{} a CROSS JOIN LATERAL {} fk WHERE {}",
         archive_table(schema).quoted(),
-        archived_record(query, "a.row_data", columns)
+        archived_record(query, "a.row_data", columns),
+        set.condition()
     )
 }
 
@@ -202,6 +250,7 @@ pub fn restore_batch_sql(
     batch_size: u32,
     schema: &Ident,
     columns: &RestoreColumns,
+    set: &ArchivedSet,
 ) -> String {
     let archive = archive_table(schema).quoted();
     let child = query.child.quoted();
@@ -219,7 +268,7 @@ pub fn restore_batch_sql(
         .join(", ");
     format!(
         "WITH batch AS (SELECT a.id FROM {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS (INSERT INTO {child} ({list}) OVERRIDING SYSTEM VALUE SELECT {values} FROM moved CROSS JOIN LATERAL {} fk RETURNING 1) SELECT (CASE WHEN m.n = p.n THEN p.n ELSE ('fkctl: ' || m.n || ' archived row(s) left the archive but ' || p.n || ' went into the table (a trigger or rule skipped rows); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM put) p",
-        archived_as_child(query, schema, columns),
+        archived_as_child(query, schema, columns, set),
         query.predicate(),
         archived_record(query, "moved.row_data", columns)
     )
@@ -230,10 +279,11 @@ pub fn restore_refused_sql(
     query: &OrphanQuery,
     schema: &Ident,
     columns: &RestoreColumns,
+    set: &ArchivedSet,
 ) -> String {
     format!(
         "SELECT count(*) FROM {} AND ({})",
-        archived_as_child(query, schema, columns),
+        archived_as_child(query, schema, columns, set),
         query.predicate()
     )
 }
@@ -244,36 +294,44 @@ pub fn restore_convert_sql(
     query: &OrphanQuery,
     schema: &Ident,
     columns: &RestoreColumns,
+    set: &ArchivedSet,
 ) -> String {
     format!(
         "SELECT count(*) FROM {}",
-        archived_as_child(query, schema, columns)
+        archived_as_child(query, schema, columns, set)
     )
 }
 
 /// The same conversion for one column alone, to name the column that fails.
-pub fn restore_convert_column_sql(query: &OrphanQuery, schema: &Ident, column: &Ident) -> String {
+pub fn restore_convert_column_sql(
+    query: &OrphanQuery,
+    schema: &Ident,
+    column: &Ident,
+    set: &ArchivedSet,
+) -> String {
     let key = quote_literal(column.as_str());
     format!(
-        "SELECT count(*) FROM {} a CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, jsonb_build_object({key}, a.row_data -> {key})) fk WHERE a.run_id = $1 AND a.action = 'delete'",
+        "SELECT count(*) FROM {} a CROSS JOIN LATERAL jsonb_populate_record(NULL::{}, jsonb_build_object({key}, a.row_data -> {key})) fk WHERE {}",
         archive_table(schema).quoted(),
-        query.child.quoted()
+        query.child.quoted(),
+        set.condition()
     )
 }
 
 /// The keys of the archived rows of run `$1`, each with the number of rows
 /// that have it (rows archived before a column was added lack its key).
-pub fn archived_keys_sql(schema: &Ident) -> String {
+pub fn archived_keys_sql(schema: &Ident, set: &ArchivedSet) -> String {
     format!(
-        "SELECT k.key, count(*) FROM {} a CROSS JOIN LATERAL jsonb_object_keys(a.row_data) k(key) WHERE a.run_id = $1 AND a.action = 'delete' GROUP BY k.key ORDER BY k.key",
-        archive_table(schema).quoted()
+        "SELECT k.key, count(*) FROM {} a CROSS JOIN LATERAL jsonb_object_keys(a.row_data) k(key) WHERE {} GROUP BY k.key ORDER BY k.key",
+        archive_table(schema).quoted(),
+        set.condition()
     )
 }
 
-/// Archived rows of run `$1`, by action.
+/// Archived rows of run `$1`, by action: deleted, nullified, archived from the cascade below the child.
 pub fn archived_by_run_sql(schema: &Ident) -> String {
     format!(
-        "SELECT count(*) FILTER (WHERE action = 'delete'), count(*) FILTER (WHERE action = 'nullify') FROM {} WHERE run_id = $1",
+        "SELECT count(*) FILTER (WHERE action = 'delete'), count(*) FILTER (WHERE action = 'nullify'), count(*) FILTER (WHERE action LIKE 'cascade-%') FROM {} WHERE run_id = $1",
         archive_table(schema).quoted()
     )
 }
@@ -306,23 +364,37 @@ fn same_identity(identity: &[Ident]) -> String {
         .join(" AND ")
 }
 
-/// Every key column of the live row `c` is NULL: what fkctl's nullify wrote.
-fn keys_cleared(query: &OrphanQuery) -> String {
+/// The live row `c` still holds the key values its archived row `a` lost:
+/// NULL in every key column (fkctl's nullify, a SET NULL cascade), or, for a
+/// SET DEFAULT cascade, the values recorded as written (`a.written_keys`).
+fn keys_cleared(query: &OrphanQuery, set: &ArchivedSet) -> String {
+    let written = set.action == cascade::SET_DEFAULT;
     query
         .keys
         .iter()
-        .map(|k| format!("c.{} IS NULL", k.fk_column.quoted()))
+        .map(|k| {
+            let column = k.fk_column.quoted();
+            if written {
+                format!(
+                    "c.{column} IS NOT DISTINCT FROM (jsonb_populate_record(NULL::{}, a.written_keys)).{column}",
+                    query.child.quoted()
+                )
+            } else {
+                format!("c.{column} IS NULL")
+            }
+        })
         .collect::<Vec<_>>()
         .join(" AND ")
 }
 
 /// Archived nullified rows of run `$1` recorded with exactly this identity:
 /// the FROM item (aliased `a`) and the condition.
-fn nullified_of_run(schema: &Ident, identity: &[Ident]) -> (String, String) {
+fn nullified_of_run(schema: &Ident, identity: &[Ident], set: &ArchivedSet) -> (String, String) {
     (
         format!("{} a", archive_table(schema).quoted()),
         format!(
-            "a.run_id = $1 AND a.action = 'nullify' AND a.identity_columns = {}",
+            "{} AND a.identity_columns = {}",
+            set.condition(),
             text_array(identity)
         ),
     )
@@ -330,8 +402,8 @@ fn nullified_of_run(schema: &Ident, identity: &[Ident]) -> (String, String) {
 
 /// Puts one batch of nullified keys of run `$1` back: each archived row finds
 /// its live row by `identity` and gets its archived key values back, only
-/// where that row's key columns are all still NULL (as fkctl left them) and
-/// the parent exists again; the restored rows leave the archive in the same
+/// where that row's key columns still hold what fkctl or the cascade wrote
+/// (NULL, or the recorded SET DEFAULT values) and the parent exists again; the restored rows leave the archive in the same
 /// statement. Returns the rows restored; fails, rolling the batch back, if
 /// fewer rows changed than the batch took (a trigger that skips updates).
 pub fn restore_keys_batch_sql(
@@ -339,8 +411,9 @@ pub fn restore_keys_batch_sql(
     batch_size: u32,
     schema: &Ident,
     identity: &[Ident],
+    set: &ArchivedSet,
 ) -> String {
-    let (from, archived) = nullified_of_run(schema, identity);
+    let (from, archived) = nullified_of_run(schema, identity, set);
     let keys = query
         .keys
         .iter()
@@ -348,7 +421,7 @@ pub fn restore_keys_batch_sql(
         .map(|(i, k)| format!("fk.{} AS key_{}", k.fk_column.quoted(), i + 1))
         .collect::<Vec<_>>()
         .join(", ");
-    let set = query
+    let assign = query
         .keys
         .iter()
         .enumerate()
@@ -356,11 +429,11 @@ pub fn restore_keys_batch_sql(
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "WITH batch AS (SELECT a.id AS archive_id, c.tableoid AS rel, c.ctid AS row_id, {keys} FROM {from} {} JOIN {} ON {} WHERE {archived} AND {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a, c), restored AS (UPDATE {} SET {set} FROM batch WHERE c.ctid = ANY (ARRAY(SELECT row_id FROM batch)) AND c.tableoid = batch.rel AND c.ctid = batch.row_id RETURNING batch.archive_id), moved AS (DELETE FROM {} a USING restored WHERE a.id = restored.archive_id RETURNING a.id) SELECT (CASE WHEN m.n = b.n THEN m.n ELSE ('fkctl: ' || b.n || ' nullified row(s) were to get their keys back but ' || m.n || ' did (a trigger or rule skipped updates); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM batch) b",
+        "WITH batch AS (SELECT a.id AS archive_id, c.tableoid AS rel, c.ctid AS row_id, {keys} FROM {from} {} JOIN {} ON {} WHERE {archived} AND {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a, c), restored AS (UPDATE {} SET {assign} FROM batch WHERE c.ctid = ANY (ARRAY(SELECT row_id FROM batch)) AND c.tableoid = batch.rel AND c.ctid = batch.row_id RETURNING batch.archive_id), moved AS (DELETE FROM {} a USING restored WHERE a.id = restored.archive_id RETURNING a.id) SELECT (CASE WHEN m.n = b.n THEN m.n ELSE ('fkctl: ' || b.n || ' nullified row(s) were to get their keys back but ' || m.n || ' did (a trigger or rule skipped updates); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM batch) b",
         archived_keys_as_child(query, identity),
         query.child_as("c"),
         same_identity(identity),
-        keys_cleared(query),
+        keys_cleared(query, set),
         query.predicate(),
         query.child_as("c"),
         archive_table(schema).quoted(),
@@ -371,13 +444,18 @@ pub fn restore_keys_batch_sql(
 /// (yet), as four counts: all of them; those whose row no longer exists (its
 /// identity is gone); those whose keys the application has set since (not
 /// all NULL any more); those whose parent is still missing.
-pub fn nullified_state_sql(query: &OrphanQuery, schema: &Ident, identity: &[Ident]) -> String {
-    let (from, archived) = nullified_of_run(schema, identity);
+pub fn nullified_state_sql(
+    query: &OrphanQuery,
+    schema: &Ident,
+    identity: &[Ident],
+    set: &ArchivedSet,
+) -> String {
+    let (from, archived) = nullified_of_run(schema, identity, set);
     format!(
         "SELECT count(*), count(*) FILTER (WHERE c.found IS NULL), count(*) FILTER (WHERE c.found AND NOT c.cleared), count(*) FILTER (WHERE c.cleared AND ({})) FROM {from} {} LEFT JOIN LATERAL (SELECT true AS found, ({}) AS cleared FROM {} WHERE {} LIMIT 1) c ON true WHERE {archived}",
         query.predicate(),
         archived_keys_as_child(query, identity),
-        keys_cleared(query),
+        keys_cleared(query, set),
         query.child_as("c"),
         same_identity(identity),
     )
@@ -385,10 +463,15 @@ pub fn nullified_state_sql(query: &OrphanQuery, schema: &Ident, identity: &[Iden
 
 /// Nullified rows of run `$1` recorded with no identity, or with other
 /// identity columns than `identity` (the child's key changed since).
-pub fn nullified_other_identity_sql(schema: &Ident, identity: &[Ident]) -> String {
+pub fn nullified_other_identity_sql(
+    schema: &Ident,
+    identity: &[Ident],
+    set: &ArchivedSet,
+) -> String {
     format!(
-        "SELECT count(*), coalesce(string_agg(DISTINCT coalesce(array_to_string(identity_columns, ', '), '(none recorded)'), '; '), '') FROM {} WHERE run_id = $1 AND action = 'nullify' AND identity_columns IS DISTINCT FROM {}",
+        "SELECT count(*), coalesce(string_agg(DISTINCT coalesce(array_to_string(a.identity_columns, ', '), '(none recorded)'), '; '), '') FROM {} a WHERE {} AND a.identity_columns IS DISTINCT FROM {}",
         archive_table(schema).quoted(),
+        set.condition(),
         text_array(identity)
     )
 }

@@ -30,6 +30,29 @@ pub struct KeyComparison {
     pub collation: Option<QualifiedName>,
 }
 
+impl KeyComparison {
+    /// `pk OPERATOR(op) alias.fk_column`: the parent value `pk` equals this
+    /// key column of the row aliased `alias`, compared as PostgreSQL's RI
+    /// triggers compare them (operator, casts, collation).
+    pub fn equal(&self, pk: &str, alias: &str) -> String {
+        let pk = cast(pk.to_string(), &self.operator.pk_cast);
+        let fk = cast(
+            format!("{alias}.{}", self.fk_column.quoted()),
+            &self.operator.fk_cast,
+        );
+        let mut qual = format!(
+            "{pk} OPERATOR({}.{}) {fk}",
+            self.operator.schema.quoted(),
+            self.operator.symbol
+        );
+        if let Some(coll) = &self.collation {
+            qual.push_str(" COLLATE ");
+            qual.push_str(&coll.quoted());
+        }
+        qual
+    }
+}
+
 /// An equality operator, schema-qualified, with the casts its operands need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Operator {
@@ -154,20 +177,7 @@ impl OrphanQuery {
     pub fn key_matches(&self) -> String {
         self.keys
             .iter()
-            .map(|k| {
-                let pk = cast(format!("pk.{}", k.pk_column.quoted()), &k.operator.pk_cast);
-                let fk = cast(format!("fk.{}", k.fk_column.quoted()), &k.operator.fk_cast);
-                let mut qual = format!(
-                    "{pk} OPERATOR({}.{}) {fk}",
-                    k.operator.schema.quoted(),
-                    k.operator.symbol
-                );
-                if let Some(coll) = &k.collation {
-                    qual.push_str(" COLLATE ");
-                    qual.push_str(&coll.quoted());
-                }
-                qual
-            })
+            .map(|k| k.equal(&format!("pk.{}", k.pk_column.quoted()), "fk"))
             .collect::<Vec<_>>()
             .join(" AND ")
     }

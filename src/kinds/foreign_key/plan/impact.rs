@@ -12,6 +12,11 @@ pub struct Impact {
     pub stops_enforcing: Vec<String>,
     /// What deleting child rows sets off in other tables (their FKs reference the child).
     pub purge_sets_off: Vec<String>,
+    /// The ON DELETE actions below the child, level by level, that an
+    /// archive-delete purge archives (see `plan::cascade`).
+    pub cascade_tree: Vec<super::cascade::TreeLine>,
+    /// Why a purge would refuse (tables whose changes fkctl cannot archive).
+    pub cascade_refusals: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -30,17 +35,6 @@ fn action_effect(fk: &ForeignKeyDef, event: &str, action: FkAction) -> String {
         FkAction::SetDefault => format!("ON {} SET DEFAULT: {what} of {parent} rows reset the {child} key; after the drop the old key stays", event.to_uppercase()),
         FkAction::NoAction | FkAction::Restrict => format!("ON {} {}: {what} of {parent} rows still referenced by {child} are refused; after the drop they succeed and leave orphans", event.to_uppercase(), action.sql()),
     }
-}
-
-/// Foreign keys of other tables that would change rows (CASCADE, SET NULL,
-/// SET DEFAULT) when child rows are deleted: rows fkctl could not archive.
-pub fn unarchivable_cascades(inspection: &Inspection) -> Vec<String> {
-    inspection
-        .referencing_child
-        .iter()
-        .filter(|d| !d.on_delete.blocks())
-        .map(|d| format!("{} ({})", d.name, d.effect_of_delete()))
-        .collect()
 }
 
 // Long because it lists what PostgreSQL stops enforcing, action by action, in the order `inspect` shows them.
@@ -67,6 +61,8 @@ pub fn analyse(playbook: &Playbook, inspection: Option<&Inspection>) -> Impact {
     let mut impact = Impact {
         stops_enforcing: stops,
         purge_sets_off: Vec::new(),
+        cascade_tree: Vec::new(),
+        cascade_refusals: Vec::new(),
         warnings: Vec::new(),
     };
     let Some(i) = inspection else {
@@ -85,6 +81,8 @@ pub fn analyse(playbook: &Playbook, inspection: Option<&Inspection>) -> Impact {
             )
         })
         .collect();
+    impact.cascade_tree = super::cascade::tree_lines(i);
+    impact.cascade_refusals = super::cascade::refusals(i);
     if let Some(problem) = lock_timeout_problem(playbook, i) {
         impact.warnings.push(problem);
     }

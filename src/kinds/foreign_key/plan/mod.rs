@@ -1,6 +1,7 @@
 //! The plans of a foreign key: drop, rollback, restore. Pure: they read the
 //! playbook (or a run spec) and `model`, never the database.
 
+pub mod cascade;
 pub mod drift;
 pub mod impact;
 pub mod leaves;
@@ -476,14 +477,7 @@ fn rollback_notes(playbook: &Playbook, i: &Inspection, path: RollbackPath) -> Ve
             ));
         }
     }
-    let risky = impact::unarchivable_cascades(i);
-    if !risky.is_empty() && playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
-        notes.push(format!(
-            "Deleting orphans fires other foreign keys that reference {}: {}. Those rows would change without being archived: fkctl rollback refuses to purge until this is handled.",
-            fk.table,
-            risky.join("; ")
-        ));
-    }
+    notes.extend(cascade::notes(playbook, i));
     notes
 }
 
@@ -575,6 +569,7 @@ fn archive_step(cx: &Planner<'_>, status: &Status) -> Step {
         "Every purged row is written here, whole, in the same statement that removes it.",
     );
     archive.statements = purge::create_archive_sql(&cx.playbook.journal_schema);
+    cascade::extend_archive(cx, &mut archive);
     archive.status = status.clone();
     archive
 }
@@ -611,6 +606,7 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
         expect: Expect::Equals(0),
     });
     purge_step.status = status.clone();
+    cascade::extend_purge(cx, &mut purge_step);
     purge_step
 }
 
@@ -749,10 +745,15 @@ pub fn restore_plan(
     archived: Archived<'_>,
 ) -> Plan {
     let mut cx = Planner::new(playbook, observed);
+    let identity = cx.identity();
     let step = match archived {
-        Archived::Nullified => restore_keys_step(&mut cx),
-        Archived::Deleted(columns) => restore_rows_step(&mut cx, Some(columns)),
-        Archived::Unknown => restore_rows_step(&mut cx, None),
+        Archived::Nullified => {
+            restore_keys_step(&mut cx, identity, &purge::ArchivedSet::nullified())
+        }
+        Archived::Deleted(columns) => {
+            restore_rows_step(&mut cx, Some(columns), &purge::ArchivedSet::deleted())
+        }
+        Archived::Unknown => restore_rows_step(&mut cx, None, &purge::ArchivedSet::deleted()),
     };
     cx.finish(Operation::Restore, vec![step])
 }
@@ -766,7 +767,11 @@ fn batched_restore_step(cx: &Planner<'_>, mut restore: Step, until: &str) -> Ste
     restore
 }
 
-fn restore_rows_step(cx: &mut Planner<'_>, columns: Option<&ColumnPlan>) -> Step {
+fn restore_rows_step(
+    cx: &mut Planner<'_>,
+    columns: Option<&ColumnPlan>,
+    set: &purge::ArchivedSet,
+) -> Step {
     let schema = &cx.playbook.journal_schema;
     let batch = cx.playbook.rollback.batch_size;
     let mut restore = batched_restore_step(
@@ -786,10 +791,11 @@ fn restore_rows_step(cx: &mut Planner<'_>, columns: Option<&ColumnPlan>) -> Step
                 batch,
                 schema,
                 &columns.columns,
+                set,
             )];
             restore.status = Status::Pending;
             cx.notes.extend(columns.notes());
-            let refused = purge::restore_refused_sql(&cx.orphans, schema, &columns.columns);
+            let refused = purge::restore_refused_sql(&cx.orphans, schema, &columns.columns, set);
             cx.notes.push(format!(
                 "Rows whose parent is still missing stay in the archive: {refused}"
             ));
@@ -801,7 +807,11 @@ fn restore_rows_step(cx: &mut Planner<'_>, columns: Option<&ColumnPlan>) -> Step
     restore
 }
 
-fn restore_keys_step(cx: &mut Planner<'_>) -> Step {
+fn restore_keys_step(
+    cx: &mut Planner<'_>,
+    identity: Option<&[crate::sql::ident::Ident]>,
+    set: &purge::ArchivedSet,
+) -> Step {
     let schema = &cx.playbook.journal_schema;
     let batch = cx.playbook.rollback.batch_size;
     let mut restore = batched_restore_step(
@@ -813,7 +823,7 @@ fn restore_keys_step(cx: &mut Planner<'_>) -> Step {
         ),
         "none can go back; $1 = the run id whose keys are restored",
     );
-    match cx.identity() {
+    match identity {
         Some(identity) => {
             restore.binds = vec![Bind::RestoreRunId];
             restore.statements = vec![purge::restore_keys_batch_sql(
@@ -821,6 +831,7 @@ fn restore_keys_step(cx: &mut Planner<'_>) -> Step {
                 batch,
                 schema,
                 identity,
+                set,
             )];
             restore.status = Status::Pending;
             let names = identity

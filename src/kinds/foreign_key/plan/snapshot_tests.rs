@@ -244,7 +244,76 @@ fn snapshot_rollback_payment_pg18_direct() {
     );
 }
 
+#[test]
+fn snapshot_rollback_seed_cascade_tree() {
+    let pb = fixtures::seed_playbook();
+    let i = fixtures::seed_with_cascade(&pb);
+    pin!(
+        "rollback_seed_cascade_tree",
+        "rollback, seed table, constraint absent, a cascade tree below the child: a partitioned CASCADE level with a CASCADE level under it, a SET NULL level and a SET DEFAULT level",
+        plan(Operation::Rollback, &pb, Some(&i))
+    );
+}
+
+#[test]
+fn a_cascade_level_without_row_identity_is_refused_in_the_plan() {
+    let pb = fixtures::seed_playbook();
+    let mut i = fixtures::seed_with_cascade(&pb);
+    i.cascade.levels[1].identity = None;
+    let refused = super::cascade::refusals(&i);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]
+            .starts_with("public.chat_data_watchers (fk_watchers_chat_data, ON DELETE SET NULL"),
+        "{refused:?}"
+    );
+    let text = text(&plan(Operation::Rollback, &pb, Some(&i)));
+    assert!(text.contains("fkctl rollback refuses to purge"), "{text}");
+}
+
 // ---------------------------------------------------------------- restore
+
+#[test]
+fn snapshot_restore_cascade_levels() {
+    use crate::kinds::foreign_key::plan::restore::{ArchivedKey, ColumnPlan};
+    use crate::model::TableColumn;
+    use crate::sql::ident::Ident;
+    let pb = fixtures::seed_playbook();
+    let i = fixtures::seed_with_cascade(&pb);
+    let observed = Observed {
+        environment: ENV,
+        inspection: &i,
+    };
+    let live: Vec<TableColumn> = fixtures::seed_table_columns()
+        .into_iter()
+        .filter(|c| ["id", "response_url"].contains(&c.name.as_str()))
+        .collect();
+    let mut live = live;
+    live[1].name = Ident::from_catalog("note_id");
+    let keys: Vec<ArchivedKey> = ["id", "note_id"]
+        .iter()
+        .map(|k| ArchivedKey {
+            name: Ident::from_catalog(*k),
+            rows: 7,
+        })
+        .collect();
+    let columns = ColumnPlan::compare(&live, &keys, 7, &[Ident::from_catalog("note_id")], false);
+    let rows = super::cascade::restore_level_plan(&pb, &observed, 3, Archived::Deleted(&columns));
+    let keys = super::cascade::restore_level_plan(&pb, &observed, 1, Archived::Nullified);
+    let (Some(rows), Some(keys)) = (rows, keys) else {
+        panic!("no such levels");
+    };
+    pin!(
+        "restore_cascade_level_rows",
+        "restore of 7 rows of the CASCADE level note_reactions (under chat_data_notes)",
+        rows
+    );
+    pin!(
+        "restore_cascade_level_keys",
+        "restore of the keys the SET NULL level chat_data_watchers lost",
+        keys
+    );
+}
 
 #[test]
 fn snapshot_restore_seed_live() {

@@ -1,0 +1,162 @@
+//! The cascade tree below the child: the foreign keys whose ON DELETE
+//! action (CASCADE, SET NULL, SET DEFAULT) a purge of child rows sets off,
+//! followed down through every CASCADE level, partitioned tables included.
+
+use super::{query, relations};
+use crate::error::{Error, Result};
+use crate::kinds::foreign_key::catalog::{delete_set_columns, enforced_column, key_comparisons};
+use crate::kinds::foreign_key::definition::{FkAction, MatchType};
+use crate::model::{CascadeLevel, CascadeProblem, CascadeTree};
+use crate::pg::Cell;
+use crate::sql::ident::{Ident, QualifiedName};
+use postgres::GenericClient;
+use std::collections::VecDeque;
+
+/// Deeper than this, fkctl stops following the tree and refuses.
+pub const MAX_DEPTH: usize = 16;
+
+// Only the top constraint of a partitioned table (conparentid = 0): its
+// copies on the partitions fire for it. A key that references one partition
+// of the table is found too (confrelid in the table's partition tree).
+fn referencing_sql(server_version: i32) -> String {
+    let enforced = enforced_column(server_version);
+    let set_cols = delete_set_columns(server_version);
+    format!(
+        "\
+SELECT c.conname::text, n.nspname::text, r.relname::text, c.conrelid, r.relkind = 'p',
+       c.confdeltype::text, c.confmatchtype::text, c.conkey, c.confkey, c.conpfeqop,
+       {set_cols}, c.confrelid = $1, fn.nspname::text, f.relname::text
+  FROM pg_constraint c
+  JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+  JOIN pg_class f ON f.oid = c.confrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace
+ WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('c', 'n', 'd') AND {enforced}
+   AND c.confrelid IN (SELECT $1::oid UNION SELECT t.relid FROM pg_partition_tree($1::oid::regclass) t)
+ ORDER BY 2, 3, 1"
+    )
+}
+
+fn name(schema: String, table: String) -> QualifiedName {
+    QualifiedName::new(Ident::from_catalog(schema), Ident::from_catalog(table))
+}
+
+/// A table of the tree still to be looked under: its oid and name, its
+/// level (None for the child) and the tables on its path from the child.
+struct Pending {
+    oid: u32,
+    table: QualifiedName,
+    level: Option<usize>,
+    path: Vec<u32>,
+}
+
+/// The cascade tree below `child` (oid and name), breadth first.
+// Long because it walks the tree and sorts each key found into a level or a
+// problem in one loop; the rules read best together.
+pub fn tree(
+    client: &mut impl GenericClient,
+    server_version: i32,
+    child_oid: u32,
+    child: &QualifiedName,
+) -> Result<CascadeTree> {
+    let sql = referencing_sql(server_version);
+    let mut found = CascadeTree {
+        track_counts: crate::pg::query_scalar::<String>(
+            client,
+            "SELECT current_setting('track_counts')",
+            &[],
+        )? == "on",
+        ..CascadeTree::default()
+    };
+    let mut seen = vec![child_oid];
+    let mut queue = VecDeque::from([Pending {
+        oid: child_oid,
+        table: child.clone(),
+        level: None,
+        path: vec![child_oid],
+    }]);
+    while let Some(at) = queue.pop_front() {
+        for row in &query(client, &sql, &[&at.oid])? {
+            let constraint = Ident::from_catalog(row.cell::<String>(0, &sql)?);
+            let table = name(row.cell(1, &sql)?, row.cell(2, &sql)?);
+            let oid: u32 = row.cell(3, &sql)?;
+            if !row.cell::<bool>(11, &sql)? {
+                let partition = name(row.cell(12, &sql)?, row.cell(13, &sql)?);
+                found.problems.push(CascadeProblem::ReferencesPartition {
+                    constraint,
+                    table,
+                    partition,
+                });
+                continue;
+            }
+            if at.path.contains(&oid) {
+                found.problems.push(CascadeProblem::Cycle {
+                    constraint,
+                    table,
+                    references: at.table.clone(),
+                });
+                continue;
+            }
+            if seen.contains(&oid) {
+                found.problems.push(CascadeProblem::ReachedTwice {
+                    constraint,
+                    table,
+                    references: at.table.clone(),
+                });
+                continue;
+            }
+            let depth = at.path.len();
+            if depth > MAX_DEPTH {
+                found
+                    .problems
+                    .push(CascadeProblem::TooDeep { table, depth });
+                continue;
+            }
+            seen.push(oid);
+            let code: String = row.cell(5, &sql)?;
+            let matching: String = row.cell(6, &sql)?;
+            let bad = |what: &str, code: &str| {
+                Error::internal(format!("unexpected {what} code {code:?} in pg_constraint"))
+            };
+            let on_delete =
+                FkAction::from_catalog_code(&code).ok_or_else(|| bad("confdeltype", &code))?;
+            let keys = key_comparisons(
+                client,
+                oid,
+                at.oid,
+                &row.cell::<Vec<i16>>(7, &sql)?,
+                &row.cell::<Vec<i16>>(8, &sql)?,
+                &row.cell::<Vec<u32>>(9, &sql)?,
+            )?;
+            let level = CascadeLevel {
+                oid,
+                constraint,
+                table: table.clone(),
+                partitioned: row.cell(4, &sql)?,
+                references: at.table.clone(),
+                above: at.level,
+                depth,
+                on_delete,
+                match_type: MatchType::from_catalog_code(&matching)
+                    .ok_or_else(|| bad("confmatchtype", &matching))?,
+                keys,
+                set_columns: row
+                    .cell::<Vec<String>>(10, &sql)?
+                    .into_iter()
+                    .map(Ident::from_catalog)
+                    .collect(),
+                identity: relations::row_identity(client, oid)?,
+            };
+            found.levels.push(level);
+            if on_delete == FkAction::Cascade {
+                let mut path = at.path.clone();
+                path.push(oid);
+                queue.push_back(Pending {
+                    oid,
+                    table,
+                    level: Some(found.levels.len() - 1),
+                    path,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
