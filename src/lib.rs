@@ -26,6 +26,7 @@ pub mod commands;
 pub mod connect;
 pub mod error;
 pub mod execute;
+pub mod fleet;
 pub mod journal;
 pub mod kinds;
 pub mod metrics;

@@ -64,7 +64,7 @@ const CORPUS: &[(&str, u64, u64, &str)] = &[
         "19-dsn-instead-of-variable",
         11,
         31,
-        "is not an environment variable name",
+        "not an environment variable name",
     ),
     (
         "20-unsupported-version",
@@ -126,6 +126,23 @@ const CORPUS: &[(&str, u64, u64, &str)] = &[
     ),
     ("38-loose-unknown-key", 15, 3, "unknown field `max_runtim`"),
 ];
+
+/// A connection string written where a variable name belongs is not echoed:
+/// it may carry a password.
+#[test]
+fn a_connection_string_in_the_wrong_place_is_not_echoed() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/malformed");
+    let out = fkctl(&["lint", &format!("{dir}/19-dsn-instead-of-variable.yml")]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("19-dsn-instead-of-variable.yml:11:31"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("host=db1"),
+        "the value written there is shown: {err}"
+    );
+}
 
 /// The YAML library's own words (its function and type names) never reach the user.
 #[test]

@@ -152,6 +152,12 @@ pub enum Command {
         /// still has the constraint; REASON is recorded in the journal.
         #[arg(long, value_name = "REASON", requires = "env", value_parser = non_empty_reason)]
         out_of_order: Option<String>,
+        /// For a fleet environment: only these of its targets (comma-separated names).
+        #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+        targets: Vec<String>,
+        /// text for people, or json: one JSON document on stdout (messages and progress on stderr).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Put the constraint back: ADD ... NOT VALID, archived orphan purge, VALIDATE. Resumable.
     Rollback {
@@ -168,6 +174,9 @@ pub enum Command {
         /// Restore the playbook's definition even where the drop-time snapshot differs.
         #[arg(long)]
         use_playbook_definition: bool,
+        /// For a fleet environment: only these of its targets (comma-separated names).
+        #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+        targets: Vec<String>,
         /// A final machine-readable summary on stdout (progress stays on stderr).
         #[arg(long, value_enum, default_value_t)]
         output: Output,

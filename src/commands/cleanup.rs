@@ -49,6 +49,17 @@ pub struct RunTotals {
 pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
+    if environment.fleet.is_some() {
+        if options.watch.is_some() || options.metrics_file.is_some() {
+            return Err(Error::usage(format!("{env} is a fleet: --watch and --metrics-file run per database (--env {env}/TARGET); a fleet-wide cleanup is one --once run of every target")));
+        }
+        return super::fleet::cleanup(
+            path,
+            &environment,
+            &connection.dsn,
+            options.output == crate::cli::args::Output::Json,
+        );
+    }
     let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
     let latest = metrics::serve::Latest::default();
     if let Some(addr) = &options.listen {

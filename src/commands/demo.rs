@@ -296,6 +296,7 @@ pub fn run(yes: bool, clean_only: bool) -> Result<()> {
             yes: true,
             max_orphans: None,
             use_playbook_definition: false,
+            targets: Vec::new(),
             output: Output::Text,
         },
     )?;
@@ -325,6 +326,8 @@ fn drop_without_questions(
     overrides: &[(String, String)],
 ) -> Result<()> {
     let options = super::drop::Options {
+        output: crate::cli::args::Output::Text,
+        targets: Vec::new(),
         dry_run: false,
         yes: true,
         out_of_order: None,

@@ -1,5 +1,6 @@
 //! `fkctl drop`: the staged, interactive removal, one environment at a time.
 
+use super::fleet::FleetDrop;
 use super::{connect, inspect_live, label, select_environments};
 use crate::error::{Error, Result};
 use crate::execute::{guard, interrupt, Executor};
@@ -13,18 +14,25 @@ use postgres::Client;
 use std::path::Path;
 
 /// What one environment's run showed, for the gate before the next one.
-#[derive(Debug, Default)]
-struct Evidence {
-    environment: String,
-    outcome: &'static str,
-    orphans: Option<i64>,
-    drop_ms: Option<u128>,
-    retries: u32,
-    blockers: Vec<String>,
-    run_id: Option<String>,
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Evidence {
+    pub(super) environment: String,
+    pub(super) outcome: &'static str,
+    pub(super) orphans: Option<i64>,
+    pub(super) drop_ms: Option<u128>,
+    pub(super) retries: u32,
+    pub(super) blockers: Vec<String>,
+    pub(super) run_id: Option<String>,
+    /// For a fleet: every target's result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) targets: Option<serde_json::Value>,
 }
 
 pub struct Options {
+    /// One JSON document (every environment's evidence) on stdout.
+    pub output: crate::cli::args::Output,
+    /// For a fleet: only these targets (empty: all).
+    pub targets: Vec<String>,
     pub dry_run: bool,
     pub yes: bool,
     /// Why a later environment goes before an earlier one is done (journaled).
@@ -38,12 +46,84 @@ pub fn run(
     options: Options,
 ) -> Result<()> {
     let Options {
+        output,
+        targets,
         dry_run,
         yes,
         out_of_order,
     } = options;
+    let json = output == crate::cli::args::Output::Json;
+    if json {
+        super::narrate_to_stderr();
+    }
     let playbook = playbook::load(path)?;
     let environments = select_environments(&playbook, env)?;
+    refuse_unattended(env, yes, dry_run, &environments)?;
+    interrupt::install();
+    if let Some(name) = env {
+        if out_of_order.is_none() {
+            earlier_environments_done(&playbook, name, dsn)?;
+        }
+    }
+    let mut done: Vec<Evidence> = Vec::new();
+    for environment in &environments {
+        if let Some(before) = done.last() {
+            if !gate(before, environment, yes || dry_run)? {
+                return Err(Error::declined(format!(
+                    "before {} at your request; nothing was changed there",
+                    environment.name
+                ))
+                .next(format!(
+                    "when ready: fkctl drop {} --env {}",
+                    path.display(),
+                    environment.name
+                )));
+            }
+        }
+        let evidence = if environment.fleet.is_some() {
+            let fleet = FleetDrop {
+                path,
+                playbook: &playbook,
+                dsn,
+                dry_run,
+                yes,
+                out_of_order: out_of_order.as_deref(),
+                only: &targets,
+            };
+            fleet.run(environment)?
+        } else {
+            drop_in(
+                &playbook,
+                environment,
+                dsn,
+                dry_run,
+                yes,
+                out_of_order.as_deref(),
+            )
+            .map_err(|e| label(e, &environment.name, "drop"))?
+        };
+        if evidence.outcome == "declined" {
+            return Err(Error::declined(format!(
+                "at your request; the constraint is unchanged on {}",
+                environment.name
+            )));
+        }
+        done.push(evidence);
+    }
+    if json {
+        super::write_json(&serde_json::json!({ "environments": done }))?;
+    }
+    Ok(())
+}
+
+/// Without a terminal only --yes runs; --yes never reaches a protected
+/// environment that was not named.
+fn refuse_unattended(
+    env: Option<&str>,
+    yes: bool,
+    dry_run: bool,
+    environments: &[Environment],
+) -> Result<()> {
     if !yes && !dry_run && !tui::interactive() {
         return Err(Error::usage("fkctl drop asks before every change, but there is no terminal to ask on")
             .next("run it from a terminal, or pass --yes (and --env NAME for a protected environment) to run without questions; --dry-run needs neither"));
@@ -57,44 +137,6 @@ pub fn run(
             .next(format!("name it explicitly: --env {} --yes (after the earlier environments are done)", p.name)));
         }
     }
-    interrupt::install();
-    if let Some(name) = env {
-        if out_of_order.is_none() {
-            earlier_environments_done(&playbook, name, dsn)?;
-        }
-    }
-    let mut previous: Option<Evidence> = None;
-    for environment in &environments {
-        if let Some(before) = &previous {
-            if !gate(before, environment, yes || dry_run)? {
-                return Err(Error::declined(format!(
-                    "before {} at your request; nothing was changed there",
-                    environment.name
-                ))
-                .next(format!(
-                    "when ready: fkctl drop {} --env {}",
-                    path.display(),
-                    environment.name
-                )));
-            }
-        }
-        let evidence = drop_in(
-            &playbook,
-            environment,
-            dsn,
-            dry_run,
-            yes,
-            out_of_order.as_deref(),
-        )
-        .map_err(|e| label(e, &environment.name, "drop"))?;
-        if evidence.outcome == "declined" {
-            return Err(Error::declined(format!(
-                "at your request; the constraint is unchanged on {}",
-                environment.name
-            )));
-        }
-        previous = Some(evidence);
-    }
     Ok(())
 }
 
@@ -106,7 +148,18 @@ fn earlier_environments_done(
     dsn: &[(String, String)],
 ) -> Result<()> {
     let fk = &playbook.constraint;
-    for earlier in playbook.environments.iter().take_while(|e| e.name != env) {
+    // A fleet's database waits for the environments before its fleet; an
+    // earlier fleet is done when every one of its databases is.
+    let owner = playbook
+        .owning_environment(env)
+        .map_or(env, |e| e.name.as_str());
+    let earlier_databases = playbook
+        .environments
+        .iter()
+        .take_while(|e| e.name != owner)
+        .flat_map(|e| e.databases());
+    for earlier in earlier_databases {
+        let earlier = &earlier;
         let pending = |why: String| {
             Error::precondition(format!(
                 "{env} comes after {} in the playbook, and {why}; nothing was changed",
@@ -145,19 +198,19 @@ fn earlier_environments_done(
 
 /// Shows what the previous environment did and asks before going on.
 fn gate(before: &Evidence, next: &Environment, no_questions: bool) -> Result<bool> {
-    println!("\nEvidence from {}:", before.environment);
-    println!("  outcome:  {}", before.outcome);
+    crate::say!("\nEvidence from {}:", before.environment);
+    crate::say!("  outcome:  {}", before.outcome);
     if let Some(o) = before.orphans {
-        println!("  orphans before the drop: {o}");
+        crate::say!("  orphans before the drop: {o}");
     }
     if let Some(ms) = before.drop_ms {
-        println!("  drop took {ms} ms, {} lock retries", before.retries);
+        crate::say!("  drop took {ms} ms, {} lock retries", before.retries);
     }
     for b in &before.blockers {
-        println!("  blocked by: {b}");
+        crate::say!("  blocked by: {b}");
     }
     if let Some(id) = &before.run_id {
-        println!("  journal run: {id}");
+        crate::say!("  journal run: {id}");
     }
     if no_questions {
         return Ok(true);
@@ -173,27 +226,27 @@ fn gate(before: &Evidence, next: &Environment, no_questions: bool) -> Result<boo
 fn show_inspection(playbook: &Playbook, inspection: &Inspection) {
     let fk = &playbook.constraint;
     if let Some(live) = inspection.live() {
-        println!(
+        crate::say!(
             "  constraint: {} on {} ({})",
             fk.name,
             fk.table,
             if live.validated { "valid" } else { "NOT VALID" }
         );
-        println!("  definition: {}", live.pg_definition);
+        crate::say!("  definition: {}", live.pg_definition);
         for copy in &live.copies {
-            println!("  partition copy: {} -> {}", copy.table, copy.references);
+            crate::say!("  partition copy: {} -> {}", copy.table, copy.references);
         }
     }
     let found = impact::analyse(playbook, Some(inspection));
-    println!("  once dropped, PostgreSQL stops:");
+    crate::say!("  once dropped, PostgreSQL stops:");
     for s in &found.stops_enforcing {
-        println!("    - {s}");
+        crate::say!("    - {s}");
     }
     for s in &found.purge_sets_off {
-        println!("  referencing the child: {s}");
+        crate::say!("  referencing the child: {s}");
     }
     for w in &found.warnings {
-        println!("  ! {w}");
+        crate::say!("  ! {w}");
     }
 }
 
@@ -211,11 +264,11 @@ fn already_absent(
     match &inspection.constraint {
         Lookup::Absent => {
             match journal.snapshot(client, &playbook.change, fk)? {
-                Some(s) => println!(
+                Some(s) => crate::say!(
                     "  already done: {} is absent from {}, and its definition is on record (run {}, {}):\n    {}",
                     fk.name, fk.table, s.run_id, s.taken_at, s.definition
                 ),
-                None => println!(
+                None => crate::say!(
                     "  nothing to do: {} is absent from {} and no snapshot is on record, so it was dropped outside fkctl; a rollback will use the playbook's definition",
                     fk.name, fk.table
                 ),
@@ -263,9 +316,9 @@ fn drop_in(
     } else {
         ""
     };
-    println!("\n== {env}{protected} ==");
+    crate::say!("\n== {env}{protected} ==");
     let (target, mut client) = connect(playbook, environment, dsn)?;
-    println!("  connected: {}", target.description);
+    crate::say!("  connected: {}", target.description);
     if !dry_run {
         guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
     }
@@ -332,7 +385,7 @@ fn drop_in(
 /// nothing replaces it.
 fn warn_loose_missing(playbook: &Playbook, inspection: &Inspection, env: &str) {
     if playbook.loose.is_some() && !inspection.loose.fully_installed() {
-        println!("  warning: the playbook has loose: but its replacement is not installed on {env} (the constraint was dropped without it); nothing queues deleted parent keys, so orphans accumulate until a rollback purges them");
+        crate::say!("  warning: the playbook has loose: but its replacement is not installed on {env} (the constraint was dropped without it); nothing queues deleted parent keys, so orphans accumulate until a rollback purges them");
     }
 }
 
@@ -389,7 +442,7 @@ struct DropRun<'a> {
 impl DropRun<'_> {
     fn steps(&mut self, steps: &[Step]) -> Result<()> {
         for step in steps {
-            println!("{}", super::step_text(step));
+            crate::say!("{}", super::step_text(step));
             match step.kind {
                 StepKind::VerifyDefinition | StepKind::CountOrphans => self.check(step)?,
                 StepKind::SnapshotDefinition => self.snapshot(step)?,
@@ -427,7 +480,7 @@ impl DropRun<'_> {
                 e
             }
         })?;
-        println!("   ok: {value}");
+        crate::say!("   ok: {value}");
         if let (StepKind::CountOrphans, crate::execute::Value::Count(n)) = (step.kind, value) {
             self.evidence.orphans = Some(n);
         }
@@ -436,7 +489,7 @@ impl DropRun<'_> {
 
     fn snapshot(&mut self, step: &Step) -> Result<()> {
         if self.dry_run {
-            println!("   dry run: not recorded");
+            crate::say!("   dry run: not recorded");
             return Ok(());
         }
         let exec = self.exec;
@@ -456,7 +509,7 @@ impl DropRun<'_> {
                 &text,
             )?;
         }
-        println!("   recorded: {text}");
+        crate::say!("   recorded: {text}");
         self.definition = Some(text);
         Ok(())
     }
@@ -464,11 +517,11 @@ impl DropRun<'_> {
     /// The loose replacement, verified in the catalog before the DROP.
     fn install_loose(&mut self, step: &Step) -> Result<()> {
         if let Status::AlreadyDone(why) = &step.status {
-            println!("   already done: {why}");
+            crate::say!("   already done: {why}");
             return Ok(());
         }
         if self.dry_run {
-            println!("   dry run: not installed");
+            crate::say!("   dry run: not installed");
             return Ok(());
         }
         let exec = self.exec;
@@ -481,7 +534,7 @@ impl DropRun<'_> {
             let found = exec.check_after(self.client, check, step).map_err(|e| {
                 e.next("the constraint was NOT dropped: fkctl drops it only once every capture trigger is in place; see fkctl status")
             })?;
-            println!(
+            crate::say!(
                 "   installed in {} ms; the catalog shows {found} capture trigger(s)",
                 outcome.elapsed.as_millis()
             );
@@ -493,7 +546,7 @@ impl DropRun<'_> {
     fn drop(&mut self, step: &Step) -> Result<bool> {
         let environment = self.environment;
         if self.dry_run {
-            println!(
+            crate::say!(
                 "\n   dry run: the statements above were not run; nothing was changed on {}",
                 environment.name
             );
@@ -530,7 +583,7 @@ impl DropRun<'_> {
                 e.next("the DROP committed but the catalog still shows the constraint: inspect the database before doing anything else")
             })?;
         }
-        println!(
+        crate::say!(
             "   dropped in {} ms after {} lock retries; the catalog confirms it is gone{}",
             outcome.elapsed.as_millis(),
             outcome.retries,

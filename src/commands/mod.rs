@@ -3,10 +3,36 @@
 //! hands the result to a renderer. The SQL that changes anything comes from
 //! the plan; what is written here is only small reads of fkctl's own tables.
 
+/// Narration: to stdout for people, to stderr when stdout carries one JSON
+/// document (`--output json`), so that the document stays parseable.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if $crate::commands::narration_to_stderr() {
+            eprintln!($($arg)*);
+        } else {
+            println!($($arg)*);
+        }
+    };
+}
+
+static NARRATION_TO_STDERR: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Sends narration (`say!`) to stderr from now on: stdout is for JSON.
+pub fn narrate_to_stderr() {
+    NARRATION_TO_STDERR.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub fn narration_to_stderr() -> bool {
+    NARRATION_TO_STDERR.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 mod change_request;
 mod cleanup;
 mod demo;
 mod drop;
+mod fleet;
 mod inspect;
 mod lint;
 mod man;
@@ -83,11 +109,15 @@ pub fn run(cli: Cli) -> Result<()> {
             dry_run,
             yes,
             out_of_order,
+            targets,
+            output,
         } => drop::run(
             &playbook,
             environments.env.as_deref(),
             &environments.dsn,
             drop::Options {
+                output,
+                targets,
                 dry_run,
                 yes,
                 out_of_order,
@@ -99,6 +129,7 @@ pub fn run(cli: Cli) -> Result<()> {
             yes,
             max_orphans,
             use_playbook_definition,
+            targets,
             output,
         } => rollback::run(
             &playbook,
@@ -107,6 +138,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 yes,
                 max_orphans,
                 use_playbook_definition,
+                targets,
                 output,
             },
         ),
@@ -206,7 +238,6 @@ pub fn select_environments(
     match env {
         Some(name) => Ok(vec![playbook
             .environment(name)
-            .cloned()
             .ok_or_else(|| unknown_environment(playbook, name))?]),
         None => Ok(playbook.environments.clone()),
     }
@@ -235,7 +266,6 @@ pub fn load_with_env(path: &Path, env: &str) -> Result<(Playbook, playbook::Envi
     let playbook = playbook::load(path)?;
     let environment = playbook
         .environment(env)
-        .cloned()
         .ok_or_else(|| unknown_environment(&playbook, env))?;
     Ok((playbook, environment))
 }

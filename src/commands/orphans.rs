@@ -17,6 +17,23 @@ pub fn run(
 ) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
+    if environment.fleet.is_some() {
+        if metrics_file.is_some() {
+            return Err(crate::error::Error::usage(format!("--metrics-file: {env} is a fleet; write one file per database with --env {env}/TARGET")));
+        }
+        let count = |d: &serde_json::Value| crate::fleet::report::field(d, "/orphan_count");
+        let state = |d: &serde_json::Value| crate::fleet::report::field(d, "/state");
+        let columns: [crate::fleet::report::Column<'_>; 2] =
+            [("constraint", &state), ("orphans", &count)];
+        return super::fleet::read(
+            "orphans",
+            path,
+            &environment,
+            &connection.dsn,
+            output == Output::Json,
+            &columns,
+        );
+    }
     let (_, mut client) = connect(&playbook, &environment, &connection.dsn)?;
     let inspection = inspect_live(&mut client, &playbook, env, "read the live catalog")?;
     let query = &inspection.orphan_query;

@@ -28,6 +28,8 @@ pub struct Options {
     pub yes: bool,
     pub max_orphans: Option<u64>,
     pub use_playbook_definition: bool,
+    /// For a fleet: only these targets (empty: all).
+    pub targets: Vec<String>,
     pub output: Output,
 }
 
@@ -72,6 +74,9 @@ fn ask(question: &str, protected: bool, env: &str) -> Result<bool> {
 pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()> {
     let env = connection.env.as_str();
     let (loaded, environment) = load_with_env(path, env)?;
+    if environment.fleet.is_some() {
+        return super::fleet::rollback(path, &loaded, &environment, connection, &options);
+    }
     if !options.yes && !tui::interactive() {
         return Err(Error::usage("fkctl rollback asks before the purge and before VALIDATE, but there is no terminal to ask on")
             .next(format!("in a script or runbook: fkctl rollback {} --env {env} --yes", path.display())));
@@ -157,13 +162,8 @@ fn rollback_in(
         )));
     }
     journal.ensure(&mut client)?;
-    let run = journal.start_run(
-        &mut client,
-        &playbook.change,
-        "rollback",
-        env,
-        &playbook.constraint,
-    )?;
+    let fk = &playbook.constraint;
+    let run = journal.start_run(&mut client, &playbook.change, "rollback", env, fk)?;
     summary.run_id = Some(run.id.clone());
     let outcome = RollbackRun {
         client: &mut client,

@@ -45,28 +45,69 @@ fn one(
     })
 }
 
+/// One database's status, or what kept fkctl from reading it.
+fn read_one(
+    playbook: &playbook::Playbook,
+    environment: &playbook::Environment,
+    dsn: &[(String, String)],
+) -> std::result::Result<EnvironmentStatus, Error> {
+    one(playbook, environment, dsn).or_else(|e| {
+        if e.kind == Kind::Usage {
+            return Err(e);
+        }
+        Ok(EnvironmentStatus {
+            environment: environment.name.clone(),
+            reachable: e.kind != Kind::Unreachable,
+            error: Some(e.to_string()),
+            constraint: None,
+            definition: None,
+            snapshot: None,
+            runs: Vec::new(),
+            loose: None,
+        })
+    })
+}
+
+/// Every database of an environment; a fleet's read in parallel, at most
+/// its rollout concurrency (at least 4) sessions at once.
+fn read_environment(
+    playbook: &playbook::Playbook,
+    environment: &playbook::Environment,
+    dsn: &[(String, String)],
+) -> Result<Vec<EnvironmentStatus>> {
+    let databases = environment.databases();
+    let width = environment
+        .fleet
+        .as_ref()
+        .map_or(1, |f| f.concurrency.max(4));
+    let mut out = Vec::new();
+    for chunk in databases.chunks(width) {
+        let read: Vec<std::result::Result<EnvironmentStatus, Error>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|db| scope.spawn(move || read_one(playbook, db, dsn)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::internal("a status reader panicked")))
+                    })
+                    .collect()
+            });
+        for r in read {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(path: &Path, env: Option<&str>, dsn: &[(String, String)], output: Output) -> Result<()> {
     let playbook = playbook::load(path)?;
     let mut all = Vec::new();
-    let mut worst: Option<Error> = None;
     for environment in select_environments(&playbook, env)? {
-        match one(&playbook, &environment, dsn) {
-            Ok(s) => all.push(s),
-            Err(e) if e.kind == Kind::Usage => return Err(e),
-            Err(e) => {
-                all.push(EnvironmentStatus {
-                    environment: environment.name.clone(),
-                    reachable: e.kind != Kind::Unreachable,
-                    error: Some(e.to_string()),
-                    constraint: None,
-                    definition: None,
-                    snapshot: None,
-                    runs: Vec::new(),
-                    loose: None,
-                });
-                worst.get_or_insert(e);
-            }
-        }
+        all.extend(read_environment(&playbook, &environment, dsn)?);
     }
     match output {
         Output::Json => {
@@ -74,13 +115,19 @@ pub fn run(path: &Path, env: Option<&str>, dsn: &[(String, String)], output: Out
         }
         Output::Text => write_stdout(&text(&playbook, &all))?,
     }
-    match worst {
-        Some(e) => Err(Error::new(
-            e.kind,
-            "some environments could not be read; see above",
-        )),
-        None => Ok(()),
+    let unreadable = all.iter().filter(|s| s.error.is_some()).count();
+    if unreadable == 0 {
+        return Ok(());
     }
+    let kind = if all.iter().any(|s| !s.reachable) {
+        Kind::Unreachable
+    } else {
+        Kind::Precondition
+    };
+    Err(Error::new(
+        kind,
+        format!("{unreadable} database(s) could not be read; see above"),
+    ))
 }
 
 fn text(playbook: &playbook::Playbook, all: &[EnvironmentStatus]) -> String {
@@ -90,65 +137,22 @@ fn text(playbook: &playbook::Playbook, all: &[EnvironmentStatus]) -> String {
         "Change {}: {} on {}",
         playbook.change, playbook.constraint.name, playbook.constraint.table
     );
+    let mut fleet_header: Option<&str> = None;
     for s in all {
-        let _ = writeln!(out, "\n{}", s.environment);
-        if let Some(e) = &s.error {
-            let _ = writeln!(
-                out,
-                "  could not read it:\n    {}",
-                e.replace('\n', "\n    ")
-            );
+        if let Some((env, target)) = s.environment.split_once('/') {
+            if fleet_header != Some(env) {
+                fleet_header = Some(env);
+                let _ = writeln!(
+                    out,
+                    "\n{env} (fleet)\n  {:<24} {:<12} {:<40} loose",
+                    "target", "constraint", "last run"
+                );
+            }
+            let _ = writeln!(out, "  {}", fleet_row(target, s));
             continue;
         }
-        let state = s.constraint.map_or("unknown", ConstraintState::label);
-        let _ = writeln!(out, "  constraint: {state}");
-        if let Some(d) = &s.definition {
-            let _ = writeln!(out, "  definition: {d}");
-        }
-        match &s.snapshot {
-            Some(snap) => {
-                let _ = writeln!(
-                    out,
-                    "  snapshot:   {} (run {}, {})",
-                    snap.definition, snap.run_id, snap.taken_at
-                );
-            }
-            None => {
-                let _ = writeln!(out, "  snapshot:   none recorded");
-            }
-        }
-        if let Some(l) = &s.loose {
-            let _ = writeln!(out, "  loose:      {}", loose_line(l));
-        }
-        if s.runs.is_empty() {
-            let _ = writeln!(out, "  runs:       none recorded");
-        }
-        for r in &s.runs {
-            let outcome = r.outcome.as_deref().unwrap_or(
-                "unfinished (running, or killed: the next run continues from the catalog)",
-            );
-            let _ = writeln!(
-                out,
-                "  run {} {} by {} at {}: {outcome}",
-                r.run_id, r.operation, r.operator, r.started_at
-            );
-            if let Some(note) = &r.note {
-                let _ = writeln!(out, "    note: {note}");
-            }
-            for step in &r.steps {
-                let _ = writeln!(
-                    out,
-                    "    {:<20} {}{}",
-                    step.step,
-                    step.outcome.as_deref().unwrap_or("unfinished"),
-                    if step.retries > 0 {
-                        format!(" after {} retries", step.retries)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-        }
+        fleet_header = None;
+        environment_block(&mut out, s);
     }
     out
 }
@@ -176,4 +180,93 @@ fn loose_line(l: &crate::model::LooseState) -> String {
         "{installed}; {} queued key(s) pending, {} child row(s) still violating; last successful cleanup {last}; totals: {} keys, {} rows deleted, {} nullified, {} rescheduled over {} run(s)",
         l.pending, l.violating_child_rows, c.processed_deletions, c.child_rows_deleted, c.child_rows_nullified, c.rescheduled, c.runs
     )
+}
+
+/// One target of a fleet in one line: its constraint, its last run, its
+/// loose replacement's queue; or why it could not be read.
+fn fleet_row(target: &str, s: &EnvironmentStatus) -> String {
+    if let Some(e) = &s.error {
+        let first = e.lines().next().unwrap_or("");
+        return format!("{target:<24} UNREADABLE: {first}");
+    }
+    let state = s.constraint.map_or("unknown", ConstraintState::label);
+    let last = s.runs.first().map_or("none recorded".to_string(), |r| {
+        format!(
+            "{} {} ({})",
+            r.operation,
+            r.outcome.as_deref().unwrap_or("unfinished"),
+            r.started_at.get(..16).unwrap_or(&r.started_at)
+        )
+    });
+    let loose = s.loose.as_ref().map_or("-".to_string(), |l| {
+        if l.fully_installed() {
+            format!("{} pending", l.pending)
+        } else {
+            "not installed".to_string()
+        }
+    });
+    format!("{target:<24} {state:<12} {last:<40} {loose}")
+}
+
+/// One database's status, in full.
+fn environment_block(out: &mut String, s: &EnvironmentStatus) {
+    let _ = writeln!(out, "\n{}", s.environment);
+    if let Some(e) = &s.error {
+        let _ = writeln!(
+            out,
+            "  could not read it:\n    {}",
+            e.replace('\n', "\n    ")
+        );
+        return;
+    }
+    let state = s.constraint.map_or("unknown", ConstraintState::label);
+    let _ = writeln!(out, "  constraint: {state}");
+    if let Some(d) = &s.definition {
+        let _ = writeln!(out, "  definition: {d}");
+    }
+    match &s.snapshot {
+        Some(snap) => {
+            let _ = writeln!(
+                out,
+                "  snapshot:   {} (run {}, {})",
+                snap.definition, snap.run_id, snap.taken_at
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  snapshot:   none recorded");
+        }
+    }
+    if let Some(l) = &s.loose {
+        let _ = writeln!(out, "  loose:      {}", loose_line(l));
+    }
+    if s.runs.is_empty() {
+        let _ = writeln!(out, "  runs:       none recorded");
+    }
+    for r in &s.runs {
+        let outcome = r
+            .outcome
+            .as_deref()
+            .unwrap_or("unfinished (running, or killed: the next run continues from the catalog)");
+        let _ = writeln!(
+            out,
+            "  run {} {} by {} at {}: {outcome}",
+            r.run_id, r.operation, r.operator, r.started_at
+        );
+        if let Some(note) = &r.note {
+            let _ = writeln!(out, "    note: {note}");
+        }
+        for step in &r.steps {
+            let _ = writeln!(
+                out,
+                "    {:<20} {}{}",
+                step.step,
+                step.outcome.as_deref().unwrap_or("unfinished"),
+                if step.retries > 0 {
+                    format!(" after {} retries", step.retries)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
 }

@@ -84,9 +84,23 @@ impl Target {
     /// Resolves the connection for one playbook environment.
     pub fn resolve(environment: &Environment, overrides: &Overrides) -> Result<Target> {
         let overridden = overrides.iter().rev().find(|(n, _)| n == &environment.name);
-        let text = match overridden {
-            Some((_, dsn)) => dsn.clone(),
-            None => std::env::var(&environment.dsn_env).map_err(|_| {
+        if let (None, Some(fleet)) = (overridden, &environment.fleet) {
+            let first = fleet.targets.first().map_or("TARGET", |t| t.name.as_str());
+            return Err(Error::usage(format!(
+                "environment {:?} is a fleet of {} databases, not one database",
+                environment.name,
+                fleet.targets.len()
+            ))
+            .next(format!(
+                "name one of its databases: --env {}/{first} (drop, rollback, orphans, status and cleanup --once also run across the whole fleet)",
+                environment.name
+            )));
+        }
+        let text = match (overridden, &environment.service) {
+            (Some((_, dsn)), _) => dsn.clone(),
+            // A service name is checked by the playbook: letters, digits, - _ .
+            (None, Some(service)) => format!("service={service}"),
+            (None, None) => std::env::var(&environment.dsn_env).map_err(|_| {
                 Error::usage(format!(
                     "no connection string for environment {:?}: the variable {} is not set",
                     environment.name, environment.dsn_env
@@ -99,9 +113,10 @@ impl Target {
         };
         Target::from_dsn(&environment.name, &text).map_err(|e| {
             let e = e.with("environment", environment.name.clone());
-            match overridden {
-                Some(_) => e.with("from", format!("--dsn {}=...", environment.name)),
-                None => e.with("variable", environment.dsn_env.clone()),
+            match (overridden, &environment.service) {
+                (Some(_), _) => e.with("from", format!("--dsn {}=...", environment.name)),
+                (None, Some(service)) => e.with("service", service.clone()),
+                (None, None) => e.with("variable", environment.dsn_env.clone()),
             }
         })
     }

@@ -4,6 +4,7 @@
 //! [`PlaybookError`] naming `file:line:column`. Nothing here touches a database.
 
 pub mod duration;
+mod fleet;
 mod raw;
 mod validate;
 
@@ -68,6 +69,23 @@ impl OrphanPolicy {
     }
 }
 
+/// The databases of one environment and how a change rolls over them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fleet {
+    pub targets: Vec<FleetTarget>,
+    /// The first `canary` targets go alone, one at a time, before any other.
+    pub canary: usize,
+    /// Then at most this many targets at a time.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetTarget {
+    pub name: String,
+    pub dsn_env: Option<String>,
+    pub service: Option<String>,
+}
+
 /// `loose:`: a trigger on the parent queues deleted (or re-keyed) parent keys
 /// and `fkctl cleanup` applies the foreign key's action to their children,
 /// archived, while the constraint is gone.
@@ -84,9 +102,15 @@ pub struct LooseSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Environment {
+    /// Its name; for one database of a fleet, `ENVIRONMENT/TARGET`.
     pub name: String,
-    /// The environment variable holding this environment's connection string.
+    /// The environment variable holding this environment's connection string
+    /// (empty for a fleet, and for a target reached through a service).
     pub dsn_env: String,
+    /// A pg_service.conf service to connect through, instead of `dsn_env`.
+    pub service: Option<String>,
+    /// Many databases carrying the same schema, rolled out in waves.
+    pub fleet: Option<Fleet>,
     /// Production-like: confirmations require typing the name.
     pub protected: bool,
 }
@@ -166,9 +190,46 @@ pub struct Playbook {
     pub positions: ConstraintPositions,
 }
 
+impl Environment {
+    /// The databases it stands for: itself, or one environment per target
+    /// of its fleet, named `ENVIRONMENT/TARGET`, each protected as it is.
+    pub fn databases(&self) -> Vec<Environment> {
+        match &self.fleet {
+            None => vec![self.clone()],
+            Some(fleet) => fleet
+                .targets
+                .iter()
+                .map(|t| Environment {
+                    name: format!("{}/{}", self.name, t.name),
+                    dsn_env: t.dsn_env.clone().unwrap_or_default(),
+                    service: t.service.clone(),
+                    fleet: None,
+                    protected: self.protected,
+                })
+                .collect(),
+        }
+    }
+}
+
 impl Playbook {
-    pub fn environment(&self, name: &str) -> Option<&Environment> {
-        self.environments.iter().find(|e| e.name == name)
+    /// An environment by name, or one database of a fleet as `ENVIRONMENT/TARGET`.
+    pub fn environment(&self, name: &str) -> Option<Environment> {
+        if let Some(e) = self.environments.iter().find(|e| e.name == name) {
+            return Some(e.clone());
+        }
+        let (env, _) = name.split_once('/')?;
+        self.environments
+            .iter()
+            .find(|e| e.name == env)?
+            .databases()
+            .into_iter()
+            .find(|d| d.name == name)
+    }
+
+    /// The environment a name belongs to (a fleet's, for `ENVIRONMENT/TARGET`).
+    pub fn owning_environment(&self, name: &str) -> Option<&Environment> {
+        let env = name.split_once('/').map_or(name, |(e, _)| e);
+        self.environments.iter().find(|e| e.name == env)
     }
 
     /// `path:line:column` of a position in this playbook, for messages.

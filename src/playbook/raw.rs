@@ -68,9 +68,40 @@ pub struct RawReferences {
 #[serde(deny_unknown_fields)]
 pub struct RawEnvironment {
     pub name: Spanned<String>,
-    pub dsn_env: Spanned<String>,
+    /// One database: the variable holding its connection string.
+    #[serde(default)]
+    pub dsn_env: Option<Spanned<String>>,
     #[serde(default)]
     pub protected: Option<Spanned<bool>>,
+    /// A fleet: many databases, listed here ...
+    #[serde(default)]
+    pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+    /// ... or in a file, one `NAME env=VARIABLE` or `NAME service=SERVICE` per line.
+    #[serde(default)]
+    pub targets_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub rollout: Option<Spanned<RawRollout>>,
+}
+
+/// One database of a fleet: how to connect, never the password itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub dsn_env: Option<Spanned<String>>,
+    /// A service of pg_service.conf.
+    #[serde(default)]
+    pub service: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollout {
+    #[serde(default)]
+    pub canary: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub concurrency: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -240,19 +240,27 @@ impl Checker<'_> {
                     format!("environments.name: {name:?} appears twice"),
                 );
             }
-            let var = e.dsn_env.value.trim();
-            let var_ok = !var.is_empty()
-                && !var.starts_with(|c: char| c.is_ascii_digit())
-                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !var_ok {
-                return self.error(
-                    e.dsn_env.referenced,
-                    format!("environments.dsn_env: {:?} is not an environment variable name (letters, digits and '_'); put the connection string in that variable, not here", e.dsn_env.value),
-                );
-            }
+            let fleet = super::fleet::fleet(self.path, e)?;
+            let dsn_env = match (&e.dsn_env, &fleet) {
+                (Some(var), None) => {
+                    let v = var.value.trim();
+                    if !super::fleet::is_variable_name(v) {
+                        return self.error(
+                            var.referenced,
+                            "environments.dsn_env: not an environment variable name (letters, digits and '_'; the value is not shown, it may be a connection string): put the connection string in that variable, not here",
+                        );
+                    }
+                    v.to_string()
+                }
+                (None, Some(_)) => String::new(),
+                (Some(var), Some(_)) => return self.error(var.referenced, format!("environment {name:?}: dsn_env is for one database; a fleet's targets each say how to connect")),
+                (None, None) => return self.error(e.name.referenced, format!("environment {name:?}: give dsn_env (the variable holding its connection string), or targets: / targets_file: for a fleet")),
+            };
             out.push(Environment {
                 name,
-                dsn_env: var.to_string(),
+                dsn_env,
+                service: None,
+                fleet,
                 protected: e.protected.as_ref().is_some_and(|p| p.value),
             });
         }
