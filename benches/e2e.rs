@@ -2,7 +2,7 @@
 //! data, alternating (A B A B, medians), on the local PostgreSQL (same
 //! discovery as the tests).
 //! `cargo bench --bench e2e -- [--quick] [--rows N] [--orphans N] [--pairs N]
-//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,loose]`.
+//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,fleet,loose]`.
 //!
 //! Prints a table and one `RESULT {...}` line per measurement.
 
@@ -452,6 +452,71 @@ fn loose(b: &Bench) {
     );
 }
 
+/// Fleets: drop then rollback over 32 small databases, one at a time vs 8
+/// at a time; wall time, speed-up, and fkctl's cost per target.
+fn fleet(_: &Bench) {
+    const TARGETS: usize = 32;
+    let dbs: Vec<TestDatabase> = (0..TARGETS)
+        .map(|i| {
+            let db = TestDatabase::create(&format!("bench_fleet_{i}")).unwrap_or_else(|e| panic!("{e}"));
+            exec(
+                &db,
+                "CREATE TABLE parent (id bigint PRIMARY KEY);
+                 CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint REFERENCES parent (id));
+                 INSERT INTO parent SELECT generate_series(1, 1000);
+                 INSERT INTO child SELECT g, 1 + g % 1000 FROM generate_series(1, 10000) g;
+                 ANALYZE parent, child;",
+            );
+            db
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("fkctl-bench-fleet-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let run = |concurrency: usize, command: &str| -> f64 {
+        let targets: String = (0..TARGETS)
+            .map(|i| format!("      - {{ name: t{i:02}, dsn_env: BENCH_FLEET_{i} }}\n"))
+            .collect();
+        let playbook = dir.join(format!("fleet-{concurrency}.yml"));
+        std::fs::write(&playbook, format!(
+            "version: 1\nchange: bench-fleet\nsummary: s\nconstraint: {{ name: child_parent_id_fkey, table: child, columns: [parent_id], references: {{ table: parent, columns: [id] }} }}\nenvironments:\n  - name: production\n    rollout: {{ canary: 1, concurrency: {concurrency} }}\n    targets:\n{targets}"
+        )).unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fkctl"));
+        cmd.args([
+            command,
+            &playbook.display().to_string(),
+            "--env",
+            "production",
+            "--yes",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        for (i, db) in dbs.iter().enumerate() {
+            cmd.env(format!("BENCH_FLEET_{i}"), &db.dsn);
+        }
+        let started = Instant::now();
+        let status = cmd.status().unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success(), "fkctl {command} over the fleet failed");
+        started.elapsed().as_secs_f64()
+    };
+    let mut results = Vec::new();
+    for concurrency in [1, 8] {
+        let drop = run(concurrency, "drop");
+        let rollback = run(concurrency, "rollback");
+        println!(
+            "fleet      {TARGETS} databases, concurrency {concurrency}: drop {drop:.2} s, rollback {rollback:.2} s ({:.0} / {:.0} ms per target)",
+            drop * 1000.0 / TARGETS as f64,
+            rollback * 1000.0 / TARGETS as f64
+        );
+        results.push((drop, rollback));
+    }
+    println!(
+        "RESULT {{\"bench\": \"fleet\", \"targets\": {TARGETS}, \"drop_s\": [{:.3}, {:.3}], \"rollback_s\": [{:.3}, {:.3}], \"speedup_drop\": {:.2}, \"speedup_rollback\": {:.2}}}",
+        results[0].0, results[1].0, results[0].1, results[1].1,
+        results[0].0 / results[1].0, results[0].1 / results[1].1
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let size = parse_args();
     println!(
@@ -504,13 +569,14 @@ fn main() {
         write_playbook: &write_playbook,
     };
     type Measurement = fn(&Bench);
-    let all: [(&str, Measurement); 7] = [
+    let all: [(&str, Measurement); 8] = [
         ("census", census),
         ("rollback", rollback),
         ("write_stall", write_stall),
         ("purge_scans", purge_scans),
         ("drop_contention", drop_contention),
         ("peak_rss", peak_rss),
+        ("fleet", fleet),
         ("loose", loose),
     ];
     for (name, run) in all {
