@@ -280,3 +280,34 @@ fn fleet_playbook_mistakes_are_reported_at_their_line() {
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
+
+/// Citus's metadata, as far as fkctl reads it, on a plain server: a table
+/// named like Citus's, listing the child as distributed.
+#[test]
+fn a_table_citus_distributes_is_refused_before_any_change() {
+    let db = common::database("fleet_citus");
+    exec(&db, SCHEMA);
+    exec(
+        &db,
+        "SET allow_system_table_mods = on;
+         CREATE TABLE pg_catalog.pg_dist_partition (logicalrelid regclass);
+         INSERT INTO pg_catalog.pg_dist_partition VALUES ('public.child'::regclass);",
+    );
+    let dir = TempDir::new("fleet_citus");
+    let pb = dir.write(
+        "p.yml",
+        &common::playbook("  name: child_parent_fk\n  table: public.child\n  columns: [parent_id]\n  references: { table: public.parent, columns: [id] }\n  on_delete: cascade"),
+    );
+    let out = common::run_env("drop", &pb, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", both(&out));
+    assert!(
+        stderr(&out).contains("managed by Citus"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(has_fk(&db), "nothing was changed");
+    exec(
+        &db,
+        "SET allow_system_table_mods = on; DROP TABLE pg_catalog.pg_dist_partition;",
+    );
+}

@@ -175,6 +175,7 @@ pub fn inspect(
     let sessions = activity::sessions(&mut tx, &watched, LONG_TRANSACTION_S)?;
     let loose_objects = crate::kinds::foreign_key::loose::plan::objects(playbook);
     let loose = loose::read(&mut tx, &loose_objects, parent.oid)?;
+    let citus_tables = citus_tables(&mut tx, &watched)?;
     tx.commit()
         .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
     Ok(Inspection {
@@ -193,7 +194,25 @@ pub fn inspect(
         watched,
         orphan_query,
         loose,
+        citus_tables,
     })
+}
+
+const CITUS_METADATA_SQL: &str = "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL";
+// Only run where Citus's metadata table exists (it would not parse elsewhere).
+const CITUS_TABLES_SQL: &str = "SELECT logicalrelid::regclass::text FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ANY($1::oid[]) ORDER BY 1";
+
+/// The tables (and partitions) of this change that Citus distributes or
+/// replicates; empty without the extension.
+fn citus_tables(tx: &mut impl GenericClient, tables: &[u32]) -> Result<Vec<String>> {
+    let has_metadata: bool = crate::pg::query_scalar(tx, CITUS_METADATA_SQL, &[])?;
+    if !has_metadata {
+        return Ok(Vec::new());
+    }
+    query(tx, CITUS_TABLES_SQL, &[&tables])?
+        .iter()
+        .map(|r| r.cell::<String>(0, CITUS_TABLES_SQL))
+        .collect()
 }
 
 fn server(tx: &mut impl GenericClient) -> Result<Server> {

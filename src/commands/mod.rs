@@ -368,11 +368,21 @@ pub fn step_text(step: &crate::plan::Step) -> String {
 }
 
 /// DDL must give up on a lock before the server's deadlock detection would run.
+/// Refusals before any change: Citus-managed tables; a lock_timeout at or
+/// above the server's deadlock_timeout.
 pub fn check_lock_timeout(
     playbook: &Playbook,
     inspection: &crate::model::Inspection,
     env: &str,
 ) -> Result<()> {
+    if !inspection.citus_tables.is_empty() {
+        return Err(Error::precondition(format!(
+            "{} managed by Citus (distributed or reference tables); fkctl does not change those",
+            inspection.citus_tables.join(", ")
+        ))
+        .with("environment", env)
+        .next("change a Citus table's foreign key with Citus's own DDL on the coordinator (see the README, Fleets: where this ends); nothing was changed"));
+    }
     match crate::kinds::foreign_key::plan::impact::lock_timeout_problem(playbook, inspection) {
         None => Ok(()),
         Some(problem) => Err(Error::precondition(problem)

@@ -267,6 +267,7 @@ pub fn inspection(
         watched,
         orphan_query,
         loose,
+        citus_tables: Vec::new(),
     }
 }
 

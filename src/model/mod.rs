@@ -64,6 +64,9 @@ pub struct Inspection {
     pub orphan_query: OrphanQuery,
     /// fkctl's loose replacement on the parent (empty when none is installed).
     pub loose: LooseState,
+    /// The tables of this change that Citus distributes (or replicates as
+    /// reference tables): fkctl does not change those.
+    pub citus_tables: Vec<String>,
 }
 
 impl Inspection {
