@@ -311,3 +311,50 @@ fn a_table_citus_distributes_is_refused_before_any_change() {
         "SET allow_system_table_mods = on; DROP TABLE pg_catalog.pg_dist_partition;",
     );
 }
+
+#[test]
+fn an_unreachable_target_is_that_target_failing_not_a_hang() {
+    let f = Fleet::new("fleet_unreachable");
+    let pb = f.playbook.display().to_string();
+    let started = std::time::Instant::now();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fkctl"));
+    cmd.args(["orphans", &pb, "--env", "production"]);
+    cmd.env("T_STAGING", &f.staging.dsn);
+    for (i, db) in f.shards.iter().enumerate() {
+        cmd.env(format!("T_SHARD_{:02}", i + 1), &db.dsn);
+    }
+    // Nothing listens on port 1 of this machine.
+    cmd.env(
+        "T_SHARD_03",
+        "host=127.0.0.1 port=1 user=postgres dbname=x connect_timeout=2",
+    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let text = stdout(&out);
+    assert!(
+        text.contains("production/shard-03  FAILED, exit 3"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("  ok  ").count(),
+        SHARDS - 1,
+        "the others were read: {text}"
+    );
+    let mut status = std::process::Command::new(env!("CARGO_BIN_EXE_fkctl"));
+    status.args(["status", &pb, "--env", "production"]);
+    for (i, db) in f.shards.iter().enumerate() {
+        status.env(format!("T_SHARD_{:02}", i + 1), &db.dsn);
+    }
+    status.env(
+        "T_SHARD_03",
+        "host=127.0.0.1 port=1 user=postgres dbname=x connect_timeout=2",
+    );
+    let out = status.output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(3), "{}", both(&out));
+    assert!(
+        stdout(&out).contains("shard-03                 UNREADABLE"),
+        "{}",
+        stdout(&out)
+    );
+}
