@@ -236,3 +236,45 @@ fn a_missing_file_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("/nonexistent/playbook.yml: cannot read the playbook"));
 }
+
+/// `lint --output json`: rule ids, severities and positions; `--output
+/// gitlab`: a Code Quality report whose fingerprints do not change between runs.
+#[test]
+fn lint_reports_rules_as_json_and_as_gitlab_code_quality() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/malformed");
+    let bad = format!("{dir}/37-loose-batch-size-zero.yml");
+    let good = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/remove-fk-ci-pipeline-chat-data-chat-names.yml"
+    );
+    let out = fkctl(&["lint", &bad, good, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["failed"], 1);
+    let problem = &doc["files"][0]["problems"][0];
+    assert_eq!(problem["rule"], "loose.batch_size");
+    assert_eq!(problem["severity"], "error");
+    assert_eq!(
+        (problem["line"].as_u64(), problem["column"].as_u64()),
+        (Some(13), Some(22))
+    );
+    assert_eq!(doc["files"][1]["ok"], true);
+
+    let report = |path: &str| -> serde_json::Value {
+        let out = fkctl(&["lint", path, good, "--output", "gitlab"]);
+        assert_eq!(out.status.code(), Some(2));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let first = report(&bad);
+    let issues = first
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {first}"));
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0]["check_name"], "fkctl/loose.batch_size");
+    assert_eq!(issues[0]["location"]["path"], bad.as_str());
+    assert_eq!(issues[0]["location"]["lines"]["begin"], 13);
+    assert_eq!(issues[0]["severity"], "blocker");
+    assert_eq!(report(&bad)[0]["fingerprint"], issues[0]["fingerprint"]);
+}

@@ -32,6 +32,17 @@ pub enum Output {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LintOutput {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON document on stdout.
+    Json,
+    /// A GitLab Code Quality report: merge requests show each problem inline.
+    Gitlab,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum RequestFormat {
     /// GitLab-flavoured markdown (renders on GitHub too).
     #[default]
@@ -69,9 +80,10 @@ pub enum Command {
         /// One or more playbooks (YAML) to check; each problem is reported as file:line:column.
         #[arg(required = true, value_name = "PLAYBOOK")]
         playbooks: Vec<PathBuf>,
-        /// text for people, or json: one JSON document on stdout (messages and progress on stderr).
+        /// text for people; json: one document with each problem's rule id, severity and
+        /// position; gitlab: a GitLab Code Quality report (artifacts:reports:codequality).
         #[arg(long, value_enum, default_value_t)]
-        output: Output,
+        output: LintOutput,
     },
     /// Show the live constraint beside the playbook's, drift field by field, and what dropping it changes.
     Inspect {
