@@ -117,6 +117,7 @@ SELECT current_setting('server_version'), current_setting('server_version_num'):
        (SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout')";
 
 /// Reads everything about the playbook's constraint, in one snapshot.
+// Long because it reads each fact of the inspection, one after another, in one snapshot.
 pub fn inspect(
     client: &mut postgres::Client,
     playbook: &Playbook,
@@ -176,6 +177,10 @@ pub fn inspect(
     let loose_objects = crate::kinds::foreign_key::loose::plan::objects(playbook);
     let loose = loose::read(&mut tx, &loose_objects, parent.oid)?;
     let citus_tables = citus_tables(&mut tx, &watched)?;
+    let all_tables_publications = query(&mut tx, ALL_TABLES_PUBLICATIONS_SQL, &[])?
+        .iter()
+        .map(|r| r.cell::<String>(0, ALL_TABLES_PUBLICATIONS_SQL))
+        .collect::<Result<Vec<_>>>()?;
     tx.commit()
         .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
     Ok(Inspection {
@@ -195,9 +200,12 @@ pub fn inspect(
         orphan_query,
         loose,
         citus_tables,
+        all_tables_publications,
     })
 }
 
+const ALL_TABLES_PUBLICATIONS_SQL: &str =
+    "SELECT pubname::text FROM pg_catalog.pg_publication WHERE puballtables ORDER BY 1";
 const CITUS_METADATA_SQL: &str = "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL";
 // Only run where Citus's metadata table exists (it would not parse elsewhere).
 const CITUS_TABLES_SQL: &str = "SELECT logicalrelid::regclass::text FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ANY($1::oid[]) ORDER BY 1";

@@ -211,6 +211,29 @@ pub enum Command {
         #[arg(long)]
         discard_dropped_columns: bool,
     },
+    /// Retention: remove this change's journal runs older than an age from the database
+    /// (never the snapshot's run; never a run whose archived rows restore may need, unless --force).
+    Prune {
+        /// The playbook (YAML) describing the change.
+        playbook: PathBuf,
+        #[command(flatten)]
+        connection: Connection,
+        /// Remove runs that ended longer ago than this, e.g. 30d, 12h.
+        #[arg(long, value_name = "AGE", value_parser = parse_interval)]
+        older_than: std::time::Duration,
+        /// Also remove those runs' archived rows: a restore can no longer bring them back.
+        #[arg(long)]
+        force: bool,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+        /// Count what would go, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// text for people, or json: one JSON document on stdout (messages on stderr).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Per environment: the constraint's state, the last runs of this change and the stored snapshot.
     Status {
         /// The playbook (YAML) describing the change.

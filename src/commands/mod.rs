@@ -38,6 +38,7 @@ mod lint;
 mod man;
 mod orphans;
 mod plan;
+mod prune;
 mod restore;
 mod rollback;
 mod status;
@@ -155,6 +156,25 @@ pub fn run(cli: Cli) -> Result<()> {
             restore::Options {
                 yes,
                 discard_dropped_columns,
+            },
+        ),
+        Command::Prune {
+            playbook,
+            connection,
+            older_than,
+            force,
+            yes,
+            dry_run,
+            output,
+        } => prune::run(
+            &playbook,
+            &connection,
+            prune::Options {
+                older_than,
+                force,
+                yes,
+                dry_run,
+                output,
             },
         ),
         Command::Status {

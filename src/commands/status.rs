@@ -5,6 +5,7 @@ use super::{connect, inspect_live, select_environments, write_json, write_stdout
 use crate::cli::args::Output;
 use crate::error::{Error, Kind, Result};
 use crate::journal::{Journal, RunRecord, Snapshot};
+use crate::pg::Cell;
 use crate::playbook;
 use crate::report::{state_of, ConstraintState};
 use serde::Serialize;
@@ -22,6 +23,40 @@ struct EnvironmentStatus {
     runs: Vec<RunRecord>,
     /// The loose replacement, when the playbook asks for one or one is installed.
     loose: Option<crate::model::LooseState>,
+    /// What fkctl keeps in this database for the change (see `fkctl prune`).
+    retention: Option<Retention>,
+}
+
+#[derive(Debug, Serialize)]
+struct Retention {
+    runs: i64,
+    oldest_run: Option<String>,
+    archived_rows: i64,
+    oldest_archived: Option<String>,
+}
+
+fn retention(
+    client: &mut postgres::Client,
+    playbook: &playbook::Playbook,
+    journal: &Journal,
+) -> Result<Option<Retention>> {
+    if !journal.exists(client)? {
+        return Ok(None);
+    }
+    let archive =
+        crate::kinds::foreign_key::repair::archive_table(&playbook.journal_schema).quoted();
+    let with_archive: bool =
+        crate::pg::query_scalar(client, "SELECT to_regclass($1) IS NOT NULL", &[&archive])?;
+    let sql = crate::sql::journal::retention_sql(&playbook.journal_schema, with_archive);
+    let row = client
+        .query_one(sql.as_str(), &[&playbook.change])
+        .map_err(|e| Error::from_postgres(&e, &sql))?;
+    Ok(Some(Retention {
+        runs: row.cell(0, &sql)?,
+        oldest_run: row.cell(1, &sql)?,
+        archived_rows: row.cell(2, &sql)?,
+        oldest_archived: row.cell(3, &sql)?,
+    }))
 }
 
 fn one(
@@ -42,6 +77,7 @@ fn one(
         runs: journal.recent_runs(&mut client, &playbook.change, 5)?,
         loose: (playbook.loose.is_some() || inspection.loose.any_installed())
             .then(|| inspection.loose.clone()),
+        retention: retention(&mut client, playbook, &journal)?,
     })
 }
 
@@ -64,6 +100,7 @@ fn read_one(
             snapshot: None,
             runs: Vec::new(),
             loose: None,
+            retention: None,
         })
     })
 }
@@ -238,6 +275,16 @@ fn environment_block(out: &mut String, s: &EnvironmentStatus) {
     }
     if let Some(l) = &s.loose {
         let _ = writeln!(out, "  loose:      {}", loose_line(l));
+    }
+    if let Some(r) = &s.retention {
+        let _ = writeln!(
+            out,
+            "  kept:       {} run(s) in the journal{}; {} archived row(s) waiting for a restore{} (fkctl prune removes old runs)",
+            r.runs,
+            r.oldest_run.as_ref().map(|t| format!(" since {}", t.get(..16).unwrap_or(t))).unwrap_or_default(),
+            r.archived_rows,
+            r.oldest_archived.as_ref().map(|t| format!(", the oldest from {}", t.get(..16).unwrap_or(t))).unwrap_or_default()
+        );
     }
     if s.runs.is_empty() {
         let _ = writeln!(out, "  runs:       none recorded");

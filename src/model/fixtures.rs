@@ -268,6 +268,7 @@ pub fn inspection(
         orphan_query,
         loose,
         citus_tables: Vec::new(),
+        all_tables_publications: Vec::new(),
     }
 }
 

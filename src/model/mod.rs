@@ -67,6 +67,8 @@ pub struct Inspection {
     /// The tables of this change that Citus distributes (or replicates as
     /// reference tables): fkctl does not change those.
     pub citus_tables: Vec<String>,
+    /// Publications `FOR ALL TABLES`: they replicate fkctl's schema too.
+    pub all_tables_publications: Vec<String>,
 }
 
 impl Inspection {

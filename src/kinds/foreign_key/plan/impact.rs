@@ -124,6 +124,13 @@ pub fn analyse(playbook: &Playbook, inspection: Option<&Inspection>) -> Impact {
             s.pid, s.user, if s.application.is_empty() { "-" } else { &s.application }, s.state, s.query
         ));
     }
+    if !i.all_tables_publications.is_empty() {
+        impact.warnings.push(format!(
+            "publication {} publishes FOR ALL TABLES: fkctl's schema {} (its journal, and the archive with whole rows of purged data, possibly personal) is replicated to every subscriber; list the application's tables or schemas in the publication instead, or give fkctl a journal.schema you exclude",
+            i.all_tables_publications.join(", "),
+            playbook.journal_schema
+        ));
+    }
     impact
 }
 

@@ -1,0 +1,178 @@
+//! `fkctl prune`: retention for what fkctl keeps in the application's
+//! database. Removes a change's journal runs older than a given age, never
+//! the run whose snapshot a rollback restores and, without `--force`, never
+//! a run whose archived rows a `restore` may still need. Counted first,
+//! removed in one statement that must remove exactly that, checked after.
+
+use super::{connect, load_with_env, write_json, write_stdout};
+use crate::cli::args::Connection;
+use crate::error::{Error, Result};
+use crate::execute::guard;
+use crate::journal::Journal;
+use crate::kinds::foreign_key::repair::archive_table;
+use crate::pg::Cell;
+use crate::sql::journal::{prune_preview_sql, prune_sql};
+use crate::tui;
+use postgres::Client;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+pub struct Options {
+    pub older_than: Duration,
+    pub force: bool,
+    pub yes: bool,
+    pub dry_run: bool,
+    pub output: crate::cli::args::Output,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq, Clone, Copy)]
+struct Counts {
+    runs: i64,
+    steps: i64,
+    archived_rows: i64,
+}
+
+#[derive(Serialize)]
+struct Outcome {
+    environment: String,
+    older_than_seconds: u64,
+    force: bool,
+    dry_run: bool,
+    removed: Counts,
+}
+
+fn counts(
+    client: &mut impl postgres::GenericClient,
+    sql: &str,
+    change: &str,
+    age_s: f64,
+    force: bool,
+) -> Result<Counts> {
+    let row = client
+        .query_one(sql, &[&change, &age_s, &force])
+        .map_err(|e| Error::from_postgres(&e, sql))?;
+    Ok(Counts {
+        runs: row.cell(0, sql)?,
+        steps: row.cell(1, sql)?,
+        archived_rows: row.cell(2, sql)?,
+    })
+}
+
+pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()> {
+    let env = connection.env.as_str();
+    let (playbook, environment) = load_with_env(path, env)?;
+    let json = options.output == crate::cli::args::Output::Json;
+    if json {
+        super::narrate_to_stderr();
+    }
+    let (_, mut client) = connect(&playbook, &environment, &connection.dsn)?;
+    let journal = Journal::new(&playbook.journal_schema);
+    let mut outcome = Outcome {
+        environment: env.to_string(),
+        older_than_seconds: options.older_than.as_secs(),
+        force: options.force,
+        dry_run: options.dry_run,
+        removed: Counts::default(),
+    };
+    if journal.exists(&mut client)? {
+        guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
+        outcome.removed = prune(&mut client, &playbook, &environment, &options)?;
+    } else {
+        crate::say!("nothing to prune on {env}: fkctl has no journal there");
+    }
+    if json {
+        write_json(&outcome)
+    } else {
+        write_stdout("")
+    }
+}
+
+/// Asks before removing anything: the environment's name typed when protected.
+fn confirm(environment: &crate::playbook::Environment) -> Result<bool> {
+    let question = format!("Remove them from {}?", environment.name);
+    if environment.protected {
+        tui::confirm_by_name(&question, &environment.name)
+    } else {
+        tui::confirm(&question)
+    }
+}
+
+fn prune(
+    client: &mut Client,
+    playbook: &crate::playbook::Playbook,
+    environment: &crate::playbook::Environment,
+    options: &Options,
+) -> Result<Counts> {
+    let env = environment.name.as_str();
+    let schema = &playbook.journal_schema;
+    let archive = archive_table(schema).quoted();
+    let with_archive: bool =
+        crate::pg::query_scalar(client, "SELECT to_regclass($1) IS NOT NULL", &[&archive])?;
+    let age = options.older_than.as_secs_f64();
+    let change = playbook.change.as_str();
+    let preview = counts(
+        client,
+        &prune_preview_sql(schema, with_archive),
+        change,
+        age,
+        options.force,
+    )?;
+    crate::say!(
+        "{env}: {} run(s) of {change} older than {}, with {} step record(s){}",
+        preview.runs,
+        crate::playbook::duration::human(options.older_than),
+        preview.steps,
+        if options.force {
+            format!(
+                " and {} archived row(s) (--force: a restore can no longer bring them back)",
+                preview.archived_rows
+            )
+        } else {
+            " (runs whose archived rows a restore may still need are kept; the run of the recorded snapshot too)".to_string()
+        }
+    );
+    if options.dry_run || preview == Counts::default() {
+        return Ok(Counts::default());
+    }
+    if !options.yes && !confirm(environment)? {
+        return Err(Error::declined("at your request; nothing was removed"));
+    }
+    let sql = prune_sql(schema, with_archive);
+    let mut tx = client
+        .transaction()
+        .map_err(|e| Error::from_postgres(&e, "BEGIN"))?;
+    let removed = counts(&mut tx, &sql, change, age, options.force)?;
+    if removed != preview {
+        // Something changed between the count and the removal (a run
+        // finished, a restore ran): remove nothing rather than guess.
+        return Err(Error::precondition(format!(
+            "the journal changed while pruning (counted {preview:?}, the statement would remove {removed:?}); nothing was removed"
+        ))
+        .with("environment", env)
+        .next("run the same command again"));
+    }
+    tx.commit()
+        .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
+    let left = counts(
+        client,
+        &prune_preview_sql(schema, with_archive),
+        change,
+        age,
+        options.force,
+    )?;
+    if left != Counts::default() {
+        return Err(Error::new(
+            crate::error::Kind::FailedMidway,
+            format!("after the prune committed, {left:?} of the same age are still there"),
+        )
+        .with("environment", env));
+    }
+    crate::say!(
+        "{env}: removed {} run(s), {} step record(s), {} archived row(s)",
+        removed.runs,
+        removed.steps,
+        removed.archived_rows
+    );
+    Ok(removed)
+}
