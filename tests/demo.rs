@@ -120,3 +120,56 @@ fn without_a_terminal_the_demo_needs_yes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--yes"));
 }
+
+/// Two demos at once on one server, each with its own prefix, both succeed;
+/// a second demo with a prefix in use is refused instead of dropping the
+/// first one's databases.
+#[test]
+fn two_demos_at_once_do_not_collide() {
+    let server = fkctl::testkit::server().unwrap_or_else(|e| panic!("{e}"));
+    let spawn = |prefix: &str| {
+        Command::new(env!("CARGO_BIN_EXE_fkctl"))
+            .args(["demo", "--yes", "--prefix", prefix])
+            .env_remove("FKCTL_DEMO_PREFIX")
+            .env("FKCTL_DEMO_DSN", &server.base_dsn)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (a, c) = (
+        format!("fkctl_demo_a{}", std::process::id()),
+        format!("fkctl_demo_c{}", std::process::id()),
+    );
+    let first = spawn(&a);
+    let other = spawn(&c);
+    let lock = std::env::temp_dir()
+        .join(a.replace('_', "-"))
+        .join("demo.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !lock.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first demo never took its sandbox"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let same = spawn(&a)
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(same.status.code(), Some(4), "{}", stderr(&same));
+    assert!(
+        stderr(&same).contains("another fkctl demo"),
+        "{}",
+        stderr(&same)
+    );
+    for (name, child) in [("first", first), ("other", other)] {
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        assert!(stdout(&out).contains("9/9 Your turn"), "{name}");
+    }
+    for prefix in [&a, &c] {
+        let out = demo(&["--clean", "--prefix", prefix], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}

@@ -275,6 +275,10 @@ pub enum Command {
         /// Remove the sandbox (databases or clusters, and files) and stop.
         #[arg(long)]
         clean: bool,
+        /// Name the sandbox (databases PREFIX_staging and PREFIX_production, and its directory);
+        /// default fkctl_demo_USER. Two demos at once need two prefixes.
+        #[arg(long, value_name = "PREFIX", env = "FKCTL_DEMO_PREFIX", value_parser = crate::commands::valid_demo_prefix)]
+        prefix: Option<String>,
     },
     /// Print a shell completion script.
     Completions {

@@ -31,11 +31,99 @@ struct Sandbox {
     clusters: Vec<PathBuf>,
 }
 
+/// The sandbox's name: databases `PREFIX_staging` / `PREFIX_production`
+/// and the directory under the temp dir. `--prefix` or FKCTL_DEMO_PREFIX;
+/// by default per OS user, so that two people on one server never share one.
 fn prefix() -> String {
     std::env::var("FKCTL_DEMO_PREFIX")
         .ok()
         .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "fkctl_demo".into())
+        .unwrap_or_else(|| {
+            let user: String = crate::journal::operator()
+                .split('@')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .take(20)
+                .collect();
+            format!("fkctl_demo_{user}")
+        })
+}
+
+/// A prefix fkctl can use in database and directory names as they are.
+pub fn valid_prefix(text: &str) -> std::result::Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 40
+        && text.starts_with(|c: char| c.is_ascii_lowercase())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err("1 to 40 characters of a-z, 0-9 and '_', starting with a letter".to_string())
+    }
+}
+
+/// While a demo runs, its sandbox is its own: a second demo with the same
+/// prefix is refused instead of dropping the first one's databases. A lock
+/// left by a demo that died (its process gone) is taken over.
+struct SandboxLock {
+    path: PathBuf,
+}
+
+impl SandboxLock {
+    fn take(dir: &Path) -> Result<SandboxLock> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("demo.lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(SandboxLock { path });
+                }
+                Err(_) => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let alive = holder
+                        .trim()
+                        .parse::<u32>()
+                        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+                    if alive {
+                        return Err(Error::precondition(format!(
+                            "another fkctl demo (pid {}) is using the sandbox {}",
+                            holder.trim(),
+                            prefix()
+                        ))
+                        .next("wait for it to finish, or give this one its own: fkctl demo --prefix NAME"));
+                    }
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        Err(Error::internal(format!(
+            "cannot take the demo's lock file {}",
+            path.display()
+        )))
+    }
+}
+
+impl Drop for SandboxLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn sandbox_dir() -> PathBuf {
@@ -74,7 +162,7 @@ impl Sandbox {
     fn create() -> Result<Sandbox> {
         let dir = sandbox_dir();
         if dir.join("sandbox.json").exists() {
-            clean()?;
+            clean_sandbox(false)?;
         }
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -140,7 +228,23 @@ impl Sandbox {
 }
 
 /// Removes the sandbox: its databases (or clusters) and its directory.
+/// `--clean`: refused while a demo runs in this sandbox.
 fn clean() -> Result<()> {
+    let dir = sandbox_dir();
+    if !dir.exists() {
+        println!("No demo sandbox at {}; nothing to remove.", dir.display());
+        return Ok(());
+    }
+    let lock = SandboxLock::take(&dir)?;
+    clean_sandbox(true)?;
+    // The directory is gone with the lock file in it.
+    std::mem::forget(lock);
+    Ok(())
+}
+
+/// Drops the sandbox's databases (or stops its clusters) and removes its
+/// files: the whole directory, or all but the running demo's lock.
+fn clean_sandbox(remove_dir: bool) -> Result<()> {
     let dir = sandbox_dir();
     let state = dir.join("sandbox.json");
     let Ok(text) = std::fs::read_to_string(&state) else {
@@ -165,8 +269,26 @@ fn clean() -> Result<()> {
             testkit::stop_in(cluster)?;
         }
     }
-    std::fs::remove_dir_all(&dir)
-        .map_err(|e| Error::internal(format!("cannot remove {}: {e}", dir.display())))?;
+    if remove_dir {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| Error::internal(format!("cannot remove {}: {e}", dir.display())))?;
+    } else {
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::internal(format!("cannot read {}: {e}", dir.display())))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.file_name().is_some_and(|n| n == "demo.lock") {
+                continue;
+            }
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed
+                .map_err(|e| Error::internal(format!("cannot remove {}: {e}", path.display())))?;
+        }
+    }
     println!(
         "Removed the demo sandbox ({} and {}, and {}).",
         sandbox.staging_db,
@@ -217,7 +339,8 @@ pub fn run(yes: bool, clean_only: bool) -> Result<()> {
         .next("run fkctl demo --yes to go straight through"));
     }
     let dir = sandbox_dir();
-    println!("Setting up the sandbox (the seed case: chat_names, ci_pipelines, ci_pipeline_chat_data with fk_rails_f300456b63)...");
+    let _lock = SandboxLock::take(&dir)?;
+    println!("Setting up the sandbox {} in {} (the seed case: chat_names, ci_pipelines, ci_pipeline_chat_data with fk_rails_f300456b63; --prefix gives another)...", prefix(), dir.display());
     let sandbox = Sandbox::create()?;
     let playbook = dir.join("playbook.yml");
     std::fs::write(&playbook, SEED_PLAYBOOK)

@@ -16,6 +16,11 @@ macro_rules! say {
     };
 }
 
+/// `fkctl demo --prefix`: a name usable in database and directory names.
+pub fn valid_demo_prefix(text: &str) -> std::result::Result<String, String> {
+    demo::valid_prefix(text)
+}
+
 static NARRATION_TO_STDERR: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
@@ -202,7 +207,13 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             out.as_deref(),
         ),
-        Command::Demo { yes, clean } => demo::run(yes, clean),
+        Command::Demo { yes, clean, prefix } => {
+            if let Some(p) = prefix {
+                // The sandbox's functions read it from here, as from the variable.
+                std::env::set_var("FKCTL_DEMO_PREFIX", p);
+            }
+            demo::run(yes, clean)
+        }
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "fkctl", &mut buf);
