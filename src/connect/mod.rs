@@ -215,7 +215,7 @@ impl Target {
         for p in &ports {
             config.port(*p);
         }
-        let user = match user.or_else(|| env("USER")).or_else(|| env("LOGNAME")) {
+        let user = match user.or_else(os_user) {
             Some(u) => u,
             None => {
                 return Err(Error::usage(
@@ -362,6 +362,7 @@ impl Target {
         let tls = self.tls_connector()?;
         let mut client = self.config.connect(tls).map_err(|e| {
             let (kind, said) = describe_postgres(&e);
+            let said = self.as_libpq_says(&e).unwrap_or(said);
             let kind = if kind == Kind::Interrupted { kind } else { Kind::Unreachable };
             Error::new(kind, format!("cannot connect to the {} database", self.environment))
                 .with("environment", self.environment.clone())
@@ -375,6 +376,77 @@ impl Target {
             .map_err(|e| Error::from_postgres(&e, &setup))?;
         Ok(client)
     }
+}
+
+impl Target {
+    /// A network failure in libpq's words, with the host and port tried:
+    /// "connection refused", "could not translate host name", "timeout
+    /// expired". None for an error the server itself sent (it says enough).
+    fn as_libpq_says(&self, e: &postgres::Error) -> Option<String> {
+        if e.as_db_error().is_some() {
+            return None;
+        }
+        let host = match self.config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_string(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                let text = io.to_string();
+                return Some(match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => format!(
+                        "connection to server at \"{host}\", port {port} failed: Connection refused. Is the server running on that host and accepting TCP/IP connections?"
+                    ),
+                    std::io::ErrorKind::TimedOut => format!(
+                        "connection to server at \"{host}\", port {port} failed: timeout expired"
+                    ),
+                    _ if text.contains("lookup address") || text.contains("Name or service not known") => format!(
+                        "could not translate host name \"{host}\" to address: {}",
+                        text.rsplit(": ").next().unwrap_or(&text)
+                    ),
+                    _ => format!("connection to server at \"{host}\", port {port} failed: {text}"),
+                });
+            }
+            source = cause.source();
+        }
+        let text = e.to_string();
+        text.contains("timeout").then(|| {
+            format!("connection to server at \"{host}\", port {port} failed: timeout expired")
+        })
+    }
+}
+
+/// The operating-system user fkctl runs as, as libpq takes it when no user
+/// is given: the effective uid's name in the password database (not $USER,
+/// which `sudo` and `su` may leave pointing at someone else).
+pub fn os_user() -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: an all-zero passwd is valid to pass for getpwuid_r to fill.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and buf outlives it;
+    // getpwuid_r writes only within buf's stated length.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str()
+        .ok()
+        .map(str::to_string)
+        .filter(|n| !n.is_empty())
 }
 
 /// The settings every fkctl session starts with (see [`Target::connect`]).
