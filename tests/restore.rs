@@ -427,6 +427,22 @@ fn a_rollback_then_restore_gives_back_the_original_rows() {
     );
 }
 
+/// `--output json`: the run's archive before and after, on stdout alone.
+#[test]
+fn restore_reports_what_went_back_as_json() {
+    let case = Case::rolled_back("rs_json", "");
+    let out = case.restore(&["--output", "json"]);
+    assert_success(&out);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["outcome"], "restored");
+    assert_eq!(doc["archived_before"], case.orphans);
+    assert_eq!(doc["restored"], case.orphans);
+    assert_eq!(doc["archived_after"], 0);
+    assert_eq!(case.archived(), 0);
+}
+
 /// A partitioned child with a generated column: every row goes back into
 /// the partition it came from, whole.
 #[test]

@@ -210,6 +210,9 @@ pub enum Command {
         /// without them. The discarded columns are recorded in the journal's step detail.
         #[arg(long)]
         discard_dropped_columns: bool,
+        /// text for people, or json: one JSON document on stdout (progress on stderr).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Retention: remove this change's journal runs older than an age from the database
     /// (never the snapshot's run; never a run whose archived rows restore may need, unless --force).

@@ -154,6 +154,7 @@ pub fn run(cli: Cli) -> Result<()> {
             run,
             yes,
             discard_dropped_columns,
+            output,
         } => restore::run(
             &playbook,
             &connection,
@@ -161,6 +162,7 @@ pub fn run(cli: Cli) -> Result<()> {
             restore::Options {
                 yes,
                 discard_dropped_columns,
+                output,
             },
         ),
         Command::Prune {

@@ -29,6 +29,21 @@ pub struct Options {
     pub yes: bool,
     /// Restore even though columns of the archived rows are gone from the table (their values are lost).
     pub discard_dropped_columns: bool,
+    /// One JSON document (the run's archive before and after) on stdout.
+    pub output: crate::cli::args::Output,
+}
+
+/// `--output json`: how much of the run's archive went back.
+#[derive(Debug, Default, serde::Serialize)]
+struct Report {
+    environment: String,
+    run_id: String,
+    /// "restored" (the run's archive is empty now), "partly restored", or
+    /// "refused" / "failed" (see the error on stderr).
+    outcome: &'static str,
+    archived_before: i64,
+    archived_after: i64,
+    restored: i64,
 }
 
 fn count(client: &mut Client, sql: &str, run_id: &str) -> Result<i64> {
@@ -455,12 +470,12 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
         None => String::new(),
         Some(_) => format!(" of {} (deleted by the cascade)", rows_to.table),
     };
-    println!("== restore on {env} ({}) ==", r.target.description);
-    println!("  run {run_id}: {archived} archived row(s){what}; {} can go back now, {refused_before} still lack their parent", archived - refused_before);
+    crate::say!("== restore on {env} ({}) ==", r.target.description);
+    crate::say!("  run {run_id}: {archived} archived row(s){what}; {} can go back now, {refused_before} still lack their parent", archived - refused_before);
     for note in columns.notes() {
-        println!("  {note}");
+        crate::say!("  {note}");
     }
-    println!("{}", super::step_text(step));
+    crate::say!("{}", super::step_text(step));
     refuse_or_ask(r, rows_to, archived, refused_before, &what)?;
     let exec = Executor::new(
         r.target,
@@ -506,7 +521,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
     );
     let (moved, left) = result?;
     finished?;
-    println!("  restored {moved} row(s) into {}; the archive of run {run_id} went from {archived} to {left} row(s){what}", rows_to.table);
+    crate::say!("  restored {moved} row(s) into {}; the archive of run {run_id} went from {archived} to {left} row(s){what}", rows_to.table);
     if left > 0 {
         return Err(rows_left(client, &refused_sql, run_id, left, &what, env)?);
     }
@@ -587,34 +602,97 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         .next("pass --yes to run it from a script"));
     }
     interrupt::install();
-    (|| -> Result<()> {
+    let json = options.output == crate::cli::args::Output::Json;
+    if json {
+        super::narrate_to_stderr();
+    }
+    let mut report = Report {
+        environment: env.to_string(),
+        run_id: run_id.to_string(),
+        ..Report::default()
+    };
+    let result = (|| -> Result<()> {
         let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
-        guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
-        let schema = &playbook.journal_schema;
-        let journal = Journal::new(schema);
-        let (deleted, nullified, cascaded) = archived_rows(&mut client, schema, run_id, env)?;
-        let inspection = inspect_live(&mut client, &playbook, env, "pre-checks")?;
-        let r = Restore { playbook: &playbook, environment: &environment, inspection: &inspection, target: &target, journal: &journal, run_id, options: &options };
-        if deleted == 0 && cascaded == 0 {
-            let keys = KeysRun::child(&playbook, &environment, &inspection, run_id, nullified, options.yes);
-            return restore_keys(&mut client, &target, &journal, &keys);
+        let before = archived_rows(&mut client, &playbook.journal_schema, run_id, env)?;
+        report.archived_before = before.0 + before.1 + before.2;
+        report.archived_after = report.archived_before;
+        let result = restore_in(
+            &mut client,
+            &target,
+            &playbook,
+            &environment,
+            run_id,
+            &options,
+        );
+        let by_run = purge::archived_by_run_sql(&playbook.journal_schema);
+        if let Ok(row) = client.query_one(by_run.as_str(), &[&run_id]) {
+            let left: Result<Vec<i64>> = (0..3).map(|i| row.cell(i, &by_run)).collect();
+            report.archived_after = left.map_or(report.archived_before, |l| l.iter().sum());
         }
-        refuse_unknown_levels(&mut client, &r)?;
-        let mut waiting = Vec::new();
-        if deleted > 0 {
-            let done = restore_rows(&mut client, &r, &Rows::child(&playbook, &inspection), deleted).map_err(|mut e| {
-                if e.kind == Kind::Precondition && cascaded > 0 {
-                    e = e.with("cascade", format!("the run also archived {cascaded} row(s) of tables below {} (its cascade): those under a child row still archived wait with it", playbook.constraint.table));
-                }
-                if e.kind == Kind::Precondition && nullified > 0 {
-                    e = e.with("nullified", format!("the run also nullified the keys of {nullified} row(s); once its deleted rows are all back, the same restore puts those keys back"));
-                }
-                e
-            });
-            wait_or_stop(done, &mut waiting)?;
-        }
-        restore_levels(&mut client, &r, &mut waiting)?;
-        first_of(waiting)
-    })()
-    .map_err(|e| label(e, env, "restore"))
+        result
+    })();
+    report.restored = report.archived_before - report.archived_after;
+    report.outcome = match &result {
+        Ok(()) => "restored",
+        Err(_) if report.restored > 0 => "partly restored",
+        Err(e) if e.kind == Kind::Precondition => "refused",
+        Err(_) => "failed",
+    };
+    if json {
+        super::write_json(&report)?;
+    }
+    result.map_err(|e| label(e, env, "restore"))
+}
+
+/// The restore itself, on a connection whose archive was counted.
+fn restore_in(
+    client: &mut Client,
+    target: &crate::connect::Target,
+    playbook: &Playbook,
+    environment: &crate::playbook::Environment,
+    run_id: &str,
+    options: &Options,
+) -> Result<()> {
+    let env = environment.name.as_str();
+    guard::lock_change(client, &playbook.change, &playbook.constraint, env)?;
+    let schema = &playbook.journal_schema;
+    let journal = Journal::new(schema);
+    let (deleted, nullified, cascaded) = archived_rows(client, schema, run_id, env)?;
+    let inspection = inspect_live(client, playbook, env, "pre-checks")?;
+    let r = Restore {
+        playbook,
+        environment,
+        inspection: &inspection,
+        target,
+        journal: &journal,
+        run_id,
+        options,
+    };
+    if deleted == 0 && cascaded == 0 {
+        let keys = KeysRun::child(
+            playbook,
+            environment,
+            &inspection,
+            run_id,
+            nullified,
+            options.yes,
+        );
+        return restore_keys(client, target, &journal, &keys);
+    }
+    refuse_unknown_levels(client, &r)?;
+    let mut waiting = Vec::new();
+    if deleted > 0 {
+        let done = restore_rows(client, &r, &Rows::child(playbook, &inspection), deleted).map_err(|mut e| {
+            if e.kind == Kind::Precondition && cascaded > 0 {
+                e = e.with("cascade", format!("the run also archived {cascaded} row(s) of tables below {} (its cascade): those under a child row still archived wait with it", playbook.constraint.table));
+            }
+            if e.kind == Kind::Precondition && nullified > 0 {
+                e = e.with("nullified", format!("the run also nullified the keys of {nullified} row(s); once its deleted rows are all back, the same restore puts those keys back"));
+            }
+            e
+        });
+        wait_or_stop(done, &mut waiting)?;
+    }
+    restore_levels(client, &r, &mut waiting)?;
+    first_of(waiting)
 }

@@ -177,8 +177,8 @@ fn announce_and_ask(
 ) -> Result<()> {
     let env = k.environment.name.as_str();
     let table = k.table;
-    println!("== restore on {env} ({}) ==", target.description);
-    println!(
+    crate::say!("== restore on {env} ({}) ==", target.description);
+    crate::say!(
         "  run {}: {} nullified row(s) archived; {} can get their key back now, found by ({})",
         k.run_id,
         before.archived,
@@ -186,9 +186,9 @@ fn announce_and_ask(
         identity_names(identity)
     );
     for (what, why) in before.describe() {
-        println!("  {what}: {why}");
+        crate::say!("  {what}: {why}");
     }
-    println!("{}", super::super::step_text(step));
+    crate::say!("{}", super::super::step_text(step));
     if before.ready() == 0 {
         let mut e = Error::precondition(format!(
             "none of the {} nullified row(s) of run {} can get its key back now",
@@ -315,7 +315,7 @@ pub fn restore_keys(
     );
     let (moved, left) = result?;
     finished?;
-    println!(
+    crate::say!(
         "  put the keys of {moved} row(s) of {table} back; the archive of run {} went from {} to {left} nullified row(s)",
         k.run_id, before.archived
     );
