@@ -37,6 +37,9 @@ pub struct Target {
     config: Config,
     tls: TlsMode,
     root_cert: Option<PathBuf>,
+    /// The client certificate and its key (sslcert / sslkey, or libpq's
+    /// defaults ~/.postgresql/postgresql.crt and .key when both exist).
+    client_cert: Option<(PathBuf, PathBuf)>,
     /// `host=.. port=.. dbname=.. user=.. sslmode=..`, never the password.
     pub description: String,
 }
@@ -54,6 +57,8 @@ pub fn parse_override(text: &str) -> std::result::Result<(String, String), Strin
         "dbname",
         "sslmode",
         "sslrootcert",
+        "sslcert",
+        "sslkey",
         "passfile",
         "connect_timeout",
         "application_name",
@@ -147,6 +152,8 @@ impl Target {
         let mut dbname = env("PGDATABASE");
         let mut sslmode = env("PGSSLMODE");
         let mut root_cert = env("PGSSLROOTCERT");
+        let mut ssl_cert = env("PGSSLCERT");
+        let mut ssl_key = env("PGSSLKEY");
         let mut passfile = None;
         let mut connect_timeout = env("PGCONNECT_TIMEOUT");
         let mut application_name = env("PGAPPNAME");
@@ -175,14 +182,11 @@ impl Target {
                     };
                     config.target_session_attrs(attrs);
                 }
-                "sslcert" | "sslkey" => {
-                    return Err(Error::usage(format!(
-                        "{key} (client certificates) is not supported yet; use password or trust authentication"
-                    )))
-                }
+                "sslcert" => ssl_cert = Some(value),
+                "sslkey" => ssl_key = Some(value),
                 other => {
                     return Err(Error::usage(format!(
-                        "unknown connection parameter {other:?}; known: host hostaddr port user password dbname sslmode sslrootcert passfile connect_timeout application_name options target_session_attrs service"
+                        "unknown connection parameter {other:?}; known: host hostaddr port user password dbname sslmode sslrootcert sslcert sslkey passfile connect_timeout application_name options target_session_attrs service"
                     )))
                 }
             }
@@ -266,6 +270,10 @@ impl Target {
             let default = PathBuf::from(env("HOME")?).join(".postgresql/root.crt");
             default.exists().then_some(default)
         });
+        let client_cert = client_cert(ssl_cert, ssl_key)?;
+        if let Some((_, key)) = &client_cert {
+            key_is_private(key)?;
+        }
         let description = format!(
             "host={} port={} dbname={} user={} sslmode={}",
             host,
@@ -283,6 +291,7 @@ impl Target {
             config,
             tls,
             root_cert,
+            client_cert,
             description,
         })
     }
@@ -292,9 +301,10 @@ impl Target {
     /// loads the system roots twice on every build, about 37 ms here, which
     /// is most of fkctl's fixed cost per command.
     pub fn tls_connector(&self) -> Result<MakeTlsConnector> {
-        type Cache = Vec<((TlsMode, Option<PathBuf>), MakeTlsConnector)>;
+        type Key = (TlsMode, Option<PathBuf>, Option<(PathBuf, PathBuf)>);
+        type Cache = Vec<(Key, MakeTlsConnector)>;
         static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
-        let key = (self.tls, self.root_cert.clone());
+        let key = (self.tls, self.root_cert.clone(), self.client_cert.clone());
         let mut cache = CACHE
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -342,6 +352,9 @@ impl Target {
         }
         if self.tls != TlsMode::VerifyFull {
             builder.danger_accept_invalid_hostnames(true);
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            builder.identity(identity(cert, key)?);
         }
         let connector = builder
             .build()
@@ -417,6 +430,68 @@ impl Target {
             format!("connection to server at \"{host}\", port {port} failed: timeout expired")
         })
     }
+}
+
+/// sslcert / sslkey as libpq takes them: both given, or libpq's default
+/// files when both exist; one without the other is a mistake.
+fn client_cert(cert: Option<String>, key: Option<String>) -> Result<Option<(PathBuf, PathBuf)>> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((PathBuf::from(c), PathBuf::from(k)))),
+        (Some(_), None) | (None, Some(_)) => Err(Error::usage(
+            "sslcert and sslkey go together: give the client certificate and its private key",
+        )),
+        (None, None) => {
+            let dir = env("HOME").map(|h| PathBuf::from(h).join(".postgresql"));
+            Ok(dir
+                .map(|d| (d.join("postgresql.crt"), d.join("postgresql.key")))
+                .filter(|(c, k)| c.exists() && k.exists()))
+        }
+    }
+}
+
+/// Like libpq, a key file others can read is refused (checked for every
+/// target, before any connection).
+fn key_is_private(key: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key)
+        .map_err(|e| Error::usage(format!("cannot read sslkey {}: {e}", key.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::usage(format!(
+            "private key file {} has group or world access",
+            key.display()
+        ))
+        .next(format!("chmod 0600 {}", key.display())));
+    }
+    Ok(())
+}
+
+/// The client's identity for TLS; the key must be PKCS#8 PEM (`BEGIN
+/// PRIVATE KEY`).
+fn identity(cert: &std::path::Path, key: &std::path::Path) -> Result<native_tls::Identity> {
+    let cert_pem = std::fs::read(cert)
+        .map_err(|e| Error::usage(format!("cannot read sslcert {}: {e}", cert.display())))?;
+    let key_pem = std::fs::read(key)
+        .map_err(|e| Error::usage(format!("cannot read sslkey {}: {e}", key.display())))?;
+    if !key_pem.windows(17).any(|w| w == b"BEGIN PRIVATE KEY") {
+        return Err(Error::usage(format!(
+            "sslkey {} is not a PKCS#8 PEM key (BEGIN PRIVATE KEY)",
+            key.display()
+        ))
+        .next(format!(
+            "convert it once: openssl pkcs8 -topk8 -nocrypt -in {} -out {}.pk8 (an encrypted key is not supported)",
+            key.display(),
+            key.display()
+        )));
+    }
+    native_tls::Identity::from_pkcs8(&cert_pem, &key_pem).map_err(|e| {
+        Error::usage(format!(
+            "sslcert {} with sslkey {}: not a usable certificate and key: {e}",
+            cert.display(),
+            key.display()
+        ))
+    })
 }
 
 /// The operating-system user fkctl runs as, as libpq takes it when no user

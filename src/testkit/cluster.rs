@@ -184,6 +184,36 @@ impl Cluster {
         format!("host=127.0.0.1 port={}", self.port)
     }
 
+    /// Writes a file into the data directory (configuration, certificates),
+    /// readable by the server only, owned by it when it runs as postgres.
+    pub fn write_data_file(&self, name: &str, contents: &[u8]) -> Result<()> {
+        let path = Path::new(&self.data).join(name);
+        std::fs::write(&path, contents)
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::internal(format!("cannot chmod {}: {e}", path.display())))?;
+        if self.as_postgres {
+            run_pg(
+                Path::new("chown"),
+                &["postgres", &path.display().to_string()],
+                false,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Appends settings to postgresql.conf.
+    pub fn configure(&self, settings: &str) -> Result<()> {
+        let path = Path::new(&self.data).join("postgresql.conf");
+        let mut conf = std::fs::read_to_string(&path)
+            .map_err(|e| Error::internal(format!("cannot read {}: {e}", path.display())))?;
+        conf.push('\n');
+        conf.push_str(settings);
+        conf.push('\n');
+        self.write_data_file("postgresql.conf", conf.as_bytes())
+    }
+
     /// A fast restart: every session is disconnected.
     pub fn restart(&self) -> Result<()> {
         self.pg_ctl(&["-m", "fast", "restart"])
