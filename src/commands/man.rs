@@ -42,14 +42,20 @@ const ENVIRONMENT: &str = r#".SH ENVIRONMENT
 \fIdsn_env\fR of each playbook environment
 the connection string of that environment (libpq keyword/value or postgresql:// URI); \fB\-\-dsn NAME=CONNSTRING\fR overrides it for one run
 .TP
-PGHOST, PGHOSTADDR, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, PGAPPNAME, PGCONNECT_TIMEOUT
-what the connection string leaves out, as with libpq
+PGHOST, PGHOSTADDR, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGAPPNAME, PGCONNECT_TIMEOUT, PGSERVICE, PGSERVICEFILE, PGSYSCONFDIR
+what the connection string leaves out, as with libpq (no user at all: the operating-system user)
 .TP
 PGPASSFILE
 the password file (default ~/.pgpass; ignored when readable by group or others)
 .TP
 FKCTL_DEMO_DSN
 the server \fBfkctl demo\fR builds its sandbox on
+.TP
+FKCTL_DEMO_PREFIX
+the name of the demo's sandbox (as \fB\-\-prefix\fR)
+.TP
+GITLAB_TOKEN, GITHUB_TOKEN
+the tokens \fBfkctl change\-request \-\-post\fR sends to the issue tracker (never printed)
 "#;
 
 /// One page: clap's sections, then EXIT STATUS and ENVIRONMENT.
