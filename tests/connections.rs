@@ -60,3 +60,25 @@ fn an_unknown_host_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn keepalive_and_channel_binding_parameters_are_libpq_s() {
+    let server = fkctl::testkit::server().unwrap_or_else(|e| panic!("{e}"));
+    let dsn = format!(
+        "{} dbname=postgres keepalives=1 keepalives_idle=30 keepalives_interval=5 keepalives_count=3 channel_binding=prefer",
+        server.base_dsn
+    );
+    let target = fkctl::connect::Target::from_dsn("test", &dsn).unwrap_or_else(|e| panic!("{e}"));
+    let mut client = target
+        .connect(std::time::Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let one: i32 = client
+        .query_one("SELECT 1", &[])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .get(0);
+    assert_eq!(one, 1);
+    let bad = fkctl::connect::Target::from_dsn("test", "host=x channel_binding=sometimes")
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert!(bad.to_string().contains("channel_binding must be"), "{bad}");
+}

@@ -182,11 +182,43 @@ impl Target {
                     };
                     config.target_session_attrs(attrs);
                 }
+                "keepalives" => {
+                    config.keepalives(value != "0");
+                }
+                "keepalives_idle" | "keepalives_interval" => {
+                    let seconds: u64 = value.parse().map_err(|_| {
+                        Error::usage(format!("{key} must be a whole number of seconds"))
+                    })?;
+                    let d = Duration::from_secs(seconds);
+                    if key == "keepalives_idle" {
+                        config.keepalives_idle(d);
+                    } else {
+                        config.keepalives_interval(d);
+                    }
+                }
+                "keepalives_count" => {
+                    let n: u32 = value
+                        .parse()
+                        .map_err(|_| Error::usage("keepalives_count must be a whole number"))?;
+                    config.keepalives_retries(n);
+                }
+                "channel_binding" => {
+                    config.channel_binding(match value.as_str() {
+                        "disable" => postgres::config::ChannelBinding::Disable,
+                        "prefer" => postgres::config::ChannelBinding::Prefer,
+                        "require" => postgres::config::ChannelBinding::Require,
+                        _ => {
+                            return Err(Error::usage(
+                                "channel_binding must be disable, prefer or require",
+                            ))
+                        }
+                    });
+                }
                 "sslcert" => ssl_cert = Some(value),
                 "sslkey" => ssl_key = Some(value),
                 other => {
                     return Err(Error::usage(format!(
-                        "unknown connection parameter {other:?}; known: host hostaddr port user password dbname sslmode sslrootcert sslcert sslkey passfile connect_timeout application_name options target_session_attrs service"
+                        "unknown connection parameter {other:?}; known: host hostaddr port user password dbname sslmode sslrootcert sslcert sslkey passfile connect_timeout keepalives keepalives_idle keepalives_interval keepalives_count channel_binding application_name options target_session_attrs service"
                     )))
                 }
             }
