@@ -134,7 +134,7 @@ fn settings(playbook: &Playbook) -> LooseSettings {
 /// One run: every pass until the queue has no ready key or a limit is hit.
 pub fn one_run(
     client: &mut Client,
-    tls: &postgres_native_tls::MakeTlsConnector,
+    tls: &crate::connect::Tls,
     playbook: &Playbook,
     env: &str,
 ) -> Result<RunTotals> {
@@ -176,7 +176,7 @@ pub fn one_run(
 
 struct Worker<'a> {
     client: &'a mut Client,
-    tls: &'a postgres_native_tls::MakeTlsConnector,
+    tls: &'a crate::connect::Tls,
     playbook: &'a Playbook,
     env: &'a str,
     objects: &'a LooseObjects,

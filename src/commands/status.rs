@@ -25,6 +25,9 @@ struct EnvironmentStatus {
     loose: Option<crate::model::LooseState>,
     /// What fkctl keeps in this database for the change (see `fkctl prune`).
     retention: Option<Retention>,
+    /// Why it could not be read, for the exit code.
+    #[serde(skip)]
+    error_kind: Option<Kind>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,6 +81,7 @@ fn one(
         loose: (playbook.loose.is_some() || inspection.loose.any_installed())
             .then(|| inspection.loose.clone()),
         retention: retention(&mut client, playbook, &journal)?,
+        error_kind: None,
     })
 }
 
@@ -101,6 +105,7 @@ fn read_one(
             runs: Vec::new(),
             loose: None,
             retention: None,
+            error_kind: Some(e.kind),
         })
     })
 }
@@ -156,11 +161,11 @@ pub fn run(path: &Path, env: Option<&str>, dsn: &[(String, String)], output: Out
     if unreadable == 0 {
         return Ok(());
     }
-    let kind = if all.iter().any(|s| !s.reachable) {
-        Kind::Unreachable
-    } else {
-        Kind::Precondition
-    };
+    // The first database that could not be read says why (its exit code).
+    let kind = all
+        .iter()
+        .find_map(|s| s.error_kind)
+        .unwrap_or(Kind::Precondition);
     Err(Error::new(
         kind,
         format!("{unreadable} database(s) could not be read; see above"),

@@ -9,15 +9,15 @@
 mod dsn;
 mod pgpass;
 mod service;
+pub mod tls;
 
 use crate::error::{describe_postgres, Error, Kind, Result};
 use crate::playbook::Environment;
-use native_tls::{Certificate, TlsConnector};
 use postgres::config::SslMode;
 use postgres::{Client, Config};
-use postgres_native_tls::MakeTlsConnector;
 use std::path::PathBuf;
 use std::time::Duration;
+pub use tls::Tls;
 
 /// libpq's sslmode, all six of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,13 +328,12 @@ impl Target {
         })
     }
 
-    /// The TLS setup for this target (also used to send cancel requests).
-    /// Built once per process for each (mode, root certificate): native-tls
-    /// loads the system roots twice on every build, about 37 ms here, which
-    /// is most of fkctl's fixed cost per command.
-    pub fn tls_connector(&self) -> Result<MakeTlsConnector> {
+    /// The TLS setup for this target (also used to send cancel requests),
+    /// built once per process for each (mode, root certificate, client
+    /// certificate): reading `sslrootcert=system` or a client key is done once.
+    pub fn tls_connector(&self) -> Result<Tls> {
         type Key = (TlsMode, Option<PathBuf>, Option<(PathBuf, PathBuf)>);
-        type Cache = Vec<(Key, MakeTlsConnector)>;
+        type Cache = Vec<(Key, Tls)>;
         static CACHE: std::sync::Mutex<Cache> = std::sync::Mutex::new(Vec::new());
         let key = (self.tls, self.root_cert.clone(), self.client_cert.clone());
         let mut cache = CACHE
@@ -343,55 +342,15 @@ impl Target {
         if let Some((_, connector)) = cache.iter().find(|(k, _)| *k == key) {
             return Ok(connector.clone());
         }
-        let connector = self.build_tls_connector()?;
+        let connector = tls::connector(
+            self.tls,
+            self.root_cert.as_deref(),
+            self.client_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path())),
+        )?;
         cache.push((key, connector.clone()));
         Ok(connector)
-    }
-
-    fn build_tls_connector(&self) -> Result<MakeTlsConnector> {
-        let mut builder = TlsConnector::builder();
-        // libpq verifies the chain for verify-ca and verify-full, and for
-        // require when a root certificate is available; never otherwise.
-        let verify_chain = match self.tls {
-            TlsMode::VerifyCa | TlsMode::VerifyFull => true,
-            TlsMode::Require => self.root_cert.is_some(),
-            _ => false,
-        };
-        if verify_chain {
-            match self.root_cert.as_deref() {
-                Some(p) if p.as_os_str() == "system" => {}
-                Some(path) => {
-                    let pem = std::fs::read(path).map_err(|e| {
-                        Error::usage(format!("cannot read sslrootcert {}: {e}", path.display()))
-                    })?;
-                    let certs = Certificate::stack_from_pem(&pem).map_err(|e| {
-                        Error::usage(format!("sslrootcert {} holds no usable certificate: {e}", path.display()))
-                    })?;
-                    builder.disable_built_in_roots(true);
-                    for cert in certs {
-                        builder.add_root_certificate(cert);
-                    }
-                }
-                None => {
-                    return Err(Error::usage(format!(
-                        "sslmode={} needs a root certificate: set sslrootcert=/path/to/root.crt (or sslrootcert=system), or create ~/.postgresql/root.crt",
-                        if self.tls == TlsMode::VerifyCa { "verify-ca" } else { "verify-full" }
-                    )))
-                }
-            }
-        } else {
-            builder.danger_accept_invalid_certs(true);
-        }
-        if self.tls != TlsMode::VerifyFull {
-            builder.danger_accept_invalid_hostnames(true);
-        }
-        if let Some((cert, key)) = &self.client_cert {
-            builder.identity(identity(cert, key)?);
-        }
-        let connector = builder
-            .build()
-            .map_err(|e| Error::internal(format!("cannot set up TLS: {e}")))?;
-        Ok(MakeTlsConnector::new(connector))
     }
 
     /// Connects and prepares the session:
@@ -497,33 +456,6 @@ fn key_is_private(key: &std::path::Path) -> Result<()> {
         .next(format!("chmod 0600 {}", key.display())));
     }
     Ok(())
-}
-
-/// The client's identity for TLS; the key must be PKCS#8 PEM (`BEGIN
-/// PRIVATE KEY`).
-fn identity(cert: &std::path::Path, key: &std::path::Path) -> Result<native_tls::Identity> {
-    let cert_pem = std::fs::read(cert)
-        .map_err(|e| Error::usage(format!("cannot read sslcert {}: {e}", cert.display())))?;
-    let key_pem = std::fs::read(key)
-        .map_err(|e| Error::usage(format!("cannot read sslkey {}: {e}", key.display())))?;
-    if !key_pem.windows(17).any(|w| w == b"BEGIN PRIVATE KEY") {
-        return Err(Error::usage(format!(
-            "sslkey {} is not a PKCS#8 PEM key (BEGIN PRIVATE KEY)",
-            key.display()
-        ))
-        .next(format!(
-            "convert it once: openssl pkcs8 -topk8 -nocrypt -in {} -out {}.pk8 (an encrypted key is not supported)",
-            key.display(),
-            key.display()
-        )));
-    }
-    native_tls::Identity::from_pkcs8(&cert_pem, &key_pem).map_err(|e| {
-        Error::usage(format!(
-            "sslcert {} with sslkey {}: not a usable certificate and key: {e}",
-            cert.display(),
-            key.display()
-        ))
-    })
 }
 
 /// The operating-system user fkctl runs as, as libpq takes it when no user

@@ -2,8 +2,8 @@
 //! transaction back), or, between statements, stop at once: closing the
 //! connection rolls back anything open. Either way nothing is half-done.
 
+use crate::connect::Tls as MakeTlsConnector;
 use postgres::CancelToken;
-use postgres_native_tls::MakeTlsConnector;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 

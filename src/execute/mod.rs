@@ -75,7 +75,7 @@ pub struct Executor<'a> {
     pub target: &'a Target,
     /// Built once: creating a TLS context loads the system's root
     /// certificates, far too slow to repeat for every statement.
-    tls: postgres_native_tls::MakeTlsConnector,
+    tls: crate::connect::Tls,
     pub environment: &'a str,
     /// Tables whose lock holders are reported while fkctl waits.
     pub watched: Vec<u32>,
@@ -118,7 +118,7 @@ impl<'a> Executor<'a> {
 
 impl Executor<'_> {
     /// The TLS connector, for cancelling a statement another part runs.
-    pub fn tls(&self) -> &postgres_native_tls::MakeTlsConnector {
+    pub fn tls(&self) -> &crate::connect::Tls {
         &self.tls
     }
 
