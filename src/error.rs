@@ -76,6 +76,15 @@ impl Error {
         }
     }
 
+    /// The SQLSTATE PostgreSQL answered with, when this error is its answer.
+    pub fn sqlstate(&self) -> Option<&str> {
+        self.cause
+            .as_deref()
+            .and_then(|c| c.downcast_ref::<postgres::Error>())
+            .and_then(postgres::Error::as_db_error)
+            .map(|db| db.code().code())
+    }
+
     pub fn usage(message: impl Into<String>) -> Error {
         Error::new(Kind::Usage, message)
     }

@@ -515,12 +515,16 @@ impl RollbackRun<'_> {
                                 .next("run the rollback again to validate"));
                         }
                     }
-                    let done = if kind == StepKind::AttachConstraint {
-                        "attached the partitions' validated copies"
-                    } else {
-                        "validated"
-                    };
-                    self.ddl_step(step, done)?;
+                    let repairs = !steps.iter().any(|s| s.kind == StepKind::VerifyNoOrphans);
+                    match kind {
+                        StepKind::AttachConstraint => {
+                            self.ddl_step(step, "attached the partitions' validated copies")?
+                        }
+                        StepKind::ValidateConstraint if repairs => {
+                            self.validate_or_repair(step, steps)?
+                        }
+                        _ => self.ddl_step(step, "validated")?,
+                    }
                 }
                 _ => {
                     return Err(Error::internal(format!(
@@ -630,6 +634,41 @@ impl RollbackRun<'_> {
             e.kind = Kind::FailedMidway;
             e.next("orphans keep appearing while fkctl purges them: find what writes them (the constraint is NOT VALID, so new rows are already checked), then run the rollback again")
         })
+    }
+
+    /// VALIDATE, the last check: when it finds rows orphaned after the
+    /// census (23503), they are listed and purged (archived) and VALIDATE
+    /// runs again, at most PURGE_ROUNDS times.
+    fn validate_or_repair(&mut self, step: &Step, steps: &[Step]) -> Result<()> {
+        let repair = RepairSteps::find(steps);
+        let mut round = 0;
+        loop {
+            let e = match self.ddl_step(step, "validated") {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let (Some(repair), true) = (&repair, e.sqlstate() == Some("23503")) else {
+                return Err(e);
+            };
+            round += 1;
+            if round > PURGE_ROUNDS {
+                return Err(e.next("orphans keep appearing while fkctl purges them: find what writes them (the constraint is NOT VALID, so new rows are already checked), then run the rollback again"));
+            }
+            self.say.line(format!(
+                "   round {}: VALIDATE found rows orphaned after the census; listing and purging them too",
+                round + 1
+            ));
+            if !self.options.yes
+                && !tui::confirm("List those rows and purge them too, archiving each one?")?
+            {
+                let mut e = e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest");
+                e.kind = Kind::Declined;
+                return Err(e);
+            }
+            self.plain_step(repair.archive)?;
+            self.plain_step(repair.collect)?;
+            self.batches(repair.batch)?;
+        }
     }
 
     fn confirm_validation(&self, steps: &[Step]) -> Result<bool> {

@@ -413,8 +413,24 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
             steps.push(purge_batch_step(&cx, policy, &rest));
         }
     }
-    steps.push(verify_no_orphans_step(&cx, &rest));
-    steps.extend(rollback_validations(&cx, path, &rest));
+    // With a purge to repeat, VALIDATE itself is the last check (a failure
+    // with 23503 sends the rollback back through the purge): one scan of
+    // the child fewer than checking first.
+    let validate_repairs =
+        playbook.rollback.orphans != OrphanPolicy::Abort && path == RollbackPath::Direct;
+    if !validate_repairs {
+        steps.push(verify_no_orphans_step(&cx, &rest));
+    }
+    let mut validations = rollback_validations(&cx, path, &rest);
+    if validate_repairs {
+        for v in validations
+            .iter_mut()
+            .filter(|v| v.kind == StepKind::ValidateConstraint)
+        {
+            v.why.push_str(VALIDATE_REPAIRS);
+        }
+    }
+    steps.extend(validations);
     if loose {
         steps.push(crate::kinds::foreign_key::loose::plan::remove_step(
             playbook, observed, &rest,
@@ -609,6 +625,9 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
     cascade::extend_purge(cx, &mut purge_step);
     purge_step
 }
+
+/// What the rollback does when VALIDATE finds an orphan the purge left.
+pub const VALIDATE_REPAIRS: &str = " If it finds a row orphaned after the census (SQLSTATE 23503: written before NOT VALID committed, or moved by an UPDATE while listed), fkctl lists and purges again with the steps above, archiving each row, and validates again, at most 3 times.";
 
 fn verify_no_orphans_step(cx: &Planner<'_>, status: &Status) -> Step {
     no_orphan_step(
@@ -922,7 +941,6 @@ mod tests {
                 "add-not-valid",
                 "prepare-archive",
                 "purge-orphans",
-                "verify-no-orphans",
                 "validate-constraint"
             ]
         );
@@ -938,7 +956,11 @@ mod tests {
         assert!(purge.statements[0].contains("LIMIT 250"));
         assert!(purge.statements[0].contains(r#"INSERT INTO "fkctl"."archived_rows""#));
         assert!(purge.repeat.is_some());
-        let validate = &plan.steps[6];
+        let validate = &plan.steps[5];
+        assert!(
+            validate.why.ends_with(VALIDATE_REPAIRS),
+            "VALIDATE is the last check"
+        );
         assert_eq!(validate.statements[1], "SET LOCAL statement_timeout = 0");
         assert_eq!(validate.locks[0].mode, LockMode::ShareUpdateExclusive);
         assert_eq!(
