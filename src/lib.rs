@@ -33,6 +33,7 @@ pub mod model;
 pub mod pg;
 pub mod plan;
 pub mod playbook;
+pub mod publish;
 pub mod render;
 pub mod report;
 pub mod sql;
