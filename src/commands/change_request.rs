@@ -237,6 +237,10 @@ fn render_request(
             .impact_source
             .as_ref()
             .map(|i| i.referencing_child.as_slice()),
+        partitions: gathered
+            .impact_source
+            .as_ref()
+            .map_or(0, |i| i.leaves.len()),
     });
     let context = cr::Context { compact, ..context };
     let body = cr::render(&template_name, &source, &context)?;

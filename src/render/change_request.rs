@@ -310,6 +310,8 @@ pub struct Inputs<'a> {
     pub evidence: &'a [Evidence],
     /// Foreign keys of other tables on the child, when a database was read.
     pub dependents: Option<&'a [DependentKey]>,
+    /// The child's leaf partitions (0: not partitioned, or not read).
+    pub partitions: usize,
 }
 
 fn environment_view(
@@ -466,7 +468,12 @@ pub fn context(inputs: &Inputs<'_>) -> Context {
             playbook.safety.lock_retries,
         ),
         drift: change_record::drift_fields(fk, evidence),
-        diagram: diagram::mermaid(fk, inputs.dependents, playbook.loose.is_some()),
+        diagram: diagram::mermaid(
+            fk,
+            inputs.dependents,
+            inputs.partitions,
+            playbook.loose.is_some(),
+        ),
         labels,
         precheck_commands: playbook
             .environments

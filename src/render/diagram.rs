@@ -49,7 +49,14 @@ fn after_drop(action: FkAction) -> &'static str {
 /// The diagram's source (without the fence). `dependents` are the foreign
 /// keys of other tables that reference the child; None when no database was
 /// read (planned from the playbook alone), which the diagram says.
-pub fn mermaid(fk: &ForeignKeyDef, dependents: Option<&[DependentKey]>, loose: bool) -> String {
+/// `partitions`: the child's leaf partitions, when read (each holds a copy
+/// of the constraint, and the drop removes them all).
+pub fn mermaid(
+    fk: &ForeignKeyDef,
+    dependents: Option<&[DependentKey]>,
+    partitions: usize,
+    loose: bool,
+) -> String {
     let columns = |c: &[crate::sql::ident::Ident]| {
         c.iter().map(|i| i.display()).collect::<Vec<_>>().join(", ")
     };
@@ -59,7 +66,16 @@ pub fn mermaid(fk: &ForeignKeyDef, dependents: Option<&[DependentKey]>, loose: b
         "  parent[\"{}<br/>parent\"]",
         label(&fk.ref_table.display())
     );
-    let _ = writeln!(out, "  child[\"{}<br/>child\"]", label(&fk.table.display()));
+    let partitioned = if partitions > 0 {
+        format!("<br/>partitioned: {partitions} leaf partitions, each with its copy of the key")
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  child[\"{}<br/>child{partitioned}\"]",
+        label(&fk.table.display())
+    );
     let _ = writeln!(
         out,
         "  parent -- \"{} ({} → {})<br/>ON DELETE {}: {}<br/>ON UPDATE {}\" --> child",
