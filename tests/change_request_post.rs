@@ -660,3 +660,76 @@ fn json_for_each_tracker_uses_its_field_name() {
         "--output json stays GitHub-shaped"
     );
 }
+
+/// A partitioned child with many partitions makes a request longer than
+/// GitHub takes (65,536 characters): the rollback SQL shown beside its psql
+/// script is left out, and the issue is still posted.
+#[test]
+fn a_request_too_long_for_github_is_posted_compact() {
+    let db = database("crp_long");
+    let mut schema = String::from("CREATE TABLE customer (customer_id int PRIMARY KEY); CREATE TABLE payment (payment_id bigint NOT NULL, customer_id int NOT NULL, paid_at date NOT NULL) PARTITION BY RANGE (paid_at);");
+    for month in 1..=12 {
+        schema.push_str(&format!(
+            "CREATE TABLE payment_2026_{month:02} PARTITION OF payment FOR VALUES FROM ('2026-{month:02}-01') TO ('{}');",
+            if month == 12 { "2027-01-01".to_string() } else { format!("2026-{:02}-01", month + 1) }
+        ));
+    }
+    schema.push_str("ALTER TABLE payment ADD CONSTRAINT payment_customer_id_fkey FOREIGN KEY (customer_id) REFERENCES customer (customer_id);");
+    exec(&db, &schema);
+    let dir = TempDir::new("crp_long");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/payment-customer-partitioned.yml"
+    ))
+    .unwrap_or_default();
+    let path = dir.write("playbook.yml", &text).display().to_string();
+    let vars = [
+        ("SHOP_STAGING_DSN", db.dsn.as_str()),
+        ("SHOP_PRODUCTION_DSN", db.dsn.as_str()),
+        ("GITHUB_TOKEN", GITHUB_TOKEN),
+    ];
+    let full = fkctl_env(
+        &[
+            "change-request",
+            &path,
+            "--env",
+            "staging",
+            "--env",
+            "production",
+        ],
+        &vars,
+    );
+    assert!(full.status.success(), "{}", stderr(&full));
+    let full_size = stdout(&full).chars().count();
+    let mock = Mock::start(Api::Github);
+    let out = fkctl_env(
+        &[
+            "change-request",
+            &path,
+            "--post",
+            "github",
+            "--project",
+            "octo/app",
+            "--api-url",
+            &mock.base,
+        ],
+        &vars,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = mock
+        .issues()
+        .first()
+        .map(|i| i.2.clone())
+        .unwrap_or_default();
+    assert!(body.chars().count() <= 65_536, "{}", body.chars().count());
+    if full_size > 65_536 {
+        assert!(
+            stderr(&out).contains("left to its psql script"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(body.contains("left out to fit the tracker's size limit"));
+        assert!(!body.contains("<details>"));
+    }
+    assert!(body.contains("\\set ON_ERROR_STOP on"), "the scripts stay");
+}

@@ -140,6 +140,9 @@ pub struct EnvironmentView {
     pub rollback_command: String,
     pub steps: Vec<StepView>,
     pub evidence: Option<Evidence>,
+    /// An earlier environment whose drop runs exactly these statements
+    /// (a compact request shows them once).
+    pub same_steps_as: Option<String>,
     /// The journal's last drop there, when it finished: the box is ticked.
     pub dropped: Option<String>,
     /// The journal's last rollback there, when later than the drop.
@@ -162,6 +165,8 @@ pub struct RollbackView {
     pub estimate: Option<String>,
     pub restore_command: String,
     pub vacuum: String,
+    /// An earlier environment whose rollback runs exactly these statements.
+    pub same_as: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -337,6 +342,7 @@ fn environment_view(
         rollback_command: format!("fkctl rollback {path} --env {} --yes", env.name),
         steps: plan.steps.iter().map(step_view).collect(),
         evidence,
+        same_steps_as: None,
         dropped,
         rolled_back,
     }
@@ -370,7 +376,37 @@ fn rollback_view(
             .map(change_record::estimate_text),
         restore_command: format!("fkctl restore {path} --env {name} --run RUN_ID"),
         vacuum: format!("VACUUM (ANALYZE) {};", playbook.constraint.table.quoted()),
+        same_as: None,
     }
+}
+
+/// Every statement and check of `steps`, in order: what makes two
+/// environments' plans the same SQL.
+fn statements(steps: &[StepView]) -> Vec<&str> {
+    steps
+        .iter()
+        .flat_map(|s| {
+            s.before
+                .iter()
+                .map(|b| b.0.as_str())
+                .chain(s.sql.iter().map(String::as_str))
+                .chain(s.after.iter().map(|a| a.0.as_str()))
+        })
+        .collect()
+}
+
+/// For each plan, the first earlier one with the same statements.
+fn same_as<'a>(plans: impl Iterator<Item = (&'a str, &'a [StepView])>) -> Vec<Option<String>> {
+    let seen: Vec<(&str, Vec<&str>)> = plans.map(|(env, steps)| (env, statements(steps))).collect();
+    seen.iter()
+        .enumerate()
+        .map(|(i, (_, sql))| {
+            seen[..i]
+                .iter()
+                .find(|(_, earlier)| earlier == sql)
+                .map(|(env, _)| env.to_string())
+        })
+        .collect()
 }
 
 fn monitoring(playbook: &Playbook, path: &str) -> Vec<(String, String, String)> {
@@ -407,18 +443,34 @@ pub fn context(inputs: &Inputs<'_>) -> Context {
     let fk = &playbook.constraint;
     let path = playbook.path.display().to_string();
     let evidence = inputs.evidence;
-    let environments: Vec<EnvironmentView> = playbook
+    let mut environments: Vec<EnvironmentView> = playbook
         .environments
         .iter()
         .zip(inputs.drop_plans)
         .map(|(env, plan)| environment_view(&path, env, plan, evidence))
         .collect();
-    let rollbacks: Vec<RollbackView> = playbook
+    let mut rollbacks: Vec<RollbackView> = playbook
         .environments
         .iter()
         .zip(inputs.rollback_plans)
         .map(|(env, plan)| rollback_view(playbook, &path, env, plan, evidence))
         .collect();
+    let same_drop = same_as(
+        environments
+            .iter()
+            .map(|e| (e.name.as_str(), e.steps.as_slice())),
+    );
+    for (env, same) in environments.iter_mut().zip(same_drop) {
+        env.same_steps_as = same;
+    }
+    let same_rollback = same_as(
+        rollbacks
+            .iter()
+            .map(|r| (r.environment.as_str(), r.steps.as_slice())),
+    );
+    for (rb, same) in rollbacks.iter_mut().zip(same_rollback) {
+        rb.same_as = same;
+    }
     let fence = fence_for(
         environments
             .iter()

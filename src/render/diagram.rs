@@ -126,6 +126,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_child_s_own_dependents_hang_off_it() {
+        let playbook = crate::model::fixtures::seed_playbook();
+        let dependents = [DependentKey {
+            name: "fk_steps".into(),
+            table: "public.ci_pipeline_chat_steps".into(),
+            columns: vec!["chat_data_id".into()],
+            on_delete: FkAction::Cascade,
+            on_update: FkAction::NoAction,
+            validated: true,
+        }];
+        let text = mermaid(&playbook.constraint, Some(&dependents), 0, false);
+        assert!(text.contains("parent -- \"fk_rails_f300456b63 (chat_name_id → id)<br/>ON DELETE CASCADE: deleting a parent row deletes its children"), "{text}");
+        assert!(text.contains("  dep0[\"public.ci_pipeline_chat_steps\"]\n  child -- \"fk_steps (chat_data_id)<br/>ON DELETE CASCADE\" --> dep0\n"), "{text}");
+        let offline = mermaid(&playbook.constraint, None, 0, true);
+        assert!(
+            offline.contains("not read (planned from the playbook alone)"),
+            "{offline}"
+        );
+        assert!(offline.contains("loose replacement"), "{offline}");
+    }
+
+    #[test]
     fn labels_cannot_break_out_of_their_quotes_or_the_fence() {
         assert_eq!(label(r#"a"b<c>#```"#), "a#quot;b#lt;c#gt;#35;#96;#96;#96;");
     }
