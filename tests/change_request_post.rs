@@ -295,6 +295,8 @@ const DROP_SQL: &str =
     r#"ALTER TABLE "public"."ci_pipeline_chat_data" DROP CONSTRAINT "fk_rails_f300456b63";"#;
 
 /// The Done-when, on either tracker.
+// Long because it is the Done-when in order: create, drop on staging,
+// update, then every request fkctl sent checked against the tracker's API.
 fn created_once_then_updated_in_place(api: Api, tag: &str) {
     let s = Setup::new(tag, "{}");
     let mock = Mock::start(api);

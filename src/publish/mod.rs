@@ -258,8 +258,6 @@ impl<'a> Http<'a> {
         }
     }
 
-    // Long because each method builds its request differently in ureq's
-    // typed API; the status handling after it is shared.
     pub(crate) fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Answer> {
         let url = format!("{}{}", self.target.api_url, path);
         let what = format!("{method} {url}");
