@@ -217,17 +217,21 @@ fn serve(mut stream: TcpStream, api: Api, state: &Arc<Mutex<State>>) {
     };
     match (request.method.as_str(), rest) {
         ("GET", r) if r.is_empty() || r.starts_with('?') => {
-            let listed: Vec<Value> =
-                s.issues
-                    .iter()
-                    .filter(|(_, _, body, labels)| match api {
-                        Api::Gitlab => query_param(&request.path, "search")
-                            .is_some_and(|q| body.to_lowercase().contains(&q.to_lowercase())),
-                        Api::Github => query_param(&request.path, "labels")
+            let listed: Vec<Value> = s
+                .issues
+                .iter()
+                .filter(|(_, _, body, labels)| match api {
+                    Api::Gitlab => match query_param(&request.path, "search") {
+                        Some(q) => body.to_lowercase().contains(&q.to_lowercase()),
+                        None => query_param(&request.path, "labels")
                             .is_some_and(|l| labels.contains(&l)),
-                    })
-                    .map(show)
-                    .collect();
+                    },
+                    Api::Github => {
+                        query_param(&request.path, "labels").is_none_or(|l| labels.contains(&l))
+                    }
+                })
+                .map(show)
+                .collect();
             respond(&mut stream, 200, &Value::Array(listed));
         }
         ("POST", "") => {
@@ -370,7 +374,10 @@ fn created_once_then_updated_in_place(api: Api, tag: &str) {
             "PATCH",
         ),
     };
+    // The first post looks twice (the search or labelled issues, then the
+    // fallback) and creates; the second finds the issue at once.
     let expected: Vec<(String, String)> = [
+        ("GET", list),
         ("GET", list),
         ("POST", create),
         ("GET", list),
@@ -403,7 +410,12 @@ fn created_once_then_updated_in_place(api: Api, tag: &str) {
                 "{}",
                 requests[0].path
             );
-            let created = requests[1].json();
+            assert!(
+                requests[1].path.contains("labels=fkctl"),
+                "{}",
+                requests[1].path
+            );
+            let created = requests[2].json();
             assert!(created["description"]
                 .as_str()
                 .is_some_and(|d| d.contains(&marker)));
@@ -419,7 +431,12 @@ fn created_once_then_updated_in_place(api: Api, tag: &str) {
                 "{}",
                 requests[0].path
             );
-            let created = requests[1].json();
+            assert!(
+                !requests[1].path.contains("labels="),
+                "{}",
+                requests[1].path
+            );
+            let created = requests[2].json();
             assert!(created["body"]
                 .as_str()
                 .is_some_and(|d| d.contains(&marker)));
@@ -430,7 +447,7 @@ fn created_once_then_updated_in_place(api: Api, tag: &str) {
             );
         }
     }
-    assert_eq!(requests[3].json()["title"], requests[1].json()["title"]);
+    assert_eq!(requests[4].json()["title"], requests[2].json()["title"]);
 }
 
 #[test]
@@ -594,7 +611,7 @@ fn labels_come_from_the_playbook_and_bad_ones_name_their_line() {
     let out = post(&s, &mock, Api::Gitlab, GITLAB_TOKEN, "group/app");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        mock.requests()[1].json()["labels"],
+        mock.requests()[2].json()["labels"],
         "change-request,database,criticality::C1,fkctl,C2,change::scheduled"
     );
     let dir = TempDir::new("crp_badlabels");
@@ -734,4 +751,50 @@ fn a_request_too_long_for_github_is_posted_compact() {
         assert!(!body.contains("<details>"));
     }
     assert!(body.contains("\\set ON_ERROR_STOP on"), "the scripts stay");
+}
+
+/// An issue whose fkctl label was dropped (GitHub drops labels set by
+/// someone without push access) is still found by its marker, and the
+/// labels people gave it stay.
+#[test]
+fn an_unlabelled_issue_is_found_by_its_marker_and_keeps_its_labels() {
+    let s = Setup::new("crp_unlab", "{}");
+    let mock = Mock::start(Api::Github);
+    if let Ok(mut state) = mock.state.lock() {
+        state
+            .issues
+            .push((1, "other".into(), "another change".into(), vec![]));
+        state.issues.push((
+            2,
+            "old title".into(),
+            "old text\n<!-- fkctl-change-request: remove-fk-crp_unlab -->\n".into(),
+            vec!["team::db".into()],
+        ));
+    }
+    let out = post(&s, &mock, Api::Github, GITHUB_TOKEN, "octo/app");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).trim_end().ends_with("/issues/2"),
+        "{}",
+        stdout(&out)
+    );
+    let issues = mock.issues();
+    assert_eq!(issues.len(), 2, "no new issue");
+    assert_eq!(
+        issues[0].2, "another change",
+        "the other issue is untouched"
+    );
+    assert!(issues[1].2.contains("## Rollback"));
+    assert_eq!(
+        issues[1].3,
+        [
+            "team::db",
+            "change-request",
+            "database",
+            "criticality::C1",
+            "fkctl"
+        ]
+    );
+    let methods: Vec<String> = mock.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["GET", "GET", "PATCH"]);
 }

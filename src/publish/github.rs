@@ -1,7 +1,7 @@
 //! GitHub's REST API: issues of a repository (`/repos/:owner/:repo/issues`).
 //! fkctl's issues carry its `fkctl` label, so the search for the marker
-//! lists those (the search API indexes with a delay: a second post right
-//! after the first could miss the issue and open another).
+//! lists those first (not the search API: it indexes with a delay, and a
+//! second post right after the first could miss the issue and open another).
 
 use super::{encode, merged_labels, payload, Http, Issue, Posted, Target, Tracker, MAX_PAGES};
 use crate::error::{Error, Result};
@@ -22,23 +22,28 @@ fn repo_path(project: &str) -> String {
     project.split('/').map(encode).collect::<Vec<_>>().join("/")
 }
 
+/// The repository's issue carrying `marker`: among the issues labelled
+/// `fkctl` first, then among all (GitHub drops the labels of an issue
+/// created by someone without push access).
 fn find(http: &Http<'_>, repo: &str, marker: &str) -> Result<Option<Value>> {
-    for page in 1..=MAX_PAGES {
-        let answer = http.call(
-            "GET",
-            &format!("/repos/{repo}/issues?state=all&labels=fkctl&per_page=100&page={page}"),
-            None,
-        )?;
-        let issues = answer.json.as_array().cloned().unwrap_or_default();
-        let count = issues.len();
-        if let Some(found) = issues.into_iter().find(|i| {
-            i.get("pull_request").is_none()
-                && i["body"].as_str().is_some_and(|b| b.contains(marker))
-        }) {
-            return Ok(Some(found));
-        }
-        if count < 100 {
-            break;
+    for filter in ["&labels=fkctl", ""] {
+        for page in 1..=MAX_PAGES {
+            let answer = http.call(
+                "GET",
+                &format!("/repos/{repo}/issues?state=all{filter}&per_page=100&page={page}"),
+                None,
+            )?;
+            let issues = answer.json.as_array().cloned().unwrap_or_default();
+            let count = issues.len();
+            if let Some(found) = issues.into_iter().find(|i| {
+                i.get("pull_request").is_none()
+                    && i["body"].as_str().is_some_and(|b| b.contains(marker))
+            }) {
+                return Ok(Some(found));
+            }
+            if count < 100 {
+                break;
+            }
         }
     }
     Ok(None)

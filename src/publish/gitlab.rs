@@ -16,30 +16,34 @@ fn labels_of(issue: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The project's issue carrying `marker`, searched by the change id (GitLab
-/// matches it in descriptions) and confirmed by the marker itself.
+/// The project's issue carrying `marker`: searched by the change id (GitLab
+/// matches it in descriptions), then among the issues labelled `fkctl` in
+/// case the search index missed it; the marker itself confirms a match.
 fn find(http: &Http<'_>, project: &str, change: &str, marker: &str) -> Result<Option<Value>> {
-    let mut page = 1;
-    for _ in 0..MAX_PAGES {
-        let answer = http.call(
-            "GET",
-            &format!(
-                "/projects/{project}/issues?search={}&in=description&state=all&per_page=100&page={page}",
-                encode(change)
-            ),
-            None,
-        )?;
-        let issues = answer.json.as_array().cloned().unwrap_or_default();
-        if let Some(found) = issues.into_iter().find(|i| {
-            i["description"]
-                .as_str()
-                .is_some_and(|d| d.contains(marker))
-        }) {
-            return Ok(Some(found));
-        }
-        match answer.next_page {
-            Some(next) if next > page => page = next,
-            _ => return Ok(None),
+    let queries = [
+        format!("search={}&in=description", encode(change)),
+        "labels=fkctl".to_string(),
+    ];
+    for query in &queries {
+        let mut page = 1;
+        for _ in 0..MAX_PAGES {
+            let answer = http.call(
+                "GET",
+                &format!("/projects/{project}/issues?{query}&state=all&per_page=100&page={page}"),
+                None,
+            )?;
+            let issues = answer.json.as_array().cloned().unwrap_or_default();
+            if let Some(found) = issues.into_iter().find(|i| {
+                i["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(marker))
+            }) {
+                return Ok(Some(found));
+            }
+            match answer.next_page {
+                Some(next) if next > page => page = next,
+                _ => break,
+            }
         }
     }
     Ok(None)
