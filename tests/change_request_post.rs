@@ -333,10 +333,7 @@ fn created_once_then_updated_in_place(api: Api, tag: &str) {
     let issues = mock.issues();
     assert_eq!(issues.len(), 1, "updated in place, not a second issue");
     let body = &issues[0].2;
-    assert!(
-        body.contains("- [x] staging: dropped: dropped at "),
-        "{body}"
-    );
+    assert!(body.contains("- [x] staging: dropped at "), "{body}");
     assert!(body.contains("0 orphan(s) found"), "{body}");
     assert!(body.contains("drop-constraint took "), "{body}");
     assert!(
@@ -448,6 +445,22 @@ fn created_once_then_updated_in_place(api: Api, tag: &str) {
         }
     }
     assert_eq!(requests[4].json()["title"], requests[2].json()["title"]);
+
+    // An incident: staging rolled back; the issue says so.
+    let path = s.playbook.display().to_string();
+    let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let third = post(&s, &mock, api, token, project);
+    assert!(third.status.success(), "{}", stderr(&third));
+    let issues = mock.issues();
+    assert_eq!(issues.len(), 1);
+    assert!(
+        issues[0]
+            .2
+            .contains("- [x] staging: rolled back: restored at "),
+        "{}",
+        issues[0].2
+    );
 }
 
 #[test]
