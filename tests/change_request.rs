@@ -62,6 +62,7 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", "[time]"),
         (r" in \d+ ms", " in [n] ms"),
         (r"- PostgreSQL \d+[^;]*;", "- PostgreSQL [version];"),
+        (r"PostgreSQL \d+\.\d+( \([^)]*\))?", "PostgreSQL [version]"),
         (r"by [^ ]+@[^ ]+ at", "by [operator] at"),
         (r"by [^ ]+@[^ ]+ \(run", "by [operator] (run"),
         (r"took \d+ ms", "took [n] ms"),
