@@ -4,7 +4,7 @@
 use super::{connect, inspect_live, write_stdout};
 use crate::census;
 use crate::cli::args::{PostTo, RequestFormat};
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::journal::Journal;
 use crate::kinds::foreign_key::plan::impact;
 use crate::model::Inspection;
@@ -174,7 +174,9 @@ fn gather(
         let live = if read.iter().any(|e| e == env) {
             match read_environment(playbook, environment, dsn) {
                 Ok(found) => Some(found),
-                Err(e) if tolerate => {
+                // Ctrl-C and a bad command line stop everything; a database
+                // that cannot be read leaves its sections to the playbook.
+                Err(e) if tolerate && !matches!(e.kind, Kind::Interrupted | Kind::Usage) => {
                     eprintln!("warning: {env}: cannot read it ({}); its sections are planned from the playbook alone", e.message);
                     None
                 }
