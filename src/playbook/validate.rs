@@ -420,10 +420,10 @@ impl Checker<'_> {
                     format!("change_request.labels: {text:?} contains a comma, which GitLab reads as two labels; write them as two entries"),
                 );
             }
-            if text.chars().count() > 100 {
+            if text.chars().count() > 50 {
                 return self.error(
                     label.referenced,
-                    "change_request.labels: a label is at most 100 characters (GitHub's limit)",
+                    "change_request.labels: a label is at most 50 characters (GitHub's limit)",
                 );
             }
             if out.iter().any(|l| l == text) {
