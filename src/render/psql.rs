@@ -123,6 +123,7 @@ pub fn rollback_script(plan: &Plan, playbook: &Playbook, playbook_path: &str) ->
         "-- Paste into ONE psql session on {env}: the list of orphans is a temporary table of this session."
     );
     out.push_str("-- Each check prints one value: compare it with the expectation above it before going on.\n");
+    out.push_str("-- Run again after a failure: a step whose check before shows it done already (fkctl would skip it) is skipped by hand too.\n");
     out.push_str("-- The run id under which the archive keeps every removed row (note it for fkctl restore --run):\n");
     let _ = writeln!(
         out,
