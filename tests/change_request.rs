@@ -70,6 +70,15 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\d+(\.\d+)? (B|kB|MB|GB)\b", "[size]"),
         (r"about \d+ (s|min)\b", "about [n] s"),
         (r"(/[^ `/]+)+/playbook\.yml", "[dir]/playbook.yml"),
+        // Statistics the server keeps on its own schedule.
+        (
+            r"Rows deleted from (`[^`]+`): .*",
+            "Rows deleted from $1: [deletes]",
+        ),
+        (
+            r"at the measured delete rate of .*",
+            "at the measured delete rate: [deletes]",
+        ),
     ]
 }
 
@@ -514,5 +523,49 @@ fn the_by_hand_script_runs_in_psql_and_fkctl_restore_takes_its_run() {
     assert_eq!(
         scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
         0
+    );
+}
+
+/// The criticality counts what the drop turns off at the rate this database
+/// deletes parents (its cumulative statistics since a reset).
+#[test]
+fn the_criticality_names_the_measured_delete_rate() {
+    let db = database("cr_rate");
+    exec(
+        &db,
+        include_str!("../examples/schemas/remove-fk-ci-pipeline-chat-data-chat-names.sql"),
+    );
+    exec(&db, "SELECT pg_stat_reset()");
+    exec(&db, "DELETE FROM chat_names WHERE id <= 40");
+    // Statistics reach the shared view when the deleting session flushes them.
+    let mut deleted = 0;
+    for _ in 0..50 {
+        deleted = scalar_i64(
+            &db,
+            "SELECT coalesce(n_tup_del, 0) FROM pg_stat_user_tables WHERE relid = 'public.chat_names'::regclass",
+        );
+        if deleted >= 40 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(deleted, 40);
+    let dir = TempDir::new("cr_rate");
+    let text = std::fs::read_to_string(SEED).unwrap_or_default().replacen(
+        "- { name: staging,",
+        "- { name: test,",
+        1,
+    );
+    let pb = dir.write("p.yml", &text);
+    let out = run_env("change-request", &pb, &db, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = stdout(&out);
+    assert!(
+        body.contains("at the measured delete rate of public.chat\\_names: test: \\~"),
+        "{body}"
+    );
+    assert!(
+        body.contains("(40 since the statistics were reset "),
+        "{body}"
     );
 }

@@ -3,6 +3,7 @@
 //! agree with each other. Names are always bound as parameters.
 
 pub mod activity;
+pub mod deletes;
 pub mod dependents;
 pub mod indexes;
 pub mod loose;

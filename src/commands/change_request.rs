@@ -87,7 +87,11 @@ fn evidence(
         .find(|r| r.operation == "rollback")
         .cloned()
         .map(|r| past_run(r, "validate-constraint"));
+    let parent_deletes = crate::catalog::deletes::delete_rate(client, inspection.parent.oid)
+        .map_err(|e| super::label(e, env, "read the parent's delete rate"))?;
     Ok(Evidence {
+        parent_deletes_text: cr::delete_rate_text(&parent_deletes),
+        parent_deletes,
         environment: env.to_string(),
         server_version: inspection.server.version.clone(),
         state: state_of(&inspection.constraint).label().to_string(),

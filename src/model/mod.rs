@@ -4,6 +4,7 @@
 //! hand, without a server. Nothing here talks to a database.
 
 pub mod constraint;
+pub mod deletes;
 #[cfg(test)]
 pub mod fixtures;
 pub mod loose;
@@ -12,6 +13,7 @@ pub mod partition;
 pub mod relation;
 
 pub use constraint::{ConstraintCopy, LiveConstraint, Lookup};
+pub use deletes::DeleteRate;
 pub use loose::{LooseCounters, LooseState};
 pub use neighbours::{DependentKey, IndexInfo, SessionInfo};
 pub use partition::{Leaf, LeafState};

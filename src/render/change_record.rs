@@ -24,9 +24,11 @@ pub fn human_duration(seconds: f64) -> String {
         format!("about {} s", seconds.ceil() as i64)
     } else if seconds < 3600.0 {
         format!("about {} min", (seconds / 60.0).ceil() as i64)
-    } else {
+    } else if seconds < 2.0 * 86_400.0 {
         let minutes = (seconds / 60.0).ceil() as i64;
         format!("about {} h {} min", minutes / 60, minutes % 60)
+    } else {
+        format!("about {} days", (seconds / 86_400.0).round() as i64)
     }
 }
 
@@ -171,4 +173,18 @@ pub fn run_line(run: &PastRun) -> String {
         parts.push(format!("whole run {ms} ms"));
     }
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_a_change_window_is_planned() {
+        assert_eq!(human_duration(0.2), "under a second");
+        assert_eq!(human_duration(12.1), "about 13 s");
+        assert_eq!(human_duration(600.0), "about 10 min");
+        assert_eq!(human_duration(3_700.0), "about 1 h 2 min");
+        assert_eq!(human_duration(3.0 * 86_400.0), "about 3 days");
+    }
 }

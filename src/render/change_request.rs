@@ -7,7 +7,7 @@ use super::{diagram, psql};
 use crate::error::{Error, Result};
 use crate::kinds::foreign_key::definition::ForeignKeyDef;
 use crate::kinds::foreign_key::plan::impact::Impact;
-use crate::model::DependentKey;
+use crate::model::{DeleteRate, DependentKey};
 use crate::plan::{Plan, Step};
 use crate::playbook::{duration, Environment as PlaybookEnv, Playbook};
 use minijinja::{Environment, UndefinedBehavior};
@@ -98,6 +98,10 @@ pub struct Evidence {
     pub child_bytes: i64,
     pub orphans_now: i64,
     pub indexes: Vec<String>,
+    /// How much the application deletes from the parent there.
+    pub parent_deletes: DeleteRate,
+    /// `parent_deletes` in words, for the template.
+    pub parent_deletes_text: String,
     /// The constraint as that catalog defines it (None: not there).
     pub live_definition: Option<ForeignKeyDef>,
     pub last_drop: Option<PastRun>,
@@ -223,25 +227,57 @@ pub struct Context {
     pub compact: bool,
 }
 
+/// A delete rate in words: "~1,234 a day (45,678 since the statistics were reset 37 days ago)".
+pub fn delete_rate_text(rate: &DeleteRate) -> String {
+    match (rate.per_day(), rate.since_seconds) {
+        (Some(per_day), Some(since)) => format!(
+            "~{} a day ({} since the statistics were reset {} ago)",
+            super::count(per_day.round() as i64),
+            super::count(rate.deleted),
+            change_record::human_duration(since).trim_start_matches("about ")
+        ),
+        _ => format!(
+            "{} since the statistics began (no reset recorded, so no rate)",
+            super::count(rate.deleted)
+        ),
+    }
+}
+
 /// What dropping the constraint turns off: a reason, when it is more than
-/// a check (the parent's deletes change child rows today).
-fn turned_off(playbook: &Playbook) -> Option<String> {
+/// a check (the parent's deletes change child rows today), with the delete
+/// rate each database measured.
+fn turned_off(playbook: &Playbook, evidence: &[Evidence]) -> Option<String> {
     let fk = &playbook.constraint;
     if fk.on_delete.blocks() {
         return None;
     }
+    let measured = evidence
+        .iter()
+        .map(|e| format!("{}: {}", e.environment, e.parent_deletes_text))
+        .collect::<Vec<_>>();
+    let rate = if measured.is_empty() {
+        format!(
+            "at production's delete rate (pg_stat_user_tables.n_tup_del of {}; --env or --post measures it)",
+            fk.ref_table.display()
+        )
+    } else {
+        format!(
+            "at the measured delete rate of {}: {}",
+            fk.ref_table.display(),
+            measured.join("; ")
+        )
+    };
     Some(match &playbook.loose {
         Some(_) => format!(
-            "the drop turns off ON DELETE {} of {}; fkctl's loose replacement carries it (its cleanup must run, see Monitoring)",
+            "the drop turns off ON DELETE {} of {}; fkctl's loose replacement carries it (its cleanup must run, see Monitoring), {rate}",
             fk.on_delete.sql(),
             fk.ref_table.display()
         ),
         None => format!(
-            "the drop turns off ON DELETE {}: until a rollback, every {} row deleted leaves its {} rows behind, at production's delete rate (pg_stat_user_tables.n_tup_del of {})",
+            "the drop turns off ON DELETE {}: until a rollback, every {} row deleted leaves its {} rows behind, {rate}",
             fk.on_delete.sql(),
             fk.ref_table.display(),
             fk.table.display(),
-            fk.ref_table.display()
         ),
     })
 }
@@ -276,7 +312,7 @@ fn criticality(playbook: &Playbook, evidence: &[Evidence]) -> Criticality {
     if orphans {
         reasons.push("orphaned rows exist now: a rollback must purge (and archive) rows".into());
     }
-    let off = turned_off(playbook);
+    let off = turned_off(playbook, evidence);
     // A cascade with nothing carrying it changes data from the first delete on.
     let unattended = off.is_some() && playbook.loose.is_none();
     reasons.extend(off);
@@ -614,6 +650,26 @@ mod tests {
             r"a\_b\*c \[x\](y) \<b\> \|"
         );
         assert_eq!(code("a`b".into()), "`` a`b ``");
+    }
+
+    #[test]
+    fn a_delete_rate_in_words() {
+        let rate = DeleteRate {
+            deleted: 3_000,
+            since_seconds: Some(3.0 * 86_400.0),
+        };
+        assert_eq!(
+            delete_rate_text(&rate),
+            "~1,000 a day (3,000 since the statistics were reset 3 days ago)"
+        );
+        let unknown = DeleteRate {
+            deleted: 7,
+            since_seconds: None,
+        };
+        assert_eq!(
+            delete_rate_text(&unknown),
+            "7 since the statistics began (no reset recorded, so no rate)"
+        );
     }
 
     #[test]
