@@ -202,7 +202,17 @@ impl Target {
 }
 
 /// https, or http to this machine only: the token is in every request.
+/// No credentials in the URL: it is shown in messages.
 fn check_url(url: &str) -> Result<()> {
+    let authority = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?']).next().unwrap_or_default()
+    });
+    if authority.contains('@') {
+        return Err(Error::usage(
+            "--api-url has credentials in it (user:password@): fkctl shows this URL in its messages",
+        )
+        .next("give the URL without them; the token goes in GITLAB_TOKEN or GITHUB_TOKEN"));
+    }
     if url.starts_with("https://") {
         return Ok(());
     }
@@ -432,6 +442,7 @@ mod tests {
         assert!(check_url("https://gitlab.example.com/api/v4").is_ok());
         assert!(check_url("http://gitlab.example.com/api/v4").is_err());
         assert!(check_url("ftp://x").is_err());
+        assert!(check_url("https://me:secret@gitlab.example.com/api/v4").is_err());
     }
 
     #[test]
