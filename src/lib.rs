@@ -16,6 +16,7 @@
 //! - `pg`        — reading rows without panicking
 //! - `census`    — counting and sampling orphaned rows
 //! - `report`, `render` — what read commands report, and its text renderings
+//! - `publish`   — posting the change request to GitLab or GitHub (blocking HTTP)
 //! - `tui`       — prompts and the spinner
 //! - `testkit`   — finding or starting a PostgreSQL for tests and the demo
 
@@ -34,6 +35,7 @@ pub mod model;
 pub mod pg;
 pub mod plan;
 pub mod playbook;
+pub mod publish;
 pub mod render;
 pub mod report;
 pub mod sql;

@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod cascade;
+pub mod deletes;
 pub mod dependents;
 pub mod indexes;
 pub mod loose;

@@ -49,6 +49,19 @@ pub enum RequestFormat {
     Markdown,
     /// `{ "title", "body", "labels" }`, ready for an issue tracker's API.
     Json,
+    /// GitLab's issue API fields: `{ "title", "description", "labels" }` (labels comma-separated).
+    GitlabJson,
+    /// GitHub's issue API fields: `{ "title", "body", "labels" }`.
+    GithubJson,
+}
+
+/// The issue tracker `change-request --post` writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PostTo {
+    /// GitLab (REST API v4; token from GITLAB_TOKEN).
+    Gitlab,
+    /// GitHub (REST API; token from GITHUB_TOKEN).
+    Github,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +281,18 @@ pub enum Command {
         /// Write to this file instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Create the issue on this tracker, or update the one posted before for this change
+        /// (found by a hidden marker in its body); reads every reachable environment's
+        /// journal first. Prints the issue's URL. Token from GITLAB_TOKEN / GITHUB_TOKEN.
+        #[arg(long, value_enum, requires = "project", conflicts_with_all = ["out", "format"])]
+        post: Option<PostTo>,
+        /// The project to post to: GROUP/NAME on GitLab, OWNER/REPO on GitHub.
+        #[arg(long, value_name = "PATH", requires = "post")]
+        project: Option<String>,
+        /// The tracker's API base URL (default https://gitlab.com/api/v4 or https://api.github.com),
+        /// e.g. https://gitlab.example.com/api/v4 for a self-managed GitLab.
+        #[arg(long, value_name = "URL", requires = "post")]
+        api_url: Option<String>,
     },
     /// Show fkctl's whole job on a sandbox: inspect, change request, drop on staging then
     /// production, orphans appear, rollback with archived purge, status.

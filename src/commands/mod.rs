@@ -201,14 +201,27 @@ pub fn run(cli: Cli) -> Result<()> {
             template,
             format,
             out,
-        } => change_request::run(
-            &playbook,
-            &env,
-            &dsn,
-            template.as_deref(),
-            format,
-            out.as_deref(),
-        ),
+            post,
+            project,
+            api_url,
+        } => match post {
+            Some(to) => change_request::post(
+                &playbook,
+                &dsn,
+                template.as_deref(),
+                to,
+                project.as_deref().unwrap_or_default(),
+                api_url.as_deref(),
+            ),
+            None => change_request::run(
+                &playbook,
+                &env,
+                &dsn,
+                template.as_deref(),
+                format,
+                out.as_deref(),
+            ),
+        },
         Command::Demo { yes, clean, prefix } => {
             if let Some(p) = prefix {
                 // The sandbox's functions read it from here, as from the variable.

@@ -5,6 +5,7 @@
 
 pub mod cascade;
 pub mod constraint;
+pub mod deletes;
 #[cfg(test)]
 pub mod fixtures;
 pub mod loose;
@@ -14,6 +15,7 @@ pub mod relation;
 
 pub use cascade::{CascadeLevel, CascadeProblem, CascadeTree};
 pub use constraint::{ConstraintCopy, LiveConstraint, Lookup};
+pub use deletes::DeleteRate;
 pub use loose::{LooseCounters, LooseState};
 pub use neighbours::{DependentKey, IndexInfo, SessionInfo};
 pub use partition::{Leaf, LeafState};

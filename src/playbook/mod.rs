@@ -186,6 +186,8 @@ pub struct Playbook {
     pub journal_schema: crate::sql::ident::Ident,
     /// The team's change-request template, resolved against the playbook's folder.
     pub change_request_template: Option<PathBuf>,
+    /// The labels a posted change-request issue gets (`change_request.labels`).
+    pub change_request_labels: Vec<String>,
     #[serde(skip)]
     pub positions: ConstraintPositions,
 }

@@ -29,7 +29,11 @@ pub struct RawPlaybook {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChangeRequest {
-    pub template: Spanned<String>,
+    #[serde(default)]
+    pub template: Option<Spanned<String>>,
+    /// Labels of the posted issue (e.g. `C2`, `change::scheduled`).
+    #[serde(default)]
+    pub labels: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,9 @@
 //! From the raw YAML structs to a checked [`Playbook`]. Every refusal names
 //! the position of the offending value.
 
-use super::raw::{RawConstraint, RawEnvironment, RawLoose, RawPlaybook, RawRollback, RawSafety};
+use super::raw::{
+    RawChangeRequest, RawConstraint, RawEnvironment, RawLoose, RawPlaybook, RawRollback, RawSafety,
+};
 use super::{
     duration, ConstraintPositions, Environment, LooseSettings, OrphanPolicy, Playbook,
     PlaybookError, Position, RollbackSettings, Safety,
@@ -10,7 +12,7 @@ use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef, MatchType};
 use crate::sql::ident::{Ident, IdentError, QualifiedName};
 use serde_saphyr::{Location, Spanned};
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// PostgreSQL's INDEX_MAX_KEYS: the most columns a foreign key can have.
@@ -384,6 +386,65 @@ impl Checker<'_> {
         }))
     }
 
+    fn change_request_template(
+        &self,
+        raw: &Option<Spanned<RawChangeRequest>>,
+    ) -> Result<Option<PathBuf>, PlaybookError> {
+        let Some(template) = raw.as_ref().and_then(|c| c.value.template.as_ref()) else {
+            return Ok(None);
+        };
+        let t = template.value.trim();
+        if t.is_empty() {
+            return self.error(
+                template.referenced,
+                "change_request.template: must name a file",
+            );
+        }
+        let base = self.path.parent().unwrap_or_else(|| Path::new("."));
+        Ok(Some(base.join(t)))
+    }
+
+    /// Labels as GitLab and GitHub accept them: GitLab's API takes labels as
+    /// one comma-separated string, so a comma would split one label in two.
+    fn change_request_labels(
+        &self,
+        raw: &Option<Spanned<RawChangeRequest>>,
+    ) -> Result<Vec<String>, PlaybookError> {
+        let Some(labels) = raw.as_ref().and_then(|c| c.value.labels.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<String> = Vec::new();
+        for label in &labels.value {
+            let text = label.value.trim();
+            if text.is_empty() {
+                return self.error(
+                    label.referenced,
+                    "change_request.labels: a label cannot be empty",
+                );
+            }
+            if text.contains(',') {
+                return self.error(
+                    label.referenced,
+                    format!("change_request.labels: {text:?} contains a comma, which GitLab reads as two labels; write them as two entries"),
+                );
+            }
+            if text.chars().count() > 50 {
+                return self.error(
+                    label.referenced,
+                    "change_request.labels: a label is at most 50 characters (GitHub's limit)",
+                );
+            }
+            if out.iter().any(|l| l == text) {
+                return self.error(
+                    label.referenced,
+                    format!("change_request.labels: {text:?} is listed twice"),
+                );
+            }
+            out.push(text.to_string());
+        }
+        Ok(out)
+    }
+
     fn playbook(&self, raw: RawPlaybook) -> Result<Playbook, PlaybookError> {
         if raw.version.value.0 != u64::from(SUPPORTED_VERSION) {
             return self.error(
@@ -426,20 +487,8 @@ impl Checker<'_> {
                 None => Ident::from_catalog(crate::kinds::foreign_key::repair::DEFAULT_SCHEMA),
                 Some(j) => self.ident("journal.schema", &j.value.schema)?,
             },
-            change_request_template: match &raw.change_request {
-                None => None,
-                Some(c) => {
-                    let t = c.value.template.value.trim();
-                    if t.is_empty() {
-                        return self.error(
-                            c.value.template.referenced,
-                            "change_request.template: must name a file",
-                        );
-                    }
-                    let base = self.path.parent().unwrap_or_else(|| Path::new("."));
-                    Some(base.join(t))
-                }
-            },
+            change_request_template: self.change_request_template(&raw.change_request)?,
+            change_request_labels: self.change_request_labels(&raw.change_request)?,
             positions,
         })
     }

@@ -1,10 +1,13 @@
 //! Text renderings for people. JSON renderings are the serde form of the
 //! same structures, so the two never disagree.
 
+pub mod change_record;
 pub mod change_request;
+pub mod diagram;
 pub mod inspect;
 pub mod orphans;
 pub mod plan;
+pub mod psql;
 
 /// Thousands separators for counts people read at a glance: 1,234,567.
 pub fn count(n: i64) -> String {
