@@ -90,6 +90,32 @@ fn the_default_template_offline() {
     insta::assert_snapshot!("seed_offline", body);
 }
 
+/// A fleet environment, offline: its rollout (canary, then waves) in the
+/// change steps.
+#[test]
+fn a_fleet_offline() {
+    let dir = TempDir::new("cr_fleet");
+    let text = std::fs::read_to_string(SEED)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .replace(
+            "  - { name: production, dsn_env: FKCTL_PRODUCTION_DSN, protected: true }",
+            "  - name: production\n    protected: true\n    rollout: { canary: 1, concurrency: 4 }\n    targets:\n      - { name: shard-01, dsn_env: SHARD_01_DSN }\n      - { name: shard-02, dsn_env: SHARD_02_DSN }\n      - { name: shard-03, service: shard03 }",
+        );
+    assert!(
+        text.contains("shard-03"),
+        "the seed playbook's production line changed"
+    );
+    let path = dir.write("fleet.yml", &text);
+    let out = fkctl(&["change-request", &path.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = stdout(&out).replace(&dir.0.display().to_string(), "[dir]");
+    assert!(
+        body.contains("production is a fleet of 3 databases"),
+        "{body}"
+    );
+    insta::assert_snapshot!("fleet_offline", body);
+}
+
 #[test]
 fn the_default_template_with_live_evidence_after_a_staging_drop() {
     let s = Setup::new("cr_live", "{}");

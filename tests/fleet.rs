@@ -230,6 +230,21 @@ fn a_drifted_last_target_is_left_alone_rerun_finishes_and_one_rollback_restores_
         stdout(&out)
     );
 
+    // The change request reads every database of the fleet: a row each.
+    let out = f.fkctl("change-request", "production", &[]);
+    assert!(out.status.success(), "{}", both(&out));
+    let body = stdout(&out);
+    assert!(
+        body.contains("production is a fleet of 8 databases"),
+        "{body}"
+    );
+    for i in 1..=SHARDS {
+        assert!(
+            body.contains(&format!("| shard-{i:02} | valid |")),
+            "shard-{i:02}: {body}"
+        );
+    }
+
     // The census across the fleet: one table, a row per target.
     let out = f.fkctl("orphans", "production", &[]);
     assert!(out.status.success(), "{}", both(&out));

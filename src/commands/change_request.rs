@@ -154,6 +154,8 @@ struct Gathered {
     drop_plans: Vec<Plan>,
     rollback_plans: Vec<Plan>,
     evidence: Vec<Evidence>,
+    /// Per fleet environment read, a row per database.
+    fleet_rows: Vec<(String, Vec<cr::TargetRow>)>,
     /// The inspection the impact and the diagram come from: the last
     /// environment read (production, in a usual playbook).
     impact_source: Option<Inspection>,
@@ -171,11 +173,16 @@ fn gather(
         drop_plans: Vec::new(),
         rollback_plans: Vec::new(),
         evidence: Vec::new(),
+        fleet_rows: Vec::new(),
         impact_source: None,
     };
     for environment in &playbook.environments {
         let env = environment.name.as_str();
-        let live = if read.iter().any(|e| e == env) {
+        let live = if read.iter().any(|e| e == env) && environment.fleet.is_some() {
+            let (first, rows) = read_fleet(playbook, environment, dsn)?;
+            g.fleet_rows.push((env.to_string(), rows));
+            first
+        } else if read.iter().any(|e| e == env) {
             match read_environment(playbook, environment, dsn) {
                 Ok(found) => Some(found),
                 // Ctrl-C and a bad command line stop everything; a database
@@ -210,6 +217,82 @@ fn gather(
         }
     }
     Ok(g)
+}
+
+/// A fleet read database by database (one session at a time): the first
+/// one read stands for the environment's plans and evidence; every one gets
+/// a row, saying where its plans differ from the first's.
+fn read_fleet(
+    playbook: &Playbook,
+    environment: &crate::playbook::Environment,
+    dsn: &[(String, String)],
+) -> Result<(Option<(Inspection, Evidence)>, Vec<cr::TargetRow>)> {
+    let mut first: Option<(Inspection, Evidence, Vec<Vec<String>>)> = None;
+    let mut rows = Vec::new();
+    let prefix = format!("{}/", environment.name);
+    for target in environment.databases() {
+        let name = target
+            .name
+            .strip_prefix(&prefix)
+            .unwrap_or(&target.name)
+            .to_string();
+        match read_environment(playbook, &target, dsn) {
+            Ok((inspection, evidence)) => {
+                let observed = Observed {
+                    environment: &target.name,
+                    inspection: &inspection,
+                };
+                let sql: Vec<Vec<String>> = [
+                    drop_plan(playbook, Some(&observed)),
+                    rollback_plan(playbook, Some(&observed)),
+                ]
+                .iter()
+                .flat_map(|p| p.steps.iter().map(|s| s.statements.clone()))
+                .collect();
+                let differs = match &first {
+                    Some((_, _, first_sql)) if *first_sql != sql => format!(
+                        "its plans differ from {}'s ({})",
+                        environment
+                            .databases()
+                            .first()
+                            .map_or("the first", |d| d.name.as_str()),
+                        if inspection.leaves.is_empty() {
+                            "see fkctl plan --env"
+                        } else {
+                            "partitioned: see fkctl plan --rollback --env"
+                        }
+                    ),
+                    _ => String::new(),
+                };
+                rows.push(cr::TargetRow {
+                    target: name,
+                    state: evidence.state.clone(),
+                    orphans_now: Some(evidence.orphans_now),
+                    last_drop: evidence
+                        .last_drop
+                        .as_ref()
+                        .map(|r| format!("{} at {}", r.outcome, r.started_at)),
+                    differs,
+                    error: None,
+                });
+                if first.is_none() {
+                    let mut evidence = evidence;
+                    evidence.environment = environment.name.clone();
+                    first = Some((inspection, evidence, sql));
+                }
+            }
+            Err(e) if matches!(e.kind, Kind::Interrupted | Kind::Usage) => return Err(e),
+            Err(e) => rows.push(cr::TargetRow {
+                target: name,
+                state: "unreadable".to_string(),
+                orphans_now: None,
+                last_drop: None,
+                differs: String::new(),
+                error: Some(e.message.clone()),
+            }),
+        }
+    }
+    Ok((first.map(|(i, e, _)| (i, e)), rows))
 }
 
 fn read_environment(
@@ -247,6 +330,7 @@ fn render_request(
             .impact_source
             .as_ref()
             .map_or(0, |i| i.leaves.len()),
+        fleet_rows: &gathered.fleet_rows,
     });
     let context = cr::Context { compact, ..context };
     let body = cr::render(&template_name, &source, &context)?;

@@ -151,6 +151,35 @@ pub struct EnvironmentView {
     pub dropped: Option<String>,
     /// The journal's last rollback there, when later than the drop.
     pub rolled_back: Option<String>,
+    /// Many databases: the order fkctl takes them in, and what was read there.
+    pub fleet: Option<FleetView>,
+}
+
+/// A fleet environment in the request: its rollout and, when read, one row
+/// per database.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetView {
+    pub targets: usize,
+    /// The canaries, alone and in order, before any other.
+    pub canaries: Vec<String>,
+    /// Then the rest, at most `concurrency` at a time.
+    pub concurrency: usize,
+    pub rest: Vec<String>,
+    /// One row per database read (empty offline).
+    pub read: Vec<TargetRow>,
+}
+
+/// One database of a fleet as read: its state, orphans, last drop, and
+/// whether its plans differ from the first one's (shown in full above).
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetRow {
+    pub target: String,
+    pub state: String,
+    pub orphans_now: Option<i64>,
+    pub last_drop: Option<String>,
+    /// Why its SQL differs from the first database's ("" when the same).
+    pub differs: String,
+    pub error: Option<String>,
 }
 
 /// The rollback of one environment: its commands, the plan fkctl would run
@@ -364,14 +393,34 @@ pub struct Inputs<'a> {
     pub dependents: Option<&'a [DependentKey]>,
     /// The child's leaf partitions (0: not partitioned, or not read).
     pub partitions: usize,
+    /// Per fleet environment, the rows of its databases as read.
+    pub fleet_rows: &'a [(String, Vec<TargetRow>)],
+}
+
+fn fleet_view(env: &PlaybookEnv, rows: &[(String, Vec<TargetRow>)]) -> Option<FleetView> {
+    let fleet = env.fleet.as_ref()?;
+    let names: Vec<String> = fleet.targets.iter().map(|t| t.name.clone()).collect();
+    let (canaries, rest) = names.split_at(fleet.canary.min(names.len()));
+    Some(FleetView {
+        targets: names.len(),
+        canaries: canaries.to_vec(),
+        concurrency: fleet.concurrency,
+        rest: rest.to_vec(),
+        read: rows
+            .iter()
+            .find(|(name, _)| *name == env.name)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default(),
+    })
 }
 
 fn environment_view(
     path: &str,
     env: &PlaybookEnv,
     plan: &Plan,
-    evidence: &[Evidence],
+    inputs: &Inputs<'_>,
 ) -> EnvironmentView {
+    let evidence = inputs.evidence;
     let evidence = evidence.iter().find(|e| e.environment == env.name).cloned();
     let last_drop = evidence.as_ref().and_then(|e| e.last_drop.as_ref());
     let dropped = last_drop
@@ -392,6 +441,7 @@ fn environment_view(
         same_steps_as: None,
         dropped,
         rolled_back,
+        fleet: fleet_view(env, inputs.fleet_rows),
     }
 }
 
@@ -494,7 +544,7 @@ pub fn context(inputs: &Inputs<'_>) -> Context {
         .environments
         .iter()
         .zip(inputs.drop_plans)
-        .map(|(env, plan)| environment_view(&path, env, plan, evidence))
+        .map(|(env, plan)| environment_view(&path, env, plan, inputs))
         .collect();
     let mut rollbacks: Vec<RollbackView> = playbook
         .environments
