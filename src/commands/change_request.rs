@@ -219,6 +219,9 @@ fn gather(
     Ok(g)
 }
 
+/// One database read: its inspection and the request's evidence from it.
+type Read = (Inspection, Evidence);
+
 /// A fleet read database by database (one session at a time): the first
 /// one read stands for the environment's plans and evidence; every one gets
 /// a row, saying where its plans differ from the first's.
@@ -226,7 +229,7 @@ fn read_fleet(
     playbook: &Playbook,
     environment: &crate::playbook::Environment,
     dsn: &[(String, String)],
-) -> Result<(Option<(Inspection, Evidence)>, Vec<cr::TargetRow>)> {
+) -> Result<(Option<Read>, Vec<cr::TargetRow>)> {
     let mut first: Option<(Inspection, Evidence, Vec<Vec<String>>)> = None;
     let mut rows = Vec::new();
     let prefix = format!("{}/", environment.name);
