@@ -2,7 +2,8 @@
 //! data, alternating (A B A B, medians), on the local PostgreSQL (same
 //! discovery as the tests).
 //! `cargo bench --bench e2e -- [--quick] [--rows N] [--orphans N] [--pairs N]
-//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,fleet,loose]`.
+//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,fleet,loose,curve]`
+//! [--curve-rows 200000,2000000,20000000]`.
 //!
 //! Prints a table and one `RESULT {...}` line per measurement.
 
@@ -517,18 +518,16 @@ fn fleet(_: &Bench) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn main() {
-    let size = parse_args();
-    println!(
-        "fkctl e2e benchmark: {} parents, {} children, {} orphans, 5% NULL keys, {} pairs",
-        size.parents, size.children, size.orphans, size.pairs
-    );
-    let db = TestDatabase::create("bench").unwrap_or_else(|e| panic!("{e}"));
+/// The benchmark's tables: `children` rows, 5% NULL keys, `orphans` of
+/// them pointing at no parent, an index on the key, and a copy of the
+/// orphans (`reset` puts them back between runs).
+fn build(db: &TestDatabase, parents: i64, children: i64, orphans: i64) {
     let t = Instant::now();
     exec(
-        &db,
+        db,
         &format!(
-            "CREATE TABLE parent (id bigint PRIMARY KEY, name text);
+            "DROP TABLE IF EXISTS child, parent, orphan_rows;
+         CREATE TABLE parent (id bigint PRIMARY KEY, name text);
          CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint, payload text);
          INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, {p}) g;
          INSERT INTO child SELECT g,
@@ -538,19 +537,189 @@ fn main() {
             md5(g::text) FROM generate_series(1, {c}) g;
          CREATE INDEX ON child (parent_id);
          CREATE TABLE orphan_rows AS SELECT * FROM child c WHERE {NOT_EXISTS};",
-            p = size.parents,
-            c = size.children,
-            o = size.orphans
+            p = parents,
+            c = children,
+            o = orphans
         ),
     );
     // VACUUM refuses to run inside a multi-statement query's implicit transaction.
-    exec(&db, "VACUUM ANALYZE parent");
-    exec(&db, "VACUUM ANALYZE child");
-    let orphans = scalar(&db, "SELECT count(*) FROM orphan_rows");
+    exec(db, "VACUUM ANALYZE parent");
+    exec(db, "VACUUM ANALYZE child");
+    let found = scalar(db, "SELECT count(*) FROM orphan_rows");
     println!(
-        "data built in {:.1} s ({orphans} orphans)",
+        "data built in {:.1} s ({children} children, {found} orphans)",
         t.elapsed().as_secs_f64()
     );
+}
+
+/// One point of the scaling curve.
+struct Point {
+    children: i64,
+    orphans: i64,
+    census: (f64, f64),
+    rollback: (f64, f64),
+    rss_kib: i64,
+}
+
+/// The scaling curve (`--only curve`): census and rollback against the
+/// baseline at 200k, 2M and 20M children (`--curve-rows A,B,C`), with 1,000
+/// and 100,000 orphans; a table, RESULT lines, and docs/scaling.svg.
+fn curve(b: &Bench) {
+    let args: Vec<String> = std::env::args().collect();
+    let rows: Vec<i64> = args
+        .iter()
+        .position(|a| a == "--curve-rows")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![200_000, 2_000_000, 20_000_000]);
+    let (db, pb) = (b.db, b.playbook);
+    let mut points = Vec::new();
+    for &children in &rows {
+        for orphans in [1_000i64, 100_000] {
+            if orphans * 2 > children {
+                continue;
+            }
+            build(db, (children / 5).max(1000), children, orphans);
+            (b.write_playbook)(1000);
+            let count = format!("SELECT count(*) FROM child c WHERE {NOT_EXISTS}");
+            let pairs = b.size.pairs.min(3);
+            let (mut cf, mut cb, mut rf, mut rb, mut rss) = (vec![], vec![], vec![], vec![], 0);
+            reset(db);
+            for _ in 0..pairs {
+                let (s, ok, kib) = fkctl_measured(&["orphans", pb, "--env", "bench"], db);
+                assert!(ok, "fkctl orphans failed");
+                cf.push(s);
+                rss = rss.max(kib);
+                cb.push(timed(db, &count));
+            }
+            for _ in 0..pairs {
+                reset(db);
+                let (s, ok, kib) = fkctl_measured(&["rollback", pb, "--env", "bench", "--yes"], db);
+                assert!(ok, "fkctl rollback failed");
+                rf.push(s);
+                rss = rss.max(kib);
+                reset(db);
+                rb.push(timed(db, &format!(
+                    "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
+                     DELETE FROM child c WHERE {NOT_EXISTS};
+                     ALTER TABLE child VALIDATE CONSTRAINT child_parent_fk;"
+                )));
+            }
+            let p = Point {
+                children,
+                orphans,
+                census: (median(cf), median(cb)),
+                rollback: (median(rf), median(rb)),
+                rss_kib: rss,
+            };
+            println!(
+                "curve      {children:>9} children {orphans:>6} orphans: census {:.3}/{:.3} s ({:.2}x), rollback {:.3}/{:.3} s ({:.2}x), peak RSS {:.1} MiB",
+                p.census.0, p.census.1, p.census.0 / p.census.1,
+                p.rollback.0, p.rollback.1, p.rollback.0 / p.rollback.1,
+                p.rss_kib as f64 / 1024.0
+            );
+            println!(
+                "RESULT {{\"bench\": \"curve\", \"children\": {children}, \"orphans\": {orphans}, \"census_s\": [{:.4}, {:.4}], \"rollback_s\": [{:.4}, {:.4}], \"rss_kib\": {}}}",
+                p.census.0, p.census.1, p.rollback.0, p.rollback.1, p.rss_kib
+            );
+            points.push(p);
+        }
+    }
+    let svg = scaling_svg(&points);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/scaling.svg");
+    std::fs::write(path, svg).unwrap_or_else(|e| panic!("{e}"));
+    println!("curve      plot written to docs/scaling.svg");
+}
+
+/// The curve as an SVG: ratio to the baseline (y) per table size (x, log
+/// scale), one line per (command, orphans), the targets dashed.
+fn scaling_svg(points: &[Point]) -> String {
+    use std::fmt::Write;
+    let (w, h, left, bottom, top, right) = (720.0, 420.0, 70.0, 60.0, 40.0, 200.0);
+    let xs: Vec<f64> = points.iter().map(|p| (p.children as f64).log10()).collect();
+    let (xmin, xmax) = xs
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+    let ratios = points
+        .iter()
+        .flat_map(|p| [p.census.0 / p.census.1, p.rollback.0 / p.rollback.1]);
+    let ymax = ratios.fold(1.6f64, f64::max).ceil().max(2.0);
+    let x = |v: f64| left + (v - xmin) / (xmax - xmin).max(1e-9) * (w - left - right);
+    let y = |r: f64| h - bottom - r / ymax * (h - bottom - top);
+    let mut out = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"24\" font-size=\"15\">fkctl / hand-written SQL (ratio; lower is better)</text>\n");
+    for tick in 0..=(ymax * 2.0) as i32 {
+        let r = f64::from(tick) / 2.0;
+        let _ = writeln!(out, "<line x1=\"{left}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{r:.1}</text>", w - right, y(r), y(r), left - 6.0, y(r) + 4.0);
+    }
+    for (target, label) in [
+        (1.1, "census target (large)"),
+        (1.2, "rollback target (large)"),
+    ] {
+        let _ = writeln!(out, "<line x1=\"{left}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"5,4\"/><text x=\"{}\" y=\"{:.1}\" fill=\"#666\">{label} {target}</text>", w - right, y(target), y(target), w - right + 6.0, y(target) + 4.0);
+    }
+    let mut sizes: Vec<i64> = points.iter().map(|p| p.children).collect();
+    sizes.dedup();
+    for c in sizes {
+        let px = x((c as f64).log10());
+        let label = if c >= 1_000_000 {
+            format!("{}M", c / 1_000_000)
+        } else {
+            format!("{}k", c / 1000)
+        };
+        let _ = writeln!(
+            out,
+            "<text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{label} children</text>",
+            h - bottom + 20.0
+        );
+    }
+    let series: [(&str, &str, i64, bool); 4] = [
+        ("census, 1k orphans", "#1f77b4", 1_000, true),
+        ("census, 100k orphans", "#6baed6", 100_000, true),
+        ("rollback, 1k orphans", "#d62728", 1_000, false),
+        ("rollback, 100k orphans", "#fc9272", 100_000, false),
+    ];
+    for (i, (label, color, orphans, census)) in series.iter().enumerate() {
+        let pts: Vec<String> = points
+            .iter()
+            .filter(|p| p.orphans == *orphans)
+            .map(|p| {
+                let r = if *census {
+                    p.census.0 / p.census.1
+                } else {
+                    p.rollback.0 / p.rollback.1
+                };
+                format!("{:.1},{:.1}", x((p.children as f64).log10()), y(r))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2.5\" points=\"{}\"/>",
+            pts.join(" ")
+        );
+        for p in &pts {
+            let (px, py) = p.split_once(',').unwrap_or(("0", "0"));
+            let _ = writeln!(
+                out,
+                "<circle cx=\"{px}\" cy=\"{py}\" r=\"3.5\" fill=\"{color}\"/>"
+            );
+        }
+        let ly = top + 20.0 * i as f64 + 40.0;
+        let _ = writeln!(out, "<line x1=\"{}\" x2=\"{}\" y1=\"{ly}\" y2=\"{ly}\" stroke=\"{color}\" stroke-width=\"2.5\"/><text x=\"{}\" y=\"{}\">{label}</text>", w - right + 6.0, w - right + 30.0, w - right + 36.0, ly + 4.0);
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn main() {
+    let size = parse_args();
+    println!(
+        "fkctl e2e benchmark: {} parents, {} children, {} orphans, 5% NULL keys, {} pairs",
+        size.parents, size.children, size.orphans, size.pairs
+    );
+    let db = TestDatabase::create("bench").unwrap_or_else(|e| panic!("{e}"));
+    if size.only.as_deref() != Some(&["curve".to_string()][..]) {
+        build(&db, size.parents, size.children, size.orphans);
+    }
     let dir = std::env::temp_dir().join(format!("fkctl-bench-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let playbook = dir.join("bench.yml");
@@ -569,7 +738,7 @@ fn main() {
         write_playbook: &write_playbook,
     };
     type Measurement = fn(&Bench);
-    let all: [(&str, Measurement); 8] = [
+    let all: [(&str, Measurement); 9] = [
         ("census", census),
         ("rollback", rollback),
         ("write_stall", write_stall),
@@ -578,9 +747,11 @@ fn main() {
         ("peak_rss", peak_rss),
         ("fleet", fleet),
         ("loose", loose),
+        ("curve", curve),
     ];
     for (name, run) in all {
-        if size.wants(name) {
+        // The curve builds tables of up to 20M rows: only when asked for.
+        if size.wants(name) && (name != "curve" || size.only.is_some()) {
             run(&bench);
         }
     }
