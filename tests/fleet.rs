@@ -84,7 +84,7 @@ fn has_fk(db: &TestDatabase) -> bool {
 fn archived_rows(db: &TestDatabase) -> i64 {
     let exists = scalar_i64(
         db,
-        "SELECT (to_regclass('fkctl.archived_rows') IS NOT NULL)::int8",
+        "SELECT count(*) FROM pg_class WHERE oid = to_regclass('fkctl.archived_rows')",
     );
     if exists == 0 {
         return 0;
