@@ -108,7 +108,11 @@ fn a_fleet_offline() {
     let path = dir.write("fleet.yml", &text);
     let out = fkctl(&["change-request", &path.display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let body = stdout(&out).replace(&dir.0.display().to_string(), "[dir]");
+    let raw = dir.0.display().to_string();
+    // The path appears as written and escaped for markdown.
+    let body = stdout(&out)
+        .replace(&raw, "[dir]")
+        .replace(&raw.replace('_', "\\_"), "[dir]");
     assert!(
         body.contains("production is a fleet of 3 databases"),
         "{body}"
