@@ -1,4 +1,4 @@
--- The seed case of shared/context/000_*.txt, with realistic data:
+-- The seed case (GitLab's change request removing fk_rails_f300456b63), with realistic data:
 -- chat_names (parents), ci_pipelines, ci_pipeline_chat_data (children) and
 -- fk_rails_f300456b63 ... ON DELETE CASCADE.
 CREATE TABLE chat_names (

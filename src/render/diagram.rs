@@ -1,6 +1,6 @@
 //! A mermaid diagram of what a foreign key does and what hangs off its
-//! child table, as the cascade documentation this product grew from draws
-//! them (shared/context/001_*). GitLab and GitHub render mermaid in issues.
+//! child table, as cascade documentation draws them. GitLab and GitHub
+//! render mermaid in issues.
 
 use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef};
 use crate::model::DependentKey;

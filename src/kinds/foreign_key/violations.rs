@@ -191,7 +191,7 @@ impl OrphanQuery {
         )
     }
 
-    /// Is there any orphan at all? Stops at the first one (the check in 000_*.txt).
+    /// Is there any orphan at all? Stops at the first one (the check a change request runs before VALIDATE).
     pub fn exists_sql(&self) -> String {
         format!(
             "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
