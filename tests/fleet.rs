@@ -254,6 +254,35 @@ fn a_drifted_last_target_is_left_alone_rerun_finishes_and_one_rollback_restores_
     let out = f.fkctl("orphans", "production", &[]);
     assert!(out.status.success(), "{}", both(&out));
     assert_eq!(stdout(&out).matches("production/shard-").count(), SHARDS);
+
+    // The parents come back; one restore puts each database's rows back.
+    for (i, parents) in [(1, 2), (4, 3), (6, 5)] {
+        exec(
+            &f.shards[i],
+            &format!("INSERT INTO parent SELECT generate_series(1, {parents})"),
+        );
+    }
+    let out = f.fkctl("restore", "production", &["--run", "latest", "--yes"]);
+    assert!(out.status.success(), "{}", both(&out));
+    for db in &f.shards {
+        assert_eq!(archived_rows(db), 0);
+        assert_eq!(
+            scalar_i64(db, "SELECT count(*) FROM child"),
+            500,
+            "every row is back"
+        );
+    }
+    let out = f.fkctl(
+        "restore",
+        "production",
+        &["--run", "20260101T000000Z-x", "--yes"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a run id means one database: {}",
+        both(&out)
+    );
 }
 
 #[test]

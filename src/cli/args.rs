@@ -212,7 +212,8 @@ pub enum Command {
         playbook: PathBuf,
         #[command(flatten)]
         connection: Connection,
-        /// The rollback run whose archived rows go back (fkctl status lists runs).
+        /// The rollback run whose archived rows go back (fkctl status lists runs), or `latest`:
+        /// the newest run with rows still archived (for a fleet, each database's own).
         #[arg(long = "run", value_name = "RUN_ID")]
         run: String,
         /// Do not ask.

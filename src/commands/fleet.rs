@@ -358,3 +358,65 @@ pub fn cleanup(
     ];
     read("cleanup", path, environment, dsn, json, &columns)
 }
+
+/// `fkctl restore --run latest` over a fleet: each database puts back the
+/// newest run of its own archive (run ids differ from one database to the
+/// next), canary first, then in waves.
+pub fn restore(
+    path: &Path,
+    environment: &Environment,
+    connection: &crate::cli::args::Connection,
+    run_id: &str,
+    options: &super::restore::Options,
+) -> Result<()> {
+    if run_id != "latest" {
+        return Err(Error::usage(format!(
+            "--run {run_id}: {} is a fleet, and each of its databases has its own run ids",
+            environment.name
+        ))
+        .next(format!(
+            "--run latest puts back each database's newest archived run; or name one database: --env {}/TARGET --run RUN_ID",
+            environment.name
+        )));
+    }
+    let json = options.output == crate::cli::args::Output::Json;
+    if json {
+        super::narrate_to_stderr();
+    }
+    let targets = environment.databases();
+    if !options.yes {
+        let question = format!(
+            "Put each database's newest archived rows back on {}?",
+            plan_line(environment, targets.len())
+        );
+        if !confirm(&question, environment)? {
+            return Err(Error::declined("at your request; nothing was restored"));
+        }
+    }
+    crate::execute::interrupt::install();
+    let args = |t: &Environment| {
+        let mut a = base_args("restore", path, t);
+        a.extend([
+            "--run".to_string(),
+            "latest".to_string(),
+            "--yes".to_string(),
+        ]);
+        if options.discard_dropped_columns {
+            a.push("--discard-dropped-columns".into());
+        }
+        a.extend(dsn_args(&connection.dsn));
+        a
+    };
+    let runs = fleet::run(&targets, &rollout(environment), "restore", &args)?;
+    let outcome = |d: &serde_json::Value| field(d, "/outcome");
+    let run = |d: &serde_json::Value| field(d, "/run_id");
+    let restored = |d: &serde_json::Value| field(d, "/restored");
+    let left = |d: &serde_json::Value| field(d, "/archived_after");
+    let columns: [Column<'_>; 4] = [
+        ("outcome", &outcome),
+        ("run", &run),
+        ("restored", &restored),
+        ("still archived", &left),
+    ];
+    finish("restore", environment, &runs, &columns, json)
+}

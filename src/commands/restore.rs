@@ -595,6 +595,9 @@ fn restore_levels(client: &mut Client, r: &Restore<'_>, waiting: &mut Vec<Error>
 pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
+    if environment.fleet.is_some() {
+        return super::fleet::restore(path, &environment, connection, run_id, &options);
+    }
     if !options.yes && !tui::interactive() {
         return Err(Error::usage(
             "fkctl restore asks before putting rows back, but there is no terminal to ask on",
@@ -611,8 +614,19 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         run_id: run_id.to_string(),
         ..Report::default()
     };
+    let mut nothing = false;
     let result = (|| -> Result<()> {
         let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
+        let Some(resolved) = resolve_run(&mut client, &playbook, run_id)? else {
+            crate::say!(
+                "{env}: nothing of change {} is waiting in the archive; nothing to restore",
+                playbook.change
+            );
+            nothing = true;
+            return Ok(());
+        };
+        let run_id = resolved.as_str();
+        report.run_id = run_id.to_string();
         let before = archived_rows(&mut client, &playbook.journal_schema, run_id, env)?;
         report.archived_before = before.0 + before.1 + before.2;
         report.archived_after = report.archived_before;
@@ -633,6 +647,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
     })();
     report.restored = report.archived_before - report.archived_after;
     report.outcome = match &result {
+        Ok(()) if nothing => "nothing archived",
         Ok(()) => "restored",
         Err(_) if report.restored > 0 => "partly restored",
         Err(e) if e.kind == Kind::Precondition => "refused",
@@ -642,6 +657,32 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         super::write_json(&report)?;
     }
     result.map_err(|e| label(e, env, "restore"))
+}
+
+/// `--run latest`: the newest run of this change that still has rows in
+/// the archive (each database of a fleet has its own run ids); None when
+/// nothing is archived. A run named explicitly is taken as it is.
+fn resolve_run(client: &mut Client, playbook: &Playbook, run_id: &str) -> Result<Option<String>> {
+    if run_id != "latest" {
+        return Ok(Some(run_id.to_string()));
+    }
+    let archive = purge::archive_table(&playbook.journal_schema).quoted();
+    let exists: bool =
+        crate::pg::query_scalar(client, "SELECT to_regclass($1) IS NOT NULL", &[&archive])?;
+    let sql = format!(
+        "SELECT run_id FROM {archive} WHERE change = $1 GROUP BY run_id ORDER BY max(archived_at) DESC LIMIT 1"
+    );
+    let latest = if exists {
+        client
+            .query(sql.as_str(), &[&playbook.change])
+            .map_err(|e| Error::from_postgres(&e, &sql))?
+            .first()
+            .map(|r| r.cell::<String>(0, &sql))
+            .transpose()?
+    } else {
+        None
+    };
+    Ok(latest)
 }
 
 /// The restore itself, on a connection whose archive was counted.
