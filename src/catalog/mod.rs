@@ -42,7 +42,7 @@ fn missing(playbook: &Playbook, at: Position, what: String, environment: &str) -
         .next("check the name in the playbook (unquoted names fold to lower case; quote mixed-case names) and the database the connection points at")
 }
 
-fn find_relation(
+pub(crate) fn find_relation(
     tx: &mut impl GenericClient,
     playbook: &Playbook,
     name: &QualifiedName,
@@ -59,7 +59,7 @@ fn find_relation(
     })
 }
 
-fn find_columns(
+pub(crate) fn find_columns(
     tx: &mut impl GenericClient,
     playbook: &Playbook,
     relation: &Relation,
@@ -215,7 +215,7 @@ fn citus_tables(tx: &mut impl GenericClient, tables: &[u32]) -> Result<Vec<Strin
         .collect()
 }
 
-fn server(tx: &mut impl GenericClient) -> Result<Server> {
+pub(crate) fn server(tx: &mut impl GenericClient) -> Result<Server> {
     let settings = query(tx, SETTINGS_SQL, &[])?;
     let row = settings
         .first()

@@ -7,3 +7,9 @@
 //! - `plan`       — drop and rollback plans (pure)
 
 pub mod definition;
+pub mod checks;
+pub mod repair;
+pub mod violations;
+pub mod catalog;
+pub mod observed;
+pub mod plan;
