@@ -43,7 +43,8 @@ const DEPENDENTS_SQL: &str = "SELECT f.conname::text, f.conrelid::regclass::text
 FROM pg_catalog.pg_constraint f JOIN pg_catalog.pg_constraint u ON u.conindid = f.conindid AND u.conrelid = f.confrelid \
 WHERE f.contype = 'f' AND u.conrelid = $1 AND u.conname = $2 ORDER BY 2, 1";
 
-const FAMILY_SQL: &str = "SELECT $1::oid UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)";
+const FAMILY_SQL: &str =
+    "SELECT $1::oid UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)";
 
 /// Reads everything about the playbook's unique constraint, in one snapshot.
 pub fn inspect(
@@ -91,7 +92,9 @@ pub fn inspect(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let rows = tx.query(FAMILY_SQL, &[&table.oid]).map_err(db(FAMILY_SQL))?;
+    let rows = tx
+        .query(FAMILY_SQL, &[&table.oid])
+        .map_err(db(FAMILY_SQL))?;
     let watched = rows
         .iter()
         .map(|r| r.cell(0, FAMILY_SQL))
@@ -163,11 +166,12 @@ fn index(tx: &mut impl GenericClient, table: u32, def: &UniqueDef) -> Result<Opt
 
 /// The table's columns that an INSERT can give a value (not generated, not
 /// dropped), in table order: what a restore lists.
-pub fn insertable_columns(client: &mut postgres::Client, table: &QualifiedName) -> Result<Vec<Ident>> {
+pub fn insertable_columns(
+    client: &mut postgres::Client,
+    table: &QualifiedName,
+) -> Result<Vec<Ident>> {
     const SQL: &str = "SELECT a.attname::text FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum";
-    let rows = client
-        .query(SQL, &[&table.quoted()])
-        .map_err(db(SQL))?;
+    let rows = client.query(SQL, &[&table.quoted()]).map_err(db(SQL))?;
     rows.iter()
         .map(|r| Ok(Ident::from_catalog(r.cell::<String>(0, SQL)?)))
         .collect()

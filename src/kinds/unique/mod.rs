@@ -6,10 +6,10 @@
 //! - `catalog`    — reading the live constraint, its index and the foreign keys that depend on it
 //! - `plan`       — drop and rollback plans (pure)
 
-pub mod definition;
-pub mod checks;
-pub mod repair;
-pub mod violations;
 pub mod catalog;
+pub mod checks;
+pub mod definition;
 pub mod observed;
 pub mod plan;
+pub mod repair;
+pub mod violations;

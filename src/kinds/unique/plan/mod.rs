@@ -214,7 +214,10 @@ pub fn rollback_plan(
         "Exactly the rows CREATE UNIQUE INDEX would reject (NULLs distinct unless NULLS NOT DISTINCT; each column's collation and equality): one aggregate pass, before any change.",
     );
     census.locks = vec![lock(&table, LockMode::AccessShare)];
-    census.before = Some(surplus_check(&query, if abort { 0 } else { max_duplicates }));
+    census.before = Some(surplus_check(
+        &query,
+        if abort { 0 } else { max_duplicates },
+    ));
     census.status = dedupe_status.clone();
     steps.push(census);
     let mut archive = step(
@@ -269,7 +272,10 @@ pub fn rollback_plan(
         "Drop an invalid index left by an earlier build",
         "A failed or killed CREATE INDEX CONCURRENTLY leaves an INVALID index that writes keep maintaining; it is dropped concurrently before building again.",
     );
-    drop_invalid.statements = vec![lock_timeout_statement(playbook), def.drop_invalid_index_sql()];
+    drop_invalid.statements = vec![
+        lock_timeout_statement(playbook),
+        def.drop_invalid_index_sql(),
+    ];
     drop_invalid.locks = vec![lock(&table, LockMode::ShareUpdateExclusive)];
     drop_invalid.lock_retries = Some(playbook.safety.lock_retries);
     drop_invalid.after = Some(Check {

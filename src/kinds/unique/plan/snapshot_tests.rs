@@ -75,7 +75,9 @@ fn rollback_resumes_after_an_invalid_build() {
         on_table: true,
         valid: false,
         unique: true,
-        definition: "CREATE UNIQUE INDEX users_email_key ON public.users USING btree (tenant_id, email)".into(),
+        definition:
+            "CREATE UNIQUE INDEX users_email_key ON public.users USING btree (tenant_id, email)"
+                .into(),
     };
     let i = inspection(UniqueLookup::Absent, Some(index));
     let o = Observed {

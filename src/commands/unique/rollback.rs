@@ -1,0 +1,502 @@
+//! `fkctl rollback` for a unique constraint: the census before any change,
+//! archived dedupe batches, `CREATE UNIQUE INDEX CONCURRENTLY` (outside a
+//! transaction, retried on lock timeout, an INVALID leftover dropped first),
+//! then `ADD CONSTRAINT ... UNIQUE USING INDEX` under the short lock_timeout,
+//! after a last duplicate check. Every step reads the catalog: killed
+//! anywhere, the next run continues from what the database shows.
+
+use super::{count, refuse_mismatch, run_step, Session};
+use crate::error::{Error, Kind, Result};
+use crate::execute::lock_wait::{with_lock_retries, Watched};
+use crate::execute::{guard, interrupt, BindValues, Executor};
+use crate::journal::{Journal, Run};
+use crate::kinds::unique::checks;
+use crate::kinds::unique::definition::{DuplicatePolicy, UniqueDef};
+use crate::kinds::unique::observed::UniqueInspection;
+use crate::kinds::unique::plan::{rollback_plan, rollback_state, Observed, RollbackState};
+use crate::plan::{Plan, Step, StepKind};
+use crate::tui;
+use postgres::error::SqlState;
+use std::path::Path;
+
+/// Dedupe rounds before fkctl stops: each round removes the duplicates found,
+/// and a new one is only needed when the application wrote more meanwhile.
+const MAX_ROUNDS: u32 = 3;
+
+pub fn run(
+    path: &Path,
+    env: &str,
+    dsn: &[(String, String)],
+    yes: bool,
+    max_duplicates: Option<u64>,
+) -> Result<()> {
+    if !yes && !tui::interactive() {
+        return Err(Error::usage(
+            "fkctl rollback asks before it changes anything, but there is no terminal to ask on",
+        )
+        .next("pass --yes to run without questions"));
+    }
+    interrupt::install();
+    let mut session = Session::open(path, env, dsn)?;
+    let env = session.env().to_string();
+    rollback_in(&mut session, yes, max_duplicates)
+        .map_err(|e| super::super::label(e, &env, "rollback"))
+}
+
+/// The definition to restore: the one recorded at drop time, else the playbook's.
+fn definition(session: &mut Session) -> Result<(UniqueDef, Option<String>)> {
+    let journal = Journal::new(&session.playbook.journal_schema);
+    let snapshot = journal.snapshot(
+        &mut session.client,
+        &session.playbook.change,
+        &session.playbook.constraint,
+    )?;
+    match snapshot.and_then(|s| {
+        serde_json::from_value::<UniqueDef>(s.definition_json.clone())
+            .ok()
+            .map(|d| (d, s.definition))
+    }) {
+        Some((def, text)) => {
+            crate::say!("  restoring the definition recorded at drop time: {text}");
+            let differences = crate::kinds::unique::plan::drift(&session.spec.def, &def);
+            for d in differences {
+                crate::say!(
+                    "  note: the playbook says {} {}, the snapshot {}; the snapshot wins",
+                    d.field,
+                    d.playbook,
+                    d.database
+                );
+            }
+            Ok((def, Some(text)))
+        }
+        None => {
+            crate::say!(
+                "  no snapshot from a drop: restoring the playbook's definition {}",
+                session.spec.def.constraint_clause()
+            );
+            Ok((session.spec.def.clone(), None))
+        }
+    }
+}
+
+/// Refusals before any change for a constraint that is not there yet.
+fn refuse(session: &Session, inspection: &UniqueInspection, def: &UniqueDef) -> Result<()> {
+    let env = session.env();
+    if inspection.table.partitioned {
+        return Err(Error::precondition(format!(
+            "{} is partitioned: PostgreSQL (through 18) cannot build an index CONCURRENTLY on a partitioned table, and ADD CONSTRAINT ... USING INDEX does not take a partitioned index; fkctl does not restore a unique constraint there yet rather than take a write-blocking build",
+            def.table
+        ))
+        .with("environment", env)
+        .next("by hand, without blocking writes: CREATE UNIQUE INDEX CONCURRENTLY on each leaf, then ALTER TABLE parent ADD CONSTRAINT ... UNIQUE (...) (PostgreSQL 11+ attaches the leaves' matching valid indexes instead of building them, holding its lock only briefly); nothing was changed"));
+    }
+    if def.nulls_not_distinct && inspection.server.version_num < 150_000 {
+        return Err(Error::precondition(format!(
+            "NULLS NOT DISTINCT needs PostgreSQL 15 or later; this server is {}",
+            inspection.server.version
+        ))
+        .with("environment", env)
+        .next("restore it without nulls_not_distinct, or on PostgreSQL 15+; nothing was changed"));
+    }
+    if let Some(index) = &inspection.index {
+        if !index.on_table || !index.unique {
+            return Err(Error::precondition(format!(
+                "an index named {} already exists in schema {} and is not a unique index of {}: {}",
+                def.name, def.table.schema, def.table, index.definition
+            ))
+            .with("environment", env)
+            .next("rename or drop that index (it is not fkctl's), then run again; nothing was changed"));
+        }
+    }
+    Ok(())
+}
+
+fn rollback_in(session: &mut Session, yes: bool, max_duplicates: Option<u64>) -> Result<()> {
+    let env = session.env().to_string();
+    crate::say!("\n== {env} ==\n  connected: {}", session.target.description);
+    let playbook = session.playbook.clone();
+    guard::lock_change(
+        &mut session.client,
+        &playbook.change,
+        &playbook.constraint,
+        &env,
+    )?;
+    let (def, snapshot) = definition(session)?;
+    let inspection = session.inspect("pre-checks")?;
+    refuse_mismatch(session, &inspection, &def, "to restore")?;
+    refuse(session, &inspection, &def)?;
+    let observed = Observed {
+        environment: &env,
+        inspection: &inspection,
+    };
+    let limit = max_duplicates.unwrap_or(session.spec.rollback.max_duplicates);
+    let plan = rollback_plan(&playbook, &session.spec, &def, limit, Some(&observed));
+    if rollback_state(Some(&observed)) == RollbackState::Done {
+        crate::say!("  {} is in place on {}: nothing to do", def.name, def.table);
+        return read_back(session, &inspection, &def, snapshot.as_deref());
+    }
+    for note in &plan.notes {
+        crate::say!("  note: {note}");
+    }
+    if !yes
+        && !tui::confirm(&format!(
+            "Restore {} on {env} now (dedupe, concurrent build, add)?",
+            def.name
+        ))?
+    {
+        return Err(Error::declined(format!(
+            "at your request; nothing was changed on {env}"
+        )));
+    }
+    let journal = Journal::new(&playbook.journal_schema);
+    journal.ensure(&mut session.client)?;
+    let run = journal.start_run(
+        &mut session.client,
+        &playbook.change,
+        "rollback",
+        &env,
+        &playbook.constraint,
+    )?;
+    let result = Rollback {
+        session,
+        inspection: &inspection,
+        def: &def,
+        plan: &plan,
+        run: &run,
+    }
+    .steps();
+    let (outcome, message) = match &result {
+        Ok(summary) => ("restored", Some(summary.clone())),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    let finished = run.finish(&mut session.client, outcome, message.as_deref());
+    let summary = result?;
+    finished?;
+    let after = session.inspect("read back")?;
+    read_back(session, &after, &def, snapshot.as_deref())?;
+    crate::say!("{env}: {summary}");
+    Ok(())
+}
+
+/// The constraint is there, as recorded, and no invalid index is left.
+fn read_back(
+    session: &mut Session,
+    inspection: &UniqueInspection,
+    def: &UniqueDef,
+    snapshot: Option<&str>,
+) -> Result<()> {
+    let env = session.env().to_string();
+    let live = inspection.live().ok_or_else(|| {
+        Error::new(
+            Kind::FailedMidway,
+            format!("{} is not on {} after the rollback", def.name, def.table),
+        )
+        .with("environment", &env)
+        .next("run the same command again: it continues from what the catalog shows")
+    })?;
+    if let Some(recorded) = snapshot {
+        if live.definition != recorded {
+            return Err(Error::new(Kind::FailedMidway, format!(
+                "the restored constraint reads {} but the snapshot recorded {recorded}",
+                live.definition
+            ))
+            .with("environment", &env)
+            .next("compare with fkctl inspect; the constraint is in place, so no duplicate can be written meanwhile"));
+        }
+    }
+    let sql = checks::invalid_index_sql(def);
+    let invalid: i64 = crate::pg::query_scalar(&mut session.client, &sql, &[])?;
+    if invalid > 0 {
+        return Err(Error::new(
+            Kind::FailedMidway,
+            format!(
+                "an invalid index named {} is still in schema {}",
+                def.name, def.table.schema
+            ),
+        )
+        .with("environment", &env)
+        .with("sql", sql));
+    }
+    crate::say!(
+        "  read back: {} {} on {}, valid; no invalid index left",
+        def.name,
+        live.definition,
+        def.table
+    );
+    Ok(())
+}
+
+struct Rollback<'a> {
+    session: &'a mut Session,
+    inspection: &'a UniqueInspection,
+    def: &'a UniqueDef,
+    plan: &'a Plan,
+    run: &'a Run,
+}
+
+/// How a concurrent build ended.
+enum Build {
+    Built,
+    /// A duplicate reached the table during the build: the index was left INVALID.
+    Duplicates,
+}
+
+impl Rollback<'_> {
+    fn step(&self, kind: StepKind) -> Result<&Step> {
+        self.plan
+            .steps
+            .iter()
+            .find(|s| s.kind == kind)
+            .ok_or_else(|| Error::internal(format!("the rollback plan has no {} step", kind.id())))
+    }
+
+    fn run_step(
+        &mut self,
+        exec: &Executor<'_>,
+        step: &Step,
+    ) -> Result<crate::execute::StepOutcome> {
+        let binds = BindValues {
+            run_id: &self.run.id,
+            change: &self.session.playbook.change,
+            constraint_name: self.def.name.as_str(),
+            restore_run_id: None,
+        };
+        run_step(&mut self.session.client, exec, Some(self.run), step, &binds)
+    }
+
+    // Long because it is the rollback's loop: dedupe rounds around the
+    // concurrent build, each ending in a check, then the final ADD.
+    fn steps(&mut self) -> Result<String> {
+        let (target, env) = self.session.engine();
+        let exec = super::executor(
+            &target,
+            &env,
+            self.inspection,
+            self.session.playbook.safety.lock_retries,
+        )?;
+        let state = rollback_state(Some(&Observed {
+            environment: self.session.env(),
+            inspection: self.inspection,
+        }));
+        let mut found = 0;
+        let mut archived = 0;
+        let mut rounds = 0;
+        if state != RollbackState::IndexBuilt {
+            loop {
+                rounds += 1;
+                let (f, a) = self.dedupe_round(&exec, rounds == 1)?;
+                found += f;
+                archived += a;
+                match self.build(&exec)? {
+                    Build::Built => break,
+                    Build::Duplicates if rounds < MAX_ROUNDS => {
+                        crate::say!("  new duplicates reached the table during the build: the index was left INVALID; deduping again (round {} of {MAX_ROUNDS})", rounds + 1);
+                    }
+                    Build::Duplicates => return Err(self.keep_appearing(rounds)),
+                }
+            }
+        }
+        let add = self.step(StepKind::AddUsingIndex)?.clone();
+        let outcome = self.run_step(&exec, &add)?;
+        crate::say!(
+            "{}. {}: added in {} ms ({} lock retries)",
+            add.number,
+            add.title,
+            outcome.elapsed.as_millis(),
+            outcome.retries
+        );
+        Ok(format!(
+            "restored in {} round(s); duplicates found {found}, rows archived {archived} (run {})",
+            rounds.max(1),
+            self.run.id
+        ))
+    }
+
+    fn keep_appearing(&self, rounds: u32) -> Error {
+        Error::new(Kind::FailedMidway, format!(
+            "new duplicates kept appearing: {rounds} rounds each removed the duplicates found, and each concurrent build met new ones; fkctl stops instead of looping"
+        ))
+        .with("environment", self.session.env())
+        .with("constraint", format!("{} on {}", self.def.name, self.def.table))
+        .next("the application is writing rows with equal keys right now: stop or fix that writer (every removed row is archived, see fkctl status), then run the same command again")
+    }
+
+    /// Census, then (if any) list, archived batches and the check, until
+    /// none is left or `MAX_ROUNDS` lists did not catch up. Returns
+    /// (duplicates found by the first census, rows archived).
+    fn dedupe_round(&mut self, exec: &Executor<'_>, first: bool) -> Result<(i64, i64)> {
+        let census = if self.session.spec.rollback.duplicates == DuplicatePolicy::Abort {
+            self.step(StepKind::RefuseDuplicates)?
+        } else {
+            self.step(StepKind::CountDuplicates)?
+        }
+        .clone();
+        let check = census
+            .before
+            .clone()
+            .ok_or_else(|| Error::internal("census without a check"))?;
+        let found = count(exec.measure(&mut self.session.client, &check, &census)?);
+        if first {
+            crate::say!(
+                "{}. {}: {found} duplicate row(s)",
+                census.number,
+                census.title
+            );
+            if let Err(e) = exec.judge(&check, &census, crate::execute::Value::Count(found)) {
+                return Err(self.too_many(e, found));
+            }
+        }
+        let mut archived = 0;
+        let mut left = found;
+        let mut listed_rounds = 0;
+        while left > 0 {
+            listed_rounds += 1;
+            if listed_rounds > MAX_ROUNDS {
+                return Err(self.keep_appearing(MAX_ROUNDS));
+            }
+            for kind in [StepKind::PrepareArchive, StepKind::CollectDuplicates] {
+                let step = self.step(kind)?.clone();
+                self.run_step(exec, &step)?;
+            }
+            archived += self.batches(exec)?;
+            let verify = self.step(StepKind::VerifyNoDuplicates)?.clone();
+            let check = verify
+                .before
+                .clone()
+                .ok_or_else(|| Error::internal("verify without a check"))?;
+            left = count(exec.measure(&mut self.session.client, &check, &verify)?);
+            crate::say!(
+                "{}. {}: {archived} row(s) archived and deleted; {left} duplicate row(s) left",
+                verify.number,
+                verify.title
+            );
+        }
+        Ok((found, archived))
+    }
+
+    fn too_many(&self, e: Error, found: i64) -> Error {
+        let abort = self.session.spec.rollback.duplicates == DuplicatePolicy::Abort;
+        let mut e = e.with("duplicates", found.to_string());
+        e.message = if abort {
+            format!(
+                "{found} duplicate row(s) and rollback.duplicates is abort; nothing was changed"
+            )
+        } else {
+            format!("{found} duplicate row(s), over rollback.max_duplicates; nothing was changed")
+        };
+        e.next(if abort {
+            "look at them with fkctl orphans (it lists duplicate keys for a unique playbook) and decide; set duplicates: archive-delete to remove all but the first by keep.order_by"
+        } else {
+            "look at them with fkctl orphans; if removing them (archived) is right, raise the limit with --max-orphans N"
+        })
+    }
+
+    /// The dedupe batches until the list is empty; returns the rows archived.
+    fn batches(&mut self, exec: &Executor<'_>) -> Result<i64> {
+        let step = self.step(StepKind::DedupeRows)?.clone();
+        let before = self.archived()?;
+        loop {
+            let outcome = self.run_step(exec, &step)?;
+            if outcome.returned.as_deref().is_none_or(|t| t == "0") {
+                break;
+            }
+        }
+        let after = self.archived()?;
+        Ok(after - before)
+    }
+
+    fn archived(&mut self) -> Result<i64> {
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE run_id = $1 AND action = '{}'",
+            crate::kinds::foreign_key::repair::archive_table(&self.session.playbook.journal_schema)
+                .quoted(),
+            crate::kinds::unique::repair::ACTION
+        );
+        crate::pg::query_scalar(&mut self.session.client, &sql, &[&self.run.id])
+    }
+
+    /// Drops an INVALID leftover (if any), then builds the index concurrently.
+    fn build(&mut self, exec: &Executor<'_>) -> Result<Build> {
+        self.drop_invalid(exec)?;
+        let step = self.step(StepKind::BuildIndex)?.clone();
+        let result = self.outside_transaction(exec, &step)?;
+        let _ = self.session.client.batch_execute("RESET statement_timeout");
+        if result == Some(SqlState::UNIQUE_VIOLATION) {
+            self.drop_invalid(exec)?;
+            return Ok(Build::Duplicates);
+        }
+        if let Some(check) = &step.after {
+            exec.check_after(&mut self.session.client, check, &step)?;
+        }
+        crate::say!("{}. {}: built, valid", step.number, step.title);
+        Ok(Build::Built)
+    }
+
+    fn drop_invalid(&mut self, exec: &Executor<'_>) -> Result<()> {
+        let step = self.step(StepKind::DropInvalidIndex)?.clone();
+        let sql = checks::invalid_index_sql(self.def);
+        let invalid: i64 = crate::pg::query_scalar(&mut self.session.client, &sql, &[])?;
+        if invalid == 0 {
+            return Ok(());
+        }
+        self.outside_transaction(exec, &step)?;
+        if let Some(check) = &step.after {
+            exec.check_after(&mut self.session.client, check, &step)?;
+        }
+        crate::say!(
+            "{}. {}: dropped the INVALID index {} a failed or killed build left",
+            step.number,
+            step.title,
+            self.def.name
+        );
+        Ok(())
+    }
+
+    /// Runs a step's statements one by one outside any transaction (CREATE
+    /// and DROP INDEX CONCURRENTLY refuse one), retried on lock timeout with
+    /// the holders named. A build that timed out leaves an INVALID index,
+    /// dropped before the next attempt. Returns the SQLSTATE of a unique
+    /// violation, which the caller answers with another dedupe round.
+    fn outside_transaction(
+        &mut self,
+        exec: &Executor<'_>,
+        step: &Step,
+    ) -> Result<Option<SqlState>> {
+        let env = self.session.env().to_string();
+        let drop_leftover = self.def.drop_invalid_index_sql();
+        let building = step.kind == StepKind::BuildIndex;
+        let watched = exec.watched.clone();
+        let retries = step.lock_retries.unwrap_or(exec.read_retries);
+        crate::journal::record_step(&mut self.session.client, Some(self.run), step, |client| {
+            let (violation, waited) = with_lock_retries(
+                client,
+                &env,
+                &step.title,
+                retries,
+                Watched::Relations(&watched),
+                |c| {
+                    if building {
+                        let invalid: i64 =
+                            crate::pg::query_scalar(c, &checks::invalid_index_sql(self.def), &[])?;
+                        if invalid > 0 {
+                            c.batch_execute(&drop_leftover)
+                                .map_err(|e| Error::from_postgres(&e, &drop_leftover))?;
+                        }
+                    }
+                    for sql in &step.statements {
+                        if let Err(e) = c.batch_execute(sql) {
+                            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                                return Ok(Some(SqlState::UNIQUE_VIOLATION));
+                            }
+                            return Err(Error::from_postgres(&e, sql)
+                                .with("environment", env.as_str())
+                                .with("step", format!("{}. {}", step.number, step.title)));
+                        }
+                    }
+                    Ok(None)
+                },
+            )?;
+            Ok((violation, waited.retries, waited.blockers, None))
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! The unique kind against a real PostgreSQL: the refusal when a foreign key
+//! depends on the constraint, drop, and a rollback that dedupes (archived,
+//! the first by keep.order_by kept), builds the index concurrently and adds
+//! the identical constraint; re-runs, resumption from the catalog, restore.
+
+mod common;
+
+use common::*;
+use fkctl::testkit::TestDatabase;
+
+const SCHEMA: &str = "
+CREATE TABLE accounts (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant int NOT NULL,
+    email text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT accounts_tenant_email_key UNIQUE (tenant, email)
+);
+INSERT INTO accounts (tenant, email, created_at)
+SELECT g % 7, 'user' || g || '@example.com', now() - g * interval '1 minute' FROM generate_series(1, 500) g;
+";
+
+fn unique_playbook(extra_rollback: &str) -> String {
+    format!(
+        "version: 1\nchange: restore-accounts-email\nsummary: accounts email uniqueness\nconstraint:\n  kind: unique\n  name: accounts_tenant_email_key\n  table: public.accounts\n  columns: [tenant, email]\nenvironments:\n  - {{ name: test, dsn_env: FKCTL_TEST_ONLY_DSN }}\nsafety: {{ lock_timeout: 300ms, lock_retries: 3 }}\nrollback: {{ duplicates: archive-delete, keep: {{ order_by: [-created_at, id] }}, batch_size: 7{extra_rollback} }}\n"
+    )
+}
+
+fn setup(tag: &str) -> (TestDatabase, TempDir, std::path::PathBuf) {
+    let db = database(tag);
+    exec(&db, SCHEMA);
+    let dir = TempDir::new(tag);
+    let path = dir.write("unique.yml", &unique_playbook(""));
+    (db, dir, path)
+}
+
+fn definition(db: &TestDatabase) -> Option<String> {
+    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    client
+        .query_opt(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'accounts_tenant_email_key' AND contype = 'u' AND convalidated",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|r| r.get(0))
+}
+
+/// Duplicates of three keys (two extra rows each, the newest to keep), and
+/// rows whose key has a NULL (never duplicates).
+const DUPLICATES: &str = "
+INSERT INTO accounts (tenant, email, created_at)
+SELECT a.tenant, a.email, a.created_at - (n || ' hours')::interval FROM accounts a, generate_series(1, 2) n WHERE a.email IN ('user1@example.com', 'user2@example.com', 'user3@example.com');
+INSERT INTO accounts (tenant, email) VALUES (1, NULL), (1, NULL), (1, NULL);
+";
+
+#[test]
+fn a_unique_constraint_a_foreign_key_depends_on_is_refused_before_any_change() {
+    let (db, _dir, path) = setup("uqdep");
+    exec(&db, "CREATE TABLE invites (id int PRIMARY KEY, tenant int, email text, CONSTRAINT invites_account_fkey FOREIGN KEY (tenant, email) REFERENCES accounts (tenant, email));");
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("invites_account_fkey") && err.contains("invites"),
+        "{err}"
+    );
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'fkctl'"
+        ),
+        0,
+        "nothing was written"
+    );
+}
+
+#[test]
+fn drop_then_rollback_dedupes_archived_and_restores_the_identical_constraint() {
+    let (db, _dir, path) = setup("uqdrop");
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(definition(&db), None);
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM fkctl.snapshots WHERE definition = 'UNIQUE (tenant, email)'"
+        ),
+        1
+    );
+    exec(&db, DUPLICATES);
+    // The census, as fkctl orphans (alias duplicates) reports it.
+    let census = json("duplicates", &path, &db, &[]);
+    assert_eq!(census["duplicate_rows"], 6, "{census}");
+    assert_eq!(census["duplicate_keys"], 3, "{census}");
+    let kept: Vec<i64> = {
+        let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
+        c.query("SELECT DISTINCT ON (tenant, email) id FROM accounts WHERE email IN ('user1@example.com', 'user2@example.com', 'user3@example.com') ORDER BY tenant, email, created_at DESC, id", &[])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'dedupe'"
+        ),
+        6
+    );
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM accounts WHERE email IS NULL"),
+        3,
+        "NULL keys are not duplicates"
+    );
+    let list = kept
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        scalar_i64(
+            &db,
+            &format!("SELECT count(*) FROM accounts WHERE id IN ({list})")
+        ),
+        3,
+        "the newest of each key stays"
+    );
+    assert_eq!(scalar_i64(&db, &format!("SELECT count(*) FROM fkctl.archived_rows WHERE (row_data->>'id')::bigint IN ({list})")), 0);
+    // Re-running is a no-op.
+    let again = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("nothing to do"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
+        6
+    );
+    // Restore: with the constraint in place, no archived row can go back
+    // (each key is taken by its kept row) until the kept row is gone.
+    let run_id: String = {
+        let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
+        c.query_one("SELECT DISTINCT run_id FROM fkctl.archived_rows", &[])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(0)
+    };
+    exec(
+        &db,
+        "DELETE FROM accounts WHERE email = 'user1@example.com'",
+    );
+    let out = run_env("restore", &path, &db, &["--run", &run_id, "--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains("1 row(s) put back; 5 still archived"),
+        "{said}"
+    );
+    assert!(said.contains("cannot go back"), "{said}");
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM accounts WHERE email = 'user1@example.com'"
+        ),
+        1
+    );
+}
+
+#[test]
+fn policy_abort_with_duplicates_changes_nothing() {
+    let (db, dir, _) = setup("uqabort");
+    let path = dir.write(
+        "abort.yml",
+        &unique_playbook("").replace(
+            "duplicates: archive-delete, keep: { order_by: [-created_at, id] }, ",
+            "duplicates: abort, ",
+        ),
+    );
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("6 duplicate row(s) and rollback.duplicates is abort"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(definition(&db), None);
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'accounts_tenant_email_key'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn an_invalid_index_left_by_a_failed_build_is_dropped_and_the_rollback_finishes() {
+    let (db, _dir, path) = setup("uqinvalid");
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    // A concurrent build that met the duplicates, as a killed fkctl or a
+    // hand-run build leaves it: INVALID.
+    let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.batch_execute("CREATE UNIQUE INDEX CONCURRENTLY accounts_tenant_email_key ON accounts (tenant, email)").is_err());
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        1
+    );
+    let plan = run_env("plan", &path, &db, &["--rollback"]);
+    assert!(stdout(&plan).contains("INVALID index"), "{}", stdout(&plan));
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("dropped the INVALID index"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
+        6
+    );
+}
