@@ -242,3 +242,50 @@ fn an_invalid_index_left_by_a_failed_build_is_dropped_and_the_rollback_finishes(
         6
     );
 }
+
+/// NULLS NOT DISTINCT (the shipped example): rows whose keys hold NULLs
+/// collide, are counted and deduped, and the constraint comes back as it was.
+#[test]
+fn nulls_not_distinct_rows_with_null_keys_are_duplicates() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let schema = std::fs::read_to_string(format!(
+        "{root}/examples/schemas/unique-contacts-tenant-external-ref.sql"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(format!(
+        "{root}/playbooks/unique-contacts-tenant-external-ref.yml"
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+    .replacen("- { name: staging,", "- { name: test,", 1);
+    let db = database("uqnnd");
+    exec(&db, &schema);
+    let dir = TempDir::new("uqnnd");
+    let path = dir.write("contacts.yml", &text);
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Tenant 1 already has a contact without a reference: two more collide.
+    exec(&db, "INSERT INTO crm.contacts (tenant_id, external_ref, name, updated_at) VALUES (1, NULL, 'dup a', now() - interval '1 year'), (1, NULL, 'dup b', now() - interval '2 years'), (1, 'ext-100', 'dup c', now() - interval '1 year')");
+    let census = json("orphans", &path, &db, &[]);
+    assert_eq!(census["duplicate_rows"], 3, "{census}");
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_constraint WHERE conname = 'contacts_tenant_external_ref_key' AND pg_get_constraintdef(oid) = 'UNIQUE NULLS NOT DISTINCT (tenant_id, external_ref)'"),
+        1
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM crm.contacts WHERE name LIKE 'dup %'"
+        ),
+        0,
+        "the older rows go"
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'dedupe'"
+        ),
+        3
+    );
+}

@@ -17,6 +17,8 @@ use std::path::Path;
 struct InspectReport<'a> {
     environment: &'a str,
     kind: &'static str,
+    /// valid (present; a unique constraint is always validated), absent, or other-kind.
+    state: &'static str,
     inspection: &'a UniqueInspection,
     drift: Vec<crate::plan::Drift>,
     what_stops: String,
@@ -33,6 +35,11 @@ pub fn inspect(path: &Path, env: &str, dsn: &[(String, String)], output: Output)
     let report = InspectReport {
         environment: session.env(),
         kind: "unique",
+        state: match inspection.constraint {
+            UniqueLookup::Found(_) => "valid",
+            UniqueLookup::Absent => "absent",
+            UniqueLookup::OtherKind(_) => "other-kind",
+        },
         inspection: &inspection,
         drift,
         what_stops: uplan::what_stops(def),
