@@ -289,3 +289,153 @@ fn nulls_not_distinct_rows_with_null_keys_are_duplicates() {
         3
     );
 }
+
+fn spawn_rollback(path: &std::path::Path, db: &TestDatabase) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fkctl"))
+        .args([
+            "rollback",
+            &path.display().to_string(),
+            "--env",
+            "test",
+            "--dsn",
+            &format!("test={}", db.dsn),
+            "--yes",
+        ])
+        .env_remove("FKCTL_TEST_ONLY_DSN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits (up to 20 s) until `sql` returns a count above 0.
+fn wait_for(db: &TestDatabase, sql: &str) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < until {
+        if scalar_i64(db, sql) > 0 {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// kill -9 in the middle of the dedupe, several times: rows in the table
+/// plus rows in the archive stay what they were, no key ever loses its last
+/// row, and the last run finishes with exactly the duplicates archived.
+#[test]
+fn killed_during_the_dedupe_it_loses_nothing_and_resumes() {
+    let (db, _dir, _) = setup("uqkill");
+    let dir = TempDir::new("uqkill");
+    let path = dir.write(
+        "k.yml",
+        &unique_playbook("").replace("batch_size: 7", "batch_size: 3"),
+    );
+    exec(&db, "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key; INSERT INTO accounts (tenant, email, created_at) SELECT a.tenant, a.email, a.created_at - (n || ' hours')::interval FROM accounts a, generate_series(1, 4) n;");
+    let before = scalar_i64(&db, "SELECT count(*) FROM accounts");
+    let keys = scalar_i64(&db, "SELECT count(DISTINCT (tenant, email)) FROM accounts");
+    assert_eq!(before - keys, 2000);
+    let mut kills = 0;
+    for round in 0..4 {
+        let mut child = spawn_rollback(&path, &db);
+        // Kill once rows have been archived by this run.
+        let started = scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'fkctl'",
+        ) > 0;
+        let archived_sql = "SELECT count(*) FROM fkctl.archived_rows";
+        let threshold = if started {
+            scalar_i64(&db, archived_sql)
+        } else {
+            0
+        };
+        assert!(wait_for(&db, &format!("SELECT count(*) FROM pg_namespace n WHERE n.nspname = 'fkctl' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = 'archived_rows' AND c.relnamespace = n.oid)")), "round {round}");
+        wait_for(
+            &db,
+            &format!("SELECT (count(*) > {threshold} + 30)::int::int8 FROM fkctl.archived_rows"),
+        );
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = child.kill();
+            kills += 1;
+        }
+        let _ = child.wait();
+        let total = scalar_i64(
+            &db,
+            "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM fkctl.archived_rows)",
+        );
+        assert_eq!(total, before, "after kill {kills}: rows lost or duplicated");
+        assert_eq!(
+            scalar_i64(&db, "SELECT count(DISTINCT (tenant, email)) FROM accounts"),
+            keys,
+            "a key lost its last row"
+        );
+    }
+    assert!(
+        kills >= 2,
+        "the test must really interrupt runs ({kills} kills)"
+    );
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
+        2000
+    );
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM accounts"), keys);
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        0
+    );
+}
+
+/// kill -9 while CREATE UNIQUE INDEX CONCURRENTLY waits for an older
+/// transaction: the server ends the build and leaves the index INVALID; the
+/// next run finds it in the catalog, drops it and finishes.
+#[test]
+fn killed_during_the_concurrent_build_it_resumes_from_the_invalid_index() {
+    let (db, dir, _) = setup("uqbuild");
+    let path = dir.write(
+        "b.yml",
+        &unique_playbook("").replace("lock_timeout: 300ms", "lock_timeout: 900ms"),
+    );
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    // An older transaction that wrote to the table: the build waits for it.
+    let mut holder = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    holder
+        .batch_execute(
+            "BEGIN; INSERT INTO accounts (tenant, email) VALUES (99, 'holder@example.com')",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = spawn_rollback(&path, &db);
+    assert!(
+        wait_for(&db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'"),
+        "the build never waited"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // The server notices the client is gone (client_connection_check_interval) and ends the build.
+    assert!(wait_for(&db, "SELECT (count(*) = 0)::int::int8 FROM pg_stat_activity WHERE query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%' AND state = 'active'"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        1,
+        "a killed build leaves an INVALID index"
+    );
+    holder
+        .batch_execute("COMMIT")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
+        6
+    );
+}
