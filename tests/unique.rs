@@ -349,7 +349,7 @@ fn killed_during_the_dedupe_it_loses_nothing_and_resumes() {
         } else {
             0
         };
-        assert!(wait_for(&db, &format!("SELECT count(*) FROM pg_namespace n WHERE n.nspname = 'fkctl' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = 'archived_rows' AND c.relnamespace = n.oid)")), "round {round}");
+        assert!(wait_for(&db, "SELECT count(*) FROM pg_namespace n WHERE n.nspname = 'fkctl' AND EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = 'archived_rows' AND c.relnamespace = n.oid)"), "round {round}");
         wait_for(
             &db,
             &format!("SELECT (count(*) > {threshold} + 30)::int::int8 FROM fkctl.archived_rows"),
