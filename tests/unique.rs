@@ -439,3 +439,77 @@ fn killed_during_the_concurrent_build_it_resumes_from_the_invalid_index() {
         6
     );
 }
+
+/// A session holding a lock on the table: the DROP waits at most
+/// lock_timeout per attempt, retries, then gives up with exit 5 naming the
+/// holder; nothing changed.
+#[test]
+fn a_drop_behind_a_lock_holder_gives_up_with_the_holder_named() {
+    let (db, dir, _) = setup("uqlock");
+    let path = dir.write(
+        "l.yml",
+        &unique_playbook("").replace("lock_retries: 3", "lock_retries: 1"),
+    );
+    let mut holder = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    holder
+        .batch_execute("SET application_name = 'long_report'; BEGIN; SELECT count(*) FROM accounts")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("long_report"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    holder
+        .batch_execute("ROLLBACK")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+}
+
+/// Two environments: production is refused (exit 4) until staging is done.
+#[test]
+fn production_waits_for_staging() {
+    let staging = database("uqstg");
+    let production = database("uqprd");
+    exec(&staging, SCHEMA);
+    exec(&production, SCHEMA);
+    let dir = TempDir::new("uqorder");
+    let text = unique_playbook("").replace(
+        "  - { name: test, dsn_env: FKCTL_TEST_ONLY_DSN }",
+        "  - { name: staging, dsn_env: FKCTL_TEST_ONLY_DSN }\n  - { name: production, dsn_env: FKCTL_TEST_ONLY_DSN, protected: true }",
+    );
+    let path = dir.write("o.yml", &text);
+    let p = path.display().to_string();
+    let dsns = [
+        format!("staging={}", staging.dsn),
+        format!("production={}", production.dsn),
+    ];
+    let args = |env: &str| {
+        vec![
+            "drop".to_string(),
+            p.clone(),
+            "--env".into(),
+            env.into(),
+            "--dsn".into(),
+            dsns[0].clone(),
+            "--dsn".into(),
+            dsns[1].clone(),
+            "--yes".into(),
+        ]
+    };
+    let run = |env: &str| {
+        let a = args(env);
+        fkctl(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = run("production");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("drop it on staging first"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(definition(&production).is_some());
+    assert!(run("staging").status.success());
+    let out = run("production");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(definition(&production).is_none());
+}

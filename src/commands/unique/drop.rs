@@ -13,14 +13,28 @@ use crate::playbook::{self, Playbook};
 use crate::tui;
 use std::path::Path;
 
+pub struct Options {
+    pub dry_run: bool,
+    pub yes: bool,
+    /// Why --env NAME goes before an earlier environment; kept in the journal.
+    pub out_of_order: Option<String>,
+}
+
 pub fn run(
     path: &Path,
     env: Option<&str>,
     dsn: &[(String, String)],
-    dry_run: bool,
-    yes: bool,
+    options: Options,
 ) -> Result<()> {
+    let Options {
+        dry_run,
+        yes,
+        out_of_order,
+    } = options;
     let playbook = playbook::load(path)?;
+    if let (Some(name), None) = (env, &out_of_order) {
+        earlier_environments_done(&playbook, name, dsn)?;
+    }
     let environments = super::environments(&playbook, env)?;
     if !yes && !dry_run && !tui::interactive() {
         return Err(Error::usage("fkctl drop asks before every change, but there is no terminal to ask on")
@@ -34,7 +48,49 @@ pub fn run(
     for environment in environments {
         let session = Session::connect(playbook.clone(), environment, dsn)?;
         let env = session.env().to_string();
-        drop_in(session, dry_run, yes).map_err(|e| super::super::label(e, &env, "drop"))?;
+        drop_in(session, dry_run, yes, out_of_order.as_deref())
+            .map_err(|e| super::super::label(e, &env, "drop"))?;
+    }
+    Ok(())
+}
+
+/// The playbook's order is the rollout: an environment is dropped only once
+/// every earlier one shows the constraint gone in its catalog.
+fn earlier_environments_done(
+    playbook: &Playbook,
+    env: &str,
+    dsn: &[(String, String)],
+) -> Result<()> {
+    let def = playbook
+        .unique
+        .as_ref()
+        .map(|u| u.def.clone())
+        .ok_or_else(|| Error::internal("a unique command got a foreign-key playbook"))?;
+    for earlier in playbook.environments.iter().take_while(|e| e.name != env) {
+        let pending = |why: String| {
+            Error::precondition(format!("{env} comes after {} in the playbook, and {why}; nothing was changed", earlier.name))
+                .with("environment", env)
+                .next(format!(
+                    "drop it on {} first (fkctl drop {} --env {}), or say why {env} must go first: --out-of-order \"REASON\"",
+                    earlier.name,
+                    playbook.path.display(),
+                    earlier.name
+                ))
+        };
+        let mut session =
+            Session::connect(playbook.clone(), earlier.clone(), dsn).map_err(|e| {
+                pending(format!(
+                    "fkctl cannot confirm {} is done: {}",
+                    earlier.name, e.message
+                ))
+            })?;
+        let inspection = session.inspect("check the earlier environment")?;
+        if !matches!(inspection.constraint, UniqueLookup::Absent) {
+            return Err(pending(format!(
+                "{} still has {} on {}",
+                earlier.name, def.name, def.table
+            )));
+        }
     }
     Ok(())
 }
@@ -72,7 +128,12 @@ fn refuse(session: &Session, inspection: &UniqueInspection) -> Result<()> {
     Ok(())
 }
 
-fn drop_in(mut session: Session, dry_run: bool, yes: bool) -> Result<()> {
+fn drop_in(
+    mut session: Session,
+    dry_run: bool,
+    yes: bool,
+    out_of_order: Option<&str>,
+) -> Result<()> {
     let env = session.env().to_string();
     crate::say!(
         "\n== {env}{} ==",
@@ -142,6 +203,12 @@ fn drop_in(mut session: Session, dry_run: bool, yes: bool) -> Result<()> {
         &env,
         &playbook.constraint,
     )?;
+    if let Some(reason) = out_of_order {
+        run.note(
+            &mut session.client,
+            &format!("out of order (--out-of-order): {reason}"),
+        )?;
+    }
     let result = steps(&mut session, &inspection, &plan.steps, &run);
     let (outcome, message) = match &result {
         Ok(()) => ("dropped", None),

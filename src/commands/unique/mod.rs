@@ -76,13 +76,17 @@ pub fn run(cli: Cli) -> Result<()> {
             environments,
             dry_run,
             yes,
+            out_of_order,
             ..
         } => drop::run(
             &playbook,
             environments.env.as_deref(),
             &environments.dsn,
-            dry_run,
-            yes,
+            drop::Options {
+                dry_run,
+                yes,
+                out_of_order,
+            },
         ),
         Command::Rollback {
             playbook,

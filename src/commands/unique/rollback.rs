@@ -138,6 +138,13 @@ fn rollback_in(session: &mut Session, yes: bool, max_duplicates: Option<u64>) ->
     for note in &plan.notes {
         crate::say!("  note: {note}");
     }
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| s.status == crate::plan::Status::Pending)
+    {
+        crate::say!("{}", super::super::step_text(step));
+    }
     if !yes
         && !tui::confirm(&format!(
             "Restore {} on {env} now (dedupe, concurrent build, add)?",
