@@ -513,3 +513,62 @@ fn production_waits_for_staging() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(definition(&production).is_none());
 }
+
+/// A partitioned table (two levels): each leaf's index is built
+/// concurrently and made a constraint, then the parent's ADD CONSTRAINT
+/// attaches them; no index is built under a write-blocking lock.
+#[test]
+fn partitioned_table_builds_per_leaf_concurrently_then_attaches() {
+    let db = database("uqpart");
+    exec(&db, "
+CREATE TABLE events (id bigint NOT NULL, region int NOT NULL, ref text, at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT events_region_ref_key UNIQUE (region, ref)) PARTITION BY LIST (region);
+CREATE TABLE events_eu PARTITION OF events FOR VALUES IN (1);
+CREATE TABLE events_am PARTITION OF events FOR VALUES IN (2, 3) PARTITION BY LIST (region);
+CREATE TABLE events_us PARTITION OF events_am FOR VALUES IN (2);
+CREATE TABLE events_br PARTITION OF events_am FOR VALUES IN (3);
+INSERT INTO events (id, region, ref) SELECT g, 1 + g % 3, 'r' || g FROM generate_series(1, 300) g;
+");
+    let dir = TempDir::new("uqpart");
+    let text = "version: 1\nchange: events-ref\nsummary: s\nconstraint: { kind: unique, name: events_region_ref_key, table: events, columns: [region, ref] }\nenvironments:\n  - { name: test, dsn_env: FKCTL_TEST_ONLY_DSN }\nrollback: { keep: { order_by: [id] }, batch_size: 4 }\n";
+    let path = dir.write("p.yml", text);
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname LIKE 'events%'"), 0);
+    exec(&db, "INSERT INTO events (id, region, ref) SELECT 1000 + id, region, ref FROM events WHERE id % 10 = 0");
+    let census = json("duplicates", &path, &db, &[]);
+    assert_eq!(census["duplicate_rows"], 30, "{census}");
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_constraint WHERE conname = 'events_region_ref_key' AND conrelid = 'events'::regclass AND pg_get_constraintdef(oid) = 'UNIQUE (region, ref)'"),
+        1
+    );
+    // Each leaf has exactly one index, fkctl's concurrent build, attached.
+    for leaf in ["events_eu", "events_us", "events_br"] {
+        assert_eq!(
+            scalar_i64(&db, &format!("SELECT count(*) FROM pg_index i JOIN pg_inherits h ON h.inhrelid = i.indexrelid WHERE i.indrelid = '{leaf}'::regclass AND i.indisvalid AND (SELECT relname FROM pg_class WHERE oid = i.indexrelid) = '{leaf}_region_ref_key'")),
+            1,
+            "{leaf}"
+        );
+        assert_eq!(
+            scalar_i64(
+                &db,
+                &format!("SELECT count(*) FROM pg_index WHERE indrelid = '{leaf}'::regclass")
+            ),
+            1,
+            "{leaf}"
+        );
+    }
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'dedupe' AND (row_data->>'id')::int > 1000"), 30, "the later ids go");
+    let again = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(
+        stdout(&again).contains("nothing to do"),
+        "{}",
+        stdout(&again)
+    );
+    // Drop and roll back again: the names fkctl gives are free again.
+    assert!(run_env("drop", &path, &db, &["--yes"]).status.success());
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+}

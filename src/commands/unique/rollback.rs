@@ -82,13 +82,21 @@ fn definition(session: &mut Session) -> Result<(UniqueDef, Option<String>)> {
 /// Refusals before any change for a constraint that is not there yet.
 fn refuse(session: &Session, inspection: &UniqueInspection, def: &UniqueDef) -> Result<()> {
     let env = session.env();
-    if inspection.table.partitioned {
+    let foreign: Vec<String> = inspection
+        .leaves
+        .iter()
+        .filter(|(_, foreign)| *foreign)
+        .map(|(leaf, _)| leaf.display())
+        .collect();
+    if !foreign.is_empty() {
         return Err(Error::precondition(format!(
-            "{} is partitioned: PostgreSQL (through 18) cannot build an index CONCURRENTLY on a partitioned table, and ADD CONSTRAINT ... USING INDEX does not take a partitioned index; fkctl does not restore a unique constraint there yet rather than take a write-blocking build",
+            "partitions {} of {} are foreign tables, which cannot have an index: PostgreSQL cannot put a unique constraint on {}",
+            foreign.join(", "),
+            def.table,
             def.table
         ))
         .with("environment", env)
-        .next("by hand, without blocking writes: CREATE UNIQUE INDEX CONCURRENTLY on each leaf, then ALTER TABLE parent ADD CONSTRAINT ... UNIQUE (...) (PostgreSQL 11+ attaches the leaves' matching valid indexes instead of building them, holding its lock only briefly); nothing was changed"));
+        .next("nothing was changed"));
     }
     if def.nulls_not_distinct && inspection.server.version_num < 150_000 {
         return Err(Error::precondition(format!(
@@ -241,6 +249,13 @@ struct Rollback<'a> {
     run: &'a Run,
 }
 
+/// The three steps that put one index and its constraint in place.
+struct Target {
+    drop_invalid: Step,
+    build: Step,
+    add: Step,
+}
+
 /// How a concurrent build ended.
 enum Build {
     Built,
@@ -271,8 +286,36 @@ impl Rollback<'_> {
         run_step(&mut self.session.client, exec, Some(self.run), step, &binds)
     }
 
+    /// The plan's builds, one per index: the table's, or each leaf's.
+    fn targets(&self) -> Result<Vec<Target>> {
+        let builds: Vec<&Step> = self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::DropInvalidIndex | StepKind::BuildIndex | StepKind::AddUsingIndex
+                )
+            })
+            .collect();
+        builds
+            .chunks(3)
+            .map(|c| match c {
+                [d, b, a] => Ok(Target {
+                    drop_invalid: (*d).clone(),
+                    build: (*b).clone(),
+                    add: (*a).clone(),
+                }),
+                _ => Err(Error::internal(
+                    "the rollback plan's build steps do not come in threes",
+                )),
+            })
+            .collect()
+    }
+
     // Long because it is the rollback's loop: dedupe rounds around the
-    // concurrent build, each ending in a check, then the final ADD.
+    // concurrent builds, each ending in a check, then the final ADD.
     fn steps(&mut self) -> Result<String> {
         let (target, env) = self.session.engine();
         let exec = super::executor(
@@ -285,38 +328,88 @@ impl Rollback<'_> {
             environment: self.session.env(),
             inspection: self.inspection,
         }));
+        let targets = self.targets()?;
         let mut found = 0;
         let mut archived = 0;
         let mut rounds = 0;
-        if state != RollbackState::IndexBuilt {
-            loop {
-                rounds += 1;
+        loop {
+            rounds += 1;
+            if state != RollbackState::IndexBuilt {
                 let (f, a) = self.dedupe_round(&exec, rounds == 1)?;
                 found += f;
                 archived += a;
-                match self.build(&exec)? {
-                    Build::Built => break,
-                    Build::Duplicates if rounds < MAX_ROUNDS => {
-                        crate::say!("  new duplicates reached the table during the build: the index was left INVALID; deduping again (round {} of {MAX_ROUNDS})", rounds + 1);
-                    }
-                    Build::Duplicates => return Err(self.keep_appearing(rounds)),
+            }
+            match self.build_all(&exec, &targets)? {
+                Build::Built => break,
+                Build::Duplicates if rounds < MAX_ROUNDS => {
+                    crate::say!("  new duplicates reached the table during a build: the index was left INVALID and is dropped; deduping again (round {} of {MAX_ROUNDS})", rounds + 1);
                 }
+                Build::Duplicates => return Err(self.keep_appearing(rounds)),
             }
         }
-        let add = self.step(StepKind::AddUsingIndex)?.clone();
-        let outcome = self.run_step(&exec, &add)?;
-        crate::say!(
-            "{}. {}: added in {} ms ({} lock retries)",
-            add.number,
-            add.title,
-            outcome.elapsed.as_millis(),
-            outcome.retries
-        );
+        if let Ok(attach) = self.step(StepKind::AttachConstraint) {
+            let attach = attach.clone();
+            let outcome = self.run_step(&exec, &attach)?;
+            crate::say!(
+                "{}. {}: added in {} ms ({} lock retries)",
+                attach.number,
+                attach.title,
+                outcome.elapsed.as_millis(),
+                outcome.retries
+            );
+        }
         Ok(format!(
-            "restored in {} round(s); duplicates found {found}, rows archived {archived} (run {})",
-            rounds.max(1),
+            "restored in {rounds} round(s); duplicates found {found}, rows archived {archived} (run {})",
             self.run.id
         ))
+    }
+
+    /// Each index in turn, from what the catalog shows: a target whose
+    /// constraint is there is done; else an INVALID leftover is dropped, the
+    /// index is built unless a valid one is there, and the constraint added.
+    fn build_all(&mut self, exec: &Executor<'_>, targets: &[Target]) -> Result<Build> {
+        for t in targets {
+            if self.measured(exec, &t.add, &t.add.after)? > 0 {
+                continue;
+            }
+            if self.measured(exec, &t.drop_invalid, &t.drop_invalid.after)? > 0 {
+                self.drop_invalid(exec, t)?;
+            }
+            if self.measured(exec, &t.build, &t.build.after)? == 0 {
+                let result = self.outside_transaction(exec, &t.build, Some(&t.drop_invalid))?;
+                let _ = self.session.client.batch_execute("RESET statement_timeout");
+                if result == Some(SqlState::UNIQUE_VIOLATION) {
+                    self.drop_invalid(exec, t)?;
+                    return Ok(Build::Duplicates);
+                }
+                if let Some(check) = &t.build.after {
+                    exec.check_after(&mut self.session.client, check, &t.build)?;
+                }
+                crate::say!("{}. {}: built, valid", t.build.number, t.build.title);
+            }
+            let outcome = self.run_step(exec, &t.add)?;
+            crate::say!(
+                "{}. {}: added in {} ms ({} lock retries)",
+                t.add.number,
+                t.add.title,
+                outcome.elapsed.as_millis(),
+                outcome.retries
+            );
+        }
+        Ok(Build::Built)
+    }
+
+    /// The value of a step's catalog check (0 when it has none).
+    fn measured(
+        &mut self,
+        exec: &Executor<'_>,
+        step: &Step,
+        check: &Option<crate::plan::Check>,
+    ) -> Result<i64> {
+        match check {
+            Some(c) => Ok(count(exec.measure(&mut self.session.client, c, step)?)),
+            None => Ok(0),
+        }
     }
 
     fn keep_appearing(&self, rounds: u32) -> Error {
@@ -422,39 +515,15 @@ impl Rollback<'_> {
         crate::pg::query_scalar(&mut self.session.client, &sql, &[&self.run.id])
     }
 
-    /// Drops an INVALID leftover (if any), then builds the index concurrently.
-    fn build(&mut self, exec: &Executor<'_>) -> Result<Build> {
-        self.drop_invalid(exec)?;
-        let step = self.step(StepKind::BuildIndex)?.clone();
-        let result = self.outside_transaction(exec, &step)?;
-        let _ = self.session.client.batch_execute("RESET statement_timeout");
-        if result == Some(SqlState::UNIQUE_VIOLATION) {
-            self.drop_invalid(exec)?;
-            return Ok(Build::Duplicates);
-        }
-        if let Some(check) = &step.after {
-            exec.check_after(&mut self.session.client, check, &step)?;
-        }
-        crate::say!("{}. {}: built, valid", step.number, step.title);
-        Ok(Build::Built)
-    }
-
-    fn drop_invalid(&mut self, exec: &Executor<'_>) -> Result<()> {
-        let step = self.step(StepKind::DropInvalidIndex)?.clone();
-        let sql = checks::invalid_index_sql(self.def);
-        let invalid: i64 = crate::pg::query_scalar(&mut self.session.client, &sql, &[])?;
-        if invalid == 0 {
-            return Ok(());
-        }
-        self.outside_transaction(exec, &step)?;
-        if let Some(check) = &step.after {
-            exec.check_after(&mut self.session.client, check, &step)?;
+    fn drop_invalid(&mut self, exec: &Executor<'_>, t: &Target) -> Result<()> {
+        self.outside_transaction(exec, &t.drop_invalid, None)?;
+        if let Some(check) = &t.drop_invalid.after {
+            exec.check_after(&mut self.session.client, check, &t.drop_invalid)?;
         }
         crate::say!(
-            "{}. {}: dropped the INVALID index {} a failed or killed build left",
-            step.number,
-            step.title,
-            self.def.name
+            "{}. {}: dropped the INVALID index a failed or killed build left",
+            t.drop_invalid.number,
+            t.drop_invalid.title
         );
         Ok(())
     }
@@ -468,10 +537,9 @@ impl Rollback<'_> {
         &mut self,
         exec: &Executor<'_>,
         step: &Step,
+        leftover: Option<&Step>,
     ) -> Result<Option<SqlState>> {
         let env = self.session.env().to_string();
-        let drop_leftover = self.def.drop_invalid_index_sql();
-        let building = step.kind == StepKind::BuildIndex;
         let watched = exec.watched.clone();
         let retries = step.lock_retries.unwrap_or(exec.read_retries);
         crate::journal::record_step(&mut self.session.client, Some(self.run), step, |client| {
@@ -482,12 +550,16 @@ impl Rollback<'_> {
                 retries,
                 Watched::Relations(&watched),
                 |c| {
-                    if building {
-                        let invalid: i64 =
-                            crate::pg::query_scalar(c, &checks::invalid_index_sql(self.def), &[])?;
-                        if invalid > 0 {
-                            c.batch_execute(&drop_leftover)
-                                .map_err(|e| Error::from_postgres(&e, &drop_leftover))?;
+                    if let Some(drop) = leftover {
+                        let check = drop
+                            .after
+                            .as_ref()
+                            .map(|c| c.sql.as_str())
+                            .unwrap_or("SELECT 0::int8");
+                        let invalid: i64 = crate::pg::query_scalar(c, check, &[])?;
+                        for sql in drop.statements.iter().filter(|_| invalid > 0) {
+                            c.batch_execute(sql)
+                                .map_err(|e| Error::from_postgres(&e, sql))?;
                         }
                     }
                     for sql in &step.statements {

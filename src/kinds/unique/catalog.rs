@@ -43,6 +43,8 @@ const DEPENDENTS_SQL: &str = "SELECT f.conname::text, f.conrelid::regclass::text
 FROM pg_catalog.pg_constraint f JOIN pg_catalog.pg_constraint u ON u.conindid = f.conindid AND u.conrelid = f.confrelid \
 WHERE f.contype = 'f' AND u.conrelid = $1 AND u.conname = $2 ORDER BY 2, 1";
 
+const LEAVES_SQL: &str = "SELECT n.nspname::text, c.relname::text, c.relkind = 'f' FROM pg_catalog.pg_partition_tree($1::oid::regclass) t JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf AND t.relid <> $1::oid ORDER BY 1, 2";
+
 const FAMILY_SQL: &str =
     "SELECT $1::oid UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)";
 
@@ -99,8 +101,23 @@ pub fn inspect(
         .iter()
         .map(|r| r.cell(0, FAMILY_SQL))
         .collect::<Result<Vec<u32>>>()?;
+    let rows = tx
+        .query(LEAVES_SQL, &[&table.oid])
+        .map_err(db(LEAVES_SQL))?;
+    let leaves = rows
+        .iter()
+        .map(|r| {
+            let schema: String = r.cell(0, LEAVES_SQL)?;
+            let name: String = r.cell(1, LEAVES_SQL)?;
+            Ok((
+                QualifiedName::new(Ident::from_catalog(schema), Ident::from_catalog(name)),
+                r.cell(2, LEAVES_SQL)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
     tx.commit().map_err(db("COMMIT"))?;
     Ok(UniqueInspection {
+        leaves,
         server,
         table,
         constraint,

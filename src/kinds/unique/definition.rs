@@ -123,6 +123,47 @@ impl UniqueDef {
         )
     }
 
+    /// The constraint (and index) fkctl builds on one leaf of a partitioned
+    /// table: named as PostgreSQL names a partition's copy
+    /// (`leaf_col1_col2_key`), cut to fit 63 bytes; the parent's ADD
+    /// CONSTRAINT then attaches it instead of building an index.
+    pub fn on_leaf(&self, leaf: &QualifiedName) -> UniqueDef {
+        let columns: Vec<&str> = self.columns.iter().map(Ident::as_str).collect();
+        let mut name = format!("{}_{}_key", leaf.name.as_str(), columns.join("_"));
+        if name.len() > crate::sql::ident::MAX_IDENT_BYTES {
+            let mut cut = crate::sql::ident::MAX_IDENT_BYTES - 4;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            name = format!("{}_key", &name[..cut]);
+        }
+        UniqueDef {
+            name: Ident::from_catalog(name),
+            table: leaf.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// ADD CONSTRAINT UNIQUE on a partitioned table whose leaves all carry a
+    /// matching unique constraint: PostgreSQL (11+) attaches their indexes,
+    /// building none.
+    pub fn add_attaching_sql(&self) -> String {
+        let mut sql = format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ",
+            self.table.quoted(),
+            self.name.quoted()
+        );
+        if self.nulls_not_distinct {
+            sql.push_str("NULLS NOT DISTINCT ");
+        }
+        sql.push_str(&format!(
+            "({}){}",
+            column_list(&self.columns),
+            self.deferral()
+        ));
+        sql
+    }
+
     /// Turns the built index into the constraint: a catalog change, no scan.
     pub fn add_using_index_sql(&self) -> String {
         format!(

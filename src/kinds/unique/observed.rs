@@ -57,6 +57,9 @@ pub struct UniqueInspection {
     /// failed concurrent build of a rollback).
     pub index: Option<LiveIndex>,
     pub dependents: Vec<DependentFk>,
+    /// For a partitioned table: its leaf partitions, each with whether it is
+    /// a foreign table (which can have no index).
+    pub leaves: Vec<(crate::sql::ident::QualifiedName, bool)>,
     /// Relation oids whose lock holders are named while fkctl waits.
     pub watched: Vec<u32>,
 }

@@ -267,67 +267,130 @@ pub fn rollback_plan(
     verify.before = Some(surplus_check(&query, 0));
     verify.status = dedupe_status;
     steps.push(verify);
-    let mut drop_invalid = step(
-        StepKind::DropInvalidIndex,
-        "Drop an invalid index left by an earlier build",
-        "A failed or killed CREATE INDEX CONCURRENTLY leaves an INVALID index that writes keep maintaining; it is dropped concurrently before building again.",
-    );
-    drop_invalid.statements = vec![
-        lock_timeout_statement(playbook),
-        def.drop_invalid_index_sql(),
-    ];
-    drop_invalid.locks = vec![lock(&table, LockMode::ShareUpdateExclusive)];
-    drop_invalid.lock_retries = Some(playbook.safety.lock_retries);
-    drop_invalid.after = Some(Check {
-        what: "no invalid index of the constraint's name is left".into(),
-        sql: checks::invalid_index_sql(def),
-        expect: Expect::Equals(0),
-    });
-    drop_invalid.status = match state {
-        RollbackState::InvalidIndex => Status::Pending,
-        RollbackState::Unknown => Status::Unknown,
-        _ => done("no invalid index of the name"),
-    };
-    steps.push(drop_invalid);
-    let mut build = step(
-        StepKind::BuildIndex,
-        "Build the unique index concurrently",
-        "CREATE UNIQUE INDEX CONCURRENTLY, outside a transaction: reads and writes go on; it waits for older transactions under lock_timeout and is retried (an index a failed attempt leaves INVALID is dropped first). A duplicate written during the build fails it: fkctl dedupes again.",
-    );
-    build.statements = vec![
-        lock_timeout_statement(playbook),
-        "SET statement_timeout = 0".to_string(),
-        def.create_index_concurrently_sql(),
-    ];
-    build.locks = vec![lock(&table, LockMode::ShareUpdateExclusive)];
-    build.lock_retries = Some(playbook.safety.lock_retries);
-    build.after = Some(Check {
-        what: "a valid unique index of the constraint's name is on the table".into(),
-        sql: checks::valid_index_sql(def),
-        expect: Expect::Equals(1),
-    });
-    build.status = build_status;
-    steps.push(build);
-    let mut add = step(
-        StepKind::AddUsingIndex,
-        "Add the constraint using the index",
-        "ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX: a catalog change, no scan, under the short lock_timeout with retries; the last duplicate check runs just before.",
-    );
-    short_ddl(
-        &mut add,
-        playbook,
-        vec![def.add_using_index_sql()],
-        vec![lock(&table, LockMode::AccessExclusive)],
-    );
-    add.before = Some(surplus_check(&query, 0));
-    add.after = Some(exists_check(def, 1));
-    add.status = add_status;
-    steps.push(add);
+    let leaves: Vec<UniqueDef> = observed
+        .map(|o| {
+            o.inspection
+                .leaves
+                .iter()
+                .map(|(leaf, _)| def.on_leaf(leaf))
+                .collect()
+        })
+        .unwrap_or_default();
+    let partitioned = observed.is_some_and(|o| o.inspection.table.partitioned);
+    if !partitioned {
+        let statuses = BuildStatuses {
+            drop_invalid: match state {
+                RollbackState::InvalidIndex => Status::Pending,
+                RollbackState::Unknown => Status::Unknown,
+                _ => done("no invalid index of the name"),
+            },
+            build: build_status,
+            add: add_status,
+        };
+        let mut add = build_steps(playbook, def, statuses, &mut steps);
+        add.before = Some(surplus_check(&query, 0));
+        steps.push(add);
+    } else {
+        for leaf in &leaves {
+            let statuses = BuildStatuses {
+                drop_invalid: build_status.clone(),
+                build: build_status.clone(),
+                add: build_status.clone(),
+            };
+            let add = build_steps(playbook, leaf, statuses, &mut steps);
+            steps.push(add);
+        }
+        let mut attach = step(
+            StepKind::AttachConstraint,
+            "Add the constraint on the partitioned table, attaching the leaves' copies",
+            "ALTER TABLE ... ADD CONSTRAINT ... UNIQUE on the partitioned table: every leaf already has a matching unique constraint, so PostgreSQL attaches their indexes and builds none; a catalog change under the short lock_timeout with retries, after a last duplicate check.",
+        );
+        short_ddl(
+            &mut attach,
+            playbook,
+            vec![def.add_attaching_sql()],
+            vec![lock(&table, LockMode::AccessExclusive)],
+        );
+        attach.before = Some(surplus_check(&query, 0));
+        attach.after = Some(exists_check(def, 1));
+        attach.status = add_status;
+        steps.push(attach);
+    }
     let mut notes = Vec::new();
     if state == RollbackState::InvalidIndex {
         notes.push(format!("An INVALID index {} is on the table (a failed or killed build): it is dropped concurrently before the index is built again.", def.name));
     }
     finish(Operation::Rollback, playbook, def, observed, steps, notes)
+}
+
+struct BuildStatuses {
+    drop_invalid: Status,
+    build: Status,
+    add: Status,
+}
+
+/// The build of one unique index and its constraint, on the table or on
+/// one leaf of it: drop an INVALID leftover, build concurrently, then ADD
+/// ... USING INDEX. Pushes the first two steps and returns the third.
+fn build_steps(
+    playbook: &Playbook,
+    target: &UniqueDef,
+    statuses: BuildStatuses,
+    steps: &mut Vec<Step>,
+) -> Step {
+    let table = target.table.display();
+    let on = format!("{} on {}", target.name, target.table);
+    let mut drop_invalid = step(
+        StepKind::DropInvalidIndex,
+        &format!("Drop an invalid index {on} left by an earlier build"),
+        "A failed or killed CREATE INDEX CONCURRENTLY leaves an INVALID index that writes keep maintaining; it is dropped concurrently before building again.",
+    );
+    drop_invalid.statements = vec![
+        lock_timeout_statement(playbook),
+        target.drop_invalid_index_sql(),
+    ];
+    drop_invalid.locks = vec![lock(&table, LockMode::ShareUpdateExclusive)];
+    drop_invalid.lock_retries = Some(playbook.safety.lock_retries);
+    drop_invalid.after = Some(Check {
+        what: "no invalid index of the name is left".into(),
+        sql: checks::invalid_index_sql(target),
+        expect: Expect::Equals(0),
+    });
+    drop_invalid.status = statuses.drop_invalid;
+    steps.push(drop_invalid);
+    let mut build = step(
+        StepKind::BuildIndex,
+        &format!("Build the unique index {on} concurrently"),
+        "CREATE UNIQUE INDEX CONCURRENTLY, outside a transaction: reads and writes go on; it waits for older transactions under lock_timeout and is retried (an index a failed attempt leaves INVALID is dropped first). A duplicate written during the build fails it: fkctl dedupes again.",
+    );
+    build.statements = vec![
+        lock_timeout_statement(playbook),
+        "SET statement_timeout = 0".to_string(),
+        target.create_index_concurrently_sql(),
+    ];
+    build.locks = vec![lock(&table, LockMode::ShareUpdateExclusive)];
+    build.lock_retries = Some(playbook.safety.lock_retries);
+    build.after = Some(Check {
+        what: "a valid unique index of the name is on the table".into(),
+        sql: checks::valid_index_sql(target),
+        expect: Expect::Equals(1),
+    });
+    build.status = statuses.build;
+    steps.push(build);
+    let mut add = step(
+        StepKind::AddUsingIndex,
+        &format!("Add the constraint {on} using the index"),
+        "ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX: a catalog change, no scan, under the short lock_timeout with retries.",
+    );
+    short_ddl(
+        &mut add,
+        playbook,
+        vec![target.add_using_index_sql()],
+        vec![lock(&table, LockMode::AccessExclusive)],
+    );
+    add.after = Some(exists_check(target, 1));
+    add.status = statuses.add;
+    add
 }
 
 /// `SET lock_timeout` for the statements that run outside a transaction.

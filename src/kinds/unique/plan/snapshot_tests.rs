@@ -32,6 +32,7 @@ fn inspection(constraint: UniqueLookup, index: Option<LiveIndex>) -> UniqueInspe
         constraint,
         index,
         dependents: Vec::new(),
+        leaves: Vec::new(),
         watched: vec![1],
     }
 }
@@ -92,4 +93,22 @@ fn rollback_resumes_after_an_invalid_build() {
         .map(|s| s.id)
         .collect();
     assert!(pending.contains(&"drop-invalid-index") && pending.contains(&"build-index"));
+}
+
+#[test]
+fn rollback_on_a_partitioned_table_builds_per_leaf_then_attaches() {
+    let p = playbook();
+    let spec = p.unique.clone().unwrap();
+    let mut i = inspection(UniqueLookup::Absent, None);
+    i.table.partitioned = true;
+    i.table.kind = "p".into();
+    i.leaves = vec![
+        (QualifiedName::parse("public.users_eu").unwrap(), false),
+        (QualifiedName::parse("public.users_us").unwrap(), false),
+    ];
+    let o = Observed {
+        environment: "staging",
+        inspection: &i,
+    };
+    insta::assert_snapshot!(text(&rollback_plan(&p, &spec, &spec.def, 1000, Some(&o))));
 }
