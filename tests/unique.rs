@@ -572,3 +572,34 @@ INSERT INTO events (id, region, ref) SELECT g, 1 + g % 3, 'r' || g FROM generate
     let out = run_env("rollback", &path, &db, &["--yes"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
 }
+
+/// `--output json`: one summary document for a script; a keep.order_by
+/// column the table lacks is refused before any change.
+#[test]
+fn rollback_json_summary_and_a_bad_keep_column() {
+    let (db, dir, path) = setup("uqjson");
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    let bad = dir.write(
+        "bad.yml",
+        &unique_playbook("").replace("order_by: [-created_at, id]", "order_by: [-updated_at, id]"),
+    );
+    let out = run_env("rollback", &bad, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("updated_at"), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM accounts"),
+        509,
+        "nothing changed"
+    );
+    let summary = json("rollback", &path, &db, &["--yes"]);
+    assert_eq!(summary["outcome"], "restored", "{summary}");
+    assert_eq!(summary["duplicates_found"], 6, "{summary}");
+    assert_eq!(summary["rows_archived"], 6, "{summary}");
+    assert_eq!(summary["definition"], "UNIQUE (tenant, email)", "{summary}");
+    let again = json("rollback", &path, &db, &["--yes"]);
+    assert_eq!(again["outcome"], "already in place", "{again}");
+}

@@ -8,7 +8,7 @@ mod read;
 mod restore;
 mod rollback;
 
-use crate::cli::args::{Cli, Command};
+use crate::cli::args::{Cli, Command, Output};
 use crate::connect::Target;
 use crate::error::{Error, Result};
 use crate::execute::lock_wait::Watched;
@@ -93,13 +93,17 @@ pub fn run(cli: Cli) -> Result<()> {
             connection,
             yes,
             max_orphans,
+            output,
             ..
         } => rollback::run(
             &playbook,
             &connection.env,
             &connection.dsn,
-            yes,
-            max_orphans,
+            rollback::Options {
+                yes,
+                max_duplicates: max_orphans,
+                json: output == Output::Json,
+            },
         ),
         Command::Restore {
             playbook,

@@ -23,14 +23,32 @@ use std::path::Path;
 /// and a new one is only needed when the application wrote more meanwhile.
 const MAX_ROUNDS: u32 = 3;
 
-pub fn run(
-    path: &Path,
-    env: &str,
-    dsn: &[(String, String)],
-    yes: bool,
-    max_duplicates: Option<u64>,
-) -> Result<()> {
-    if !yes && !tui::interactive() {
+pub struct Options {
+    pub yes: bool,
+    /// `--max-orphans N`: the duplicate limit for this run.
+    pub max_duplicates: Option<u64>,
+    /// `--output json`: one summary document on stdout, narration on stderr.
+    pub json: bool,
+}
+
+/// The rollback's outcome, for `--output json`.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub outcome: &'static str,
+    pub constraint: String,
+    pub table: String,
+    pub definition: String,
+    pub duplicates_found: i64,
+    pub rows_archived: i64,
+    pub rounds: u32,
+    pub run_id: Option<String>,
+}
+
+pub fn run(path: &Path, env: &str, dsn: &[(String, String)], options: Options) -> Result<()> {
+    if options.json {
+        super::super::narrate_to_stderr();
+    }
+    if !options.yes && !tui::interactive() {
         return Err(Error::usage(
             "fkctl rollback asks before it changes anything, but there is no terminal to ask on",
         )
@@ -39,8 +57,12 @@ pub fn run(
     interrupt::install();
     let mut session = Session::open(path, env, dsn)?;
     let env = session.env().to_string();
-    rollback_in(&mut session, yes, max_duplicates)
-        .map_err(|e| super::super::label(e, &env, "rollback"))
+    let summary = rollback_in(&mut session, options.yes, options.max_duplicates)
+        .map_err(|e| super::super::label(e, &env, "rollback"))?;
+    if options.json {
+        super::super::write_json(&summary)?;
+    }
+    Ok(())
 }
 
 /// The definition to restore: the one recorded at drop time, else the playbook's.
@@ -82,6 +104,23 @@ fn definition(session: &mut Session) -> Result<(UniqueDef, Option<String>)> {
 /// Refusals before any change for a constraint that is not there yet.
 fn refuse(session: &Session, inspection: &UniqueInspection, def: &UniqueDef) -> Result<()> {
     let env = session.env();
+    let missing: Vec<String> = session
+        .spec
+        .rollback
+        .keep_order_by
+        .iter()
+        .filter(|o| !inspection.columns.iter().any(|c| c == o.column.as_str()))
+        .map(|o| o.column.display())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::precondition(format!(
+            "rollback.keep.order_by names column(s) {} that {} does not have",
+            missing.join(", "),
+            def.table
+        ))
+        .with("environment", env)
+        .next("fix keep.order_by in the playbook (it says which row of each key stays); nothing was changed"));
+    }
     let foreign: Vec<String> = inspection
         .leaves
         .iter()
@@ -119,7 +158,7 @@ fn refuse(session: &Session, inspection: &UniqueInspection, def: &UniqueDef) -> 
     Ok(())
 }
 
-fn rollback_in(session: &mut Session, yes: bool, max_duplicates: Option<u64>) -> Result<()> {
+fn rollback_in(session: &mut Session, yes: bool, max_duplicates: Option<u64>) -> Result<Summary> {
     let env = session.env().to_string();
     crate::say!("\n== {env} ==\n  connected: {}", session.target.description);
     let playbook = session.playbook.clone();
@@ -141,7 +180,17 @@ fn rollback_in(session: &mut Session, yes: bool, max_duplicates: Option<u64>) ->
     let plan = rollback_plan(&playbook, &session.spec, &def, limit, Some(&observed));
     if rollback_state(Some(&observed)) == RollbackState::Done {
         crate::say!("  {} is in place on {}: nothing to do", def.name, def.table);
-        return read_back(session, &inspection, &def, snapshot.as_deref());
+        read_back(session, &inspection, &def, snapshot.as_deref())?;
+        return Ok(Summary {
+            outcome: "already in place",
+            constraint: def.name.display(),
+            table: def.table.display(),
+            definition: inspection
+                .live()
+                .map(|l| l.definition.clone())
+                .unwrap_or_default(),
+            ..Summary::default()
+        });
     }
     for note in &plan.notes {
         crate::say!("  note: {note}");
@@ -181,16 +230,45 @@ fn rollback_in(session: &mut Session, yes: bool, max_duplicates: Option<u64>) ->
     }
     .steps();
     let (outcome, message) = match &result {
-        Ok(summary) => ("restored", Some(summary.clone())),
+        Ok(done) => ("restored", Some(done.message())),
         Err(e) => ("failed", Some(e.to_string())),
     };
     let finished = run.finish(&mut session.client, outcome, message.as_deref());
-    let summary = result?;
+    let done = result?;
     finished?;
     let after = session.inspect("read back")?;
     read_back(session, &after, &def, snapshot.as_deref())?;
-    crate::say!("{env}: {summary}");
-    Ok(())
+    crate::say!("{env}: {}", done.message());
+    Ok(Summary {
+        outcome: "restored",
+        constraint: def.name.display(),
+        table: def.table.display(),
+        definition: after
+            .live()
+            .map(|l| l.definition.clone())
+            .unwrap_or_default(),
+        duplicates_found: done.found,
+        rows_archived: done.archived,
+        rounds: done.rounds,
+        run_id: Some(run.id.clone()),
+    })
+}
+
+/// What the rollback's steps did.
+struct Done {
+    found: i64,
+    archived: i64,
+    rounds: u32,
+    run_id: String,
+}
+
+impl Done {
+    fn message(&self) -> String {
+        format!(
+            "restored in {} round(s); duplicates found {}, rows archived {} (run {})",
+            self.rounds, self.found, self.archived, self.run_id
+        )
+    }
 }
 
 /// The constraint is there, as recorded, and no invalid index is left.
@@ -316,7 +394,7 @@ impl Rollback<'_> {
 
     // Long because it is the rollback's loop: dedupe rounds around the
     // concurrent builds, each ending in a check, then the final ADD.
-    fn steps(&mut self) -> Result<String> {
+    fn steps(&mut self) -> Result<Done> {
         let (target, env) = self.session.engine();
         let exec = super::executor(
             &target,
@@ -358,10 +436,12 @@ impl Rollback<'_> {
                 outcome.retries
             );
         }
-        Ok(format!(
-            "restored in {rounds} round(s); duplicates found {found}, rows archived {archived} (run {})",
-            self.run.id
-        ))
+        Ok(Done {
+            found,
+            archived,
+            rounds,
+            run_id: self.run.id.clone(),
+        })
     }
 
     /// Each index in turn, from what the catalog shows: a target whose

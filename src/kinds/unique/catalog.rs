@@ -115,8 +115,17 @@ pub fn inspect(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
+    const COLUMNS_SQL: &str = "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+    let rows = tx
+        .query(COLUMNS_SQL, &[&table.oid])
+        .map_err(db(COLUMNS_SQL))?;
+    let columns = rows
+        .iter()
+        .map(|r| r.cell(0, COLUMNS_SQL))
+        .collect::<Result<Vec<String>>>()?;
     tx.commit().map_err(db("COMMIT"))?;
     Ok(UniqueInspection {
+        columns,
         leaves,
         server,
         table,

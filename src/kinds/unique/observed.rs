@@ -60,6 +60,8 @@ pub struct UniqueInspection {
     /// For a partitioned table: its leaf partitions, each with whether it is
     /// a foreign table (which can have no index).
     pub leaves: Vec<(crate::sql::ident::QualifiedName, bool)>,
+    /// The table's column names, in order.
+    pub columns: Vec<String>,
     /// Relation oids whose lock holders are named while fkctl waits.
     pub watched: Vec<u32>,
 }

@@ -33,6 +33,7 @@ fn inspection(constraint: UniqueLookup, index: Option<LiveIndex>) -> UniqueInspe
         index,
         dependents: Vec::new(),
         leaves: Vec::new(),
+        columns: Vec::new(),
         watched: vec![1],
     }
 }
