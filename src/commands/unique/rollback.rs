@@ -501,57 +501,84 @@ impl Rollback<'_> {
         .next("the application is writing rows with equal keys right now: stop or fix that writer (every removed row is archived, see fkctl status), then run the same command again")
     }
 
-    /// Census, then (if any) list, archived batches and the check, until
-    /// none is left or `MAX_ROUNDS` lists did not catch up. Returns
-    /// (duplicates found by the first census, rows archived).
-    fn dedupe_round(&mut self, exec: &Executor<'_>, first: bool) -> Result<(i64, i64)> {
-        let census = if self.session.spec.rollback.duplicates == DuplicatePolicy::Abort {
-            self.step(StepKind::RefuseDuplicates)?
-        } else {
-            self.step(StepKind::CountDuplicates)?
-        }
-        .clone();
+    /// With `duplicates: abort`, the census: any duplicate stops the rollback.
+    fn refuse_any(&mut self, exec: &Executor<'_>) -> Result<()> {
+        let census = self.step(StepKind::RefuseDuplicates)?.clone();
         let check = census
             .before
             .clone()
             .ok_or_else(|| Error::internal("census without a check"))?;
         let found = count(exec.measure(&mut self.session.client, &check, &census)?);
-        if first {
-            crate::say!(
-                "{}. {}: {found} duplicate row(s)",
-                census.number,
-                census.title
-            );
-            if let Err(e) = exec.judge(&check, &census, crate::execute::Value::Count(found)) {
-                return Err(self.too_many(e, found));
-            }
+        crate::say!(
+            "{}. {}: {found} duplicate row(s)",
+            census.number,
+            census.title
+        );
+        exec.judge(&check, &census, crate::execute::Value::Count(found))
+            .map(|_| ())
+            .map_err(|e| self.too_many(e, found))
+    }
+
+    /// The census (the collecting scan), then archived batches and the
+    /// check, until none is left or `MAX_ROUNDS` lists did not catch up.
+    /// Returns (duplicates found by the first census, rows archived).
+    fn dedupe_round(&mut self, exec: &Executor<'_>, first: bool) -> Result<(i64, i64)> {
+        if self.session.spec.rollback.duplicates == DuplicatePolicy::Abort {
+            self.refuse_any(exec)?;
+            return Ok((0, 0));
         }
+        let mut found = None;
         let mut archived = 0;
-        let mut left = found;
-        let mut listed_rounds = 0;
-        while left > 0 {
-            listed_rounds += 1;
-            if listed_rounds > MAX_ROUNDS {
-                return Err(self.keep_appearing(MAX_ROUNDS));
+        for listed_round in 1..=MAX_ROUNDS {
+            let listed = self.collect(exec, first && listed_round == 1)?;
+            found.get_or_insert(listed);
+            if listed == 0 {
+                return Ok((found.unwrap_or(0), archived));
             }
-            for kind in [StepKind::PrepareArchive, StepKind::CollectDuplicates] {
-                let step = self.step(kind)?.clone();
-                self.run_step(exec, &step)?;
-            }
+            let archive = self.step(StepKind::PrepareArchive)?.clone();
+            self.run_step(exec, &archive)?;
             archived += self.batches(exec)?;
             let verify = self.step(StepKind::VerifyNoDuplicates)?.clone();
             let check = verify
                 .before
                 .clone()
                 .ok_or_else(|| Error::internal("verify without a check"))?;
-            left = count(exec.measure(&mut self.session.client, &check, &verify)?);
+            let left = count(exec.measure(&mut self.session.client, &check, &verify)?);
             crate::say!(
                 "{}. {}: {archived} row(s) archived and deleted; {left} duplicate row(s) left",
                 verify.number,
                 verify.title
             );
+            if left == 0 {
+                return Ok((found.unwrap_or(0), archived));
+            }
         }
-        Ok((found, archived))
+        Err(self.keep_appearing(MAX_ROUNDS))
+    }
+
+    /// Lists the duplicate rows; the list's length is the census, judged
+    /// against rollback.max_duplicates before anything changes (`limit`).
+    fn collect(&mut self, exec: &Executor<'_>, limit: bool) -> Result<i64> {
+        let mut collect = self.step(StepKind::CollectDuplicates)?.clone();
+        // The limit is a precondition (exit 4, nothing changed), judged
+        // here rather than as an after-check (which means "failed part-way").
+        let check = collect
+            .after
+            .take()
+            .ok_or_else(|| Error::internal("the list without its limit"))?;
+        self.run_step(exec, &collect)?;
+        let listed = count(exec.measure(&mut self.session.client, &check, &collect)?);
+        crate::say!(
+            "{}. {}: {listed} duplicate row(s)",
+            collect.number,
+            collect.title
+        );
+        if limit {
+            if let Err(e) = exec.judge(&check, &collect, crate::execute::Value::Count(listed)) {
+                return Err(self.too_many(e, listed));
+            }
+        }
+        Ok(listed)
     }
 
     fn too_many(&self, e: Error, found: i64) -> Error {

@@ -40,16 +40,49 @@ fn keep_order(order_by: &[OrderColumn]) -> String {
     parts.join(", ")
 }
 
-/// One scan: every row but the first of each group of equal keys, numbered,
-/// with its group's kept row; indexed on the number so that each batch takes
-/// the next rows without reading the list again.
+/// Every row but the first of each group of equal keys, numbered, with
+/// its group's kept row; indexed on the number so that each batch takes the
+/// next rows without reading the list again.
+///
+/// With NULLs distinct, one aggregate pass finds the keys that repeat and a
+/// hash join reads only their rows, so only duplicates are sorted: equality
+/// in the join is the grouping's own (the columns' `=` under their
+/// collations), and a NULL key joins nothing, as it collides with nothing.
+/// NULLS NOT DISTINCT needs `IS NOT DISTINCT FROM`, which no hash or merge
+/// join takes, so there the window runs over the whole table.
 pub fn collect_sql(query: &DuplicateQuery, order_by: &[OrderColumn]) -> Vec<String> {
+    let source = if query.nulls_not_distinct {
+        format!("{} WHERE {}", query.from("d"), query.candidates("d"))
+    } else {
+        let keys: Vec<String> = (1..=query.columns.len())
+            .map(|i| format!("fkctl_k{i}"))
+            .collect();
+        let select = query
+            .columns
+            .iter()
+            .zip(&keys)
+            .map(|(c, k)| format!("d.{} AS {k}", c.quoted()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let join = query
+            .columns
+            .iter()
+            .zip(&keys)
+            .map(|(c, k)| format!("d.{} = r.{k}", c.quoted()))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "{} JOIN (SELECT {select} FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1) r ON {join}",
+            query.from("d"),
+            query.from("d"),
+            query.candidates("d"),
+            query.key("d")
+        )
+    };
     vec![
         format!("DROP TABLE IF EXISTS {DUPLICATE_LIST}"),
         format!(
-            "CREATE TEMPORARY TABLE fkctl_duplicate_rows AS SELECT row_number() OVER () AS n, s.rel, s.row_id, s.keep_rel, s.keep_id FROM (SELECT d.tableoid AS rel, d.ctid AS row_id, first_value(d.tableoid) OVER w AS keep_rel, first_value(d.ctid) OVER w AS keep_id, row_number() OVER w AS place FROM {} WHERE {} WINDOW w AS (PARTITION BY {} ORDER BY {})) s WHERE s.place > 1",
-            query.from("d"),
-            query.candidates("d"),
+            "CREATE TEMPORARY TABLE fkctl_duplicate_rows AS SELECT row_number() OVER () AS n, s.rel, s.row_id, s.keep_rel, s.keep_id FROM (SELECT d.tableoid AS rel, d.ctid AS row_id, first_value(d.tableoid) OVER w AS keep_rel, first_value(d.ctid) OVER w AS keep_id, row_number() OVER w AS place FROM {source} WINDOW w AS (PARTITION BY {} ORDER BY {})) s WHERE s.place > 1",
             query.key("d"),
             keep_order(order_by)
         ),

@@ -208,65 +208,26 @@ pub fn rollback_plan(
     };
     let mut steps = Vec::new();
     let abort = settings.duplicates == DuplicatePolicy::Abort;
-    let mut census = step(
-        if abort { StepKind::RefuseDuplicates } else { StepKind::CountDuplicates },
-        "Count duplicate rows",
-        "Exactly the rows CREATE UNIQUE INDEX would reject (NULLs distinct unless NULLS NOT DISTINCT; each column's collation and equality): one aggregate pass, before any change.",
-    );
-    census.locks = vec![lock(&table, LockMode::AccessShare)];
-    census.before = Some(surplus_check(
-        &query,
-        if abort { 0 } else { max_duplicates },
-    ));
-    census.status = dedupe_status.clone();
-    steps.push(census);
-    let mut archive = step(
-        StepKind::PrepareArchive,
-        "Prepare the archive",
-        "fkctl's archive of removed rows (shared with foreign keys): every duplicate is kept there, whole, and fkctl restore puts rows back.",
-    );
-    archive.transaction = true;
-    archive.statements = create_archive_sql(&playbook.journal_schema);
-    archive.status = dedupe_status.clone();
-    steps.push(archive);
-    let mut collect = step(
-        StepKind::CollectDuplicates,
-        "List the duplicate rows",
-        "One scan: every row but the first of its key by keep.order_by, with the address of the row its key keeps, in a temporary table of this session.",
-    );
-    collect.transaction = true;
-    collect.statements = repair::collect_sql(&query, &settings.keep_order_by);
-    collect.locks = vec![lock(&table, LockMode::AccessShare)];
-    collect.status = dedupe_status.clone();
-    steps.push(collect);
-    let mut dedupe = step(
-        StepKind::DedupeRows,
-        "Delete the listed duplicates, archiving each",
-        "Each batch is one statement: it locks the kept rows (FOR SHARE), deletes the listed rows that still have their kept row's key, and archives each deleted row whole; committed on its own.",
-    );
-    dedupe.transaction = true;
-    dedupe.statements = vec![repair::dedupe_batch_sql(
-        &query,
-        settings.batch_size,
-        &playbook.journal_schema,
-    )];
-    dedupe.binds = vec![Bind::RunId, Bind::Change, Bind::ConstraintName];
-    dedupe.repeat = Some(format!(
-        "per batch of {} rows until the list is empty",
-        settings.batch_size
-    ));
-    dedupe.locks = vec![lock(&table, LockMode::RowExclusive)];
-    dedupe.status = dedupe_status.clone();
-    steps.push(dedupe);
-    let mut verify = step(
-        StepKind::VerifyNoDuplicates,
-        "Check no duplicate is left",
-        "The application keeps writing: duplicates written since the census are listed and removed in another round, up to three rounds, then fkctl stops and says so.",
-    );
-    verify.locks = vec![lock(&table, LockMode::AccessShare)];
-    verify.before = Some(surplus_check(&query, 0));
-    verify.status = dedupe_status;
-    steps.push(verify);
+    if abort {
+        let mut census = step(
+            StepKind::RefuseDuplicates,
+            "Count duplicate rows",
+            "Exactly the rows CREATE UNIQUE INDEX would reject (NULLs distinct unless NULLS NOT DISTINCT; each column's collation and equality): one aggregate pass, before any change; with duplicates: abort, any duplicate stops the rollback.",
+        );
+        census.locks = vec![lock(&table, LockMode::AccessShare)];
+        census.before = Some(surplus_check(&query, 0));
+        census.status = dedupe_status.clone();
+        steps.push(census);
+    } else {
+        dedupe_steps(
+            playbook,
+            spec,
+            &query,
+            max_duplicates,
+            &dedupe_status,
+            &mut steps,
+        );
+    }
     let leaves: Vec<UniqueDef> = observed
         .map(|o| {
             o.inspection
@@ -321,6 +282,73 @@ pub fn rollback_plan(
         notes.push(format!("An INVALID index {} is on the table (a failed or killed build): it is dropped concurrently before the index is built again.", def.name));
     }
     finish(Operation::Rollback, playbook, def, observed, steps, notes)
+}
+
+/// The census and the archived dedupe: the collecting scan is the census
+/// (its list holds exactly the rows a dedupe removes), then the archive, the
+/// batches, and the check that none is left.
+fn dedupe_steps(
+    playbook: &Playbook,
+    spec: &UniqueSpec,
+    query: &DuplicateQuery,
+    max_duplicates: u64,
+    status: &Status,
+    steps: &mut Vec<Step>,
+) {
+    let settings = &spec.rollback;
+    let table = query.table.display();
+    let mut collect = step(
+        StepKind::CollectDuplicates,
+        "Count and list the duplicate rows",
+        "The census, before any change: exactly the rows CREATE UNIQUE INDEX would reject beyond the first of each key (NULLs distinct unless NULLS NOT DISTINCT; each column's collation and equality), each listed with the address of the row its key keeps (the first by keep.order_by), in a temporary table of this session. One aggregate pass finds the keys that repeat, a second reads only their rows.",
+    );
+    collect.transaction = true;
+    collect.statements = repair::collect_sql(query, &settings.keep_order_by);
+    collect.locks = vec![lock(&table, LockMode::AccessShare)];
+    collect.after = Some(Check {
+        what: format!("duplicate rows listed, at most {max_duplicates} (rollback.max_duplicates)"),
+        sql: repair::remaining_listed_sql(),
+        expect: Expect::AtMost(i64::try_from(max_duplicates).unwrap_or(i64::MAX)),
+    });
+    collect.status = status.clone();
+    steps.push(collect);
+    let mut archive = step(
+        StepKind::PrepareArchive,
+        "Prepare the archive",
+        "fkctl's archive of removed rows (shared with foreign keys): every duplicate is kept there, whole, and fkctl restore puts rows back.",
+    );
+    archive.transaction = true;
+    archive.statements = create_archive_sql(&playbook.journal_schema);
+    archive.status = status.clone();
+    steps.push(archive);
+    let mut dedupe = step(
+        StepKind::DedupeRows,
+        "Delete the listed duplicates, archiving each",
+        "Each batch is one statement: it locks the kept rows (FOR SHARE), deletes the listed rows that still have their kept row's key, and archives each deleted row whole; committed on its own.",
+    );
+    dedupe.transaction = true;
+    dedupe.statements = vec![repair::dedupe_batch_sql(
+        query,
+        settings.batch_size,
+        &playbook.journal_schema,
+    )];
+    dedupe.binds = vec![Bind::RunId, Bind::Change, Bind::ConstraintName];
+    dedupe.repeat = Some(format!(
+        "per batch of {} rows until the list is empty",
+        settings.batch_size
+    ));
+    dedupe.locks = vec![lock(&table, LockMode::RowExclusive)];
+    dedupe.status = status.clone();
+    steps.push(dedupe);
+    let mut verify = step(
+        StepKind::VerifyNoDuplicates,
+        "Check no duplicate is left",
+        "The census again: the application keeps writing, so duplicates written since the list are listed and removed in another round, up to three rounds, then fkctl stops and says so.",
+    );
+    verify.locks = vec![lock(&table, LockMode::AccessShare)];
+    verify.before = Some(surplus_check(query, 0));
+    verify.status = status.clone();
+    steps.push(verify);
 }
 
 struct BuildStatuses {
