@@ -44,39 +44,23 @@ fn keep_order(order_by: &[OrderColumn]) -> String {
 /// its group's kept row; indexed on the number so that each batch takes the
 /// next rows without reading the list again.
 ///
-/// With NULLs distinct, one aggregate pass finds the keys that repeat and a
-/// hash join reads only their rows, so only duplicates are sorted: equality
-/// in the join is the grouping's own (the columns' `=` under their
-/// collations), and a NULL key joins nothing, as it collides with nothing.
-/// NULLS NOT DISTINCT needs `IS NOT DISTINCT FROM`, which no hash or merge
-/// join takes, so there the window runs over the whole table.
+/// With NULLs distinct, a hash semi-join (the table against itself, on the
+/// key, at another address) keeps only rows whose key repeats, so only
+/// duplicates are sorted: the join's equality is the grouping's own (the
+/// columns' `=` under their collations), and a NULL key joins nothing, as it
+/// collides with nothing. NULLS NOT DISTINCT needs `IS NOT DISTINCT FROM`,
+/// which no hash or merge join takes, so there the window sorts the whole
+/// table.
 pub fn collect_sql(query: &DuplicateQuery, order_by: &[OrderColumn]) -> Vec<String> {
     let source = if query.nulls_not_distinct {
         format!("{} WHERE {}", query.from("d"), query.candidates("d"))
     } else {
-        let keys: Vec<String> = (1..=query.columns.len())
-            .map(|i| format!("fkctl_k{i}"))
-            .collect();
-        let select = query
-            .columns
-            .iter()
-            .zip(&keys)
-            .map(|(c, k)| format!("d.{} AS {k}", c.quoted()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let join = query
-            .columns
-            .iter()
-            .zip(&keys)
-            .map(|(c, k)| format!("d.{} = r.{k}", c.quoted()))
-            .collect::<Vec<_>>()
-            .join(" AND ");
         format!(
-            "{} JOIN (SELECT {select} FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1) r ON {join}",
-            query.from("d"),
+            "{} WHERE {} AND EXISTS (SELECT 1 FROM {} WHERE {} AND (b.tableoid, b.ctid) <> (d.tableoid, d.ctid))",
             query.from("d"),
             query.candidates("d"),
-            query.key("d")
+            query.from("b"),
+            query.same_key("b", "d")
         )
     };
     vec![

@@ -300,7 +300,7 @@ fn dedupe_steps(
     let mut collect = step(
         StepKind::CollectDuplicates,
         "Count and list the duplicate rows",
-        "The census, before any change: exactly the rows CREATE UNIQUE INDEX would reject beyond the first of each key (NULLs distinct unless NULLS NOT DISTINCT; each column's collation and equality), each listed with the address of the row its key keeps (the first by keep.order_by), in a temporary table of this session. One aggregate pass finds the keys that repeat, a second reads only their rows.",
+        "The census, before any change: exactly the rows CREATE UNIQUE INDEX would reject beyond the first of each key (NULLs distinct unless NULLS NOT DISTINCT; each column's collation and equality), each listed with the address of the row its key keeps (the first by keep.order_by), in a temporary table of this session. A hash semi-join of the table with itself keeps only rows whose key repeats, so only those are sorted.",
     );
     collect.transaction = true;
     collect.statements = repair::collect_sql(query, &settings.keep_order_by);
