@@ -93,6 +93,7 @@ pub fn run(cli: Cli) -> Result<()> {
             connection,
             yes,
             max_orphans,
+            use_playbook_definition,
             output,
             ..
         } => rollback::run(
@@ -102,6 +103,7 @@ pub fn run(cli: Cli) -> Result<()> {
             rollback::Options {
                 yes,
                 max_duplicates: max_orphans,
+                use_playbook_definition,
                 json: output == Output::Json,
             },
         ),

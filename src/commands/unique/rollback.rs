@@ -27,6 +27,8 @@ pub struct Options {
     pub yes: bool,
     /// `--max-orphans N`: the duplicate limit for this run.
     pub max_duplicates: Option<u64>,
+    /// Restore the playbook's definition even when a drop recorded one.
+    pub use_playbook_definition: bool,
     /// `--output json`: one summary document on stdout, narration on stderr.
     pub json: bool,
 }
@@ -57,7 +59,7 @@ pub fn run(path: &Path, env: &str, dsn: &[(String, String)], options: Options) -
     interrupt::install();
     let mut session = Session::open(path, env, dsn)?;
     let env = session.env().to_string();
-    let summary = rollback_in(&mut session, options.yes, options.max_duplicates)
+    let summary = rollback_in(&mut session, &options)
         .map_err(|e| super::super::label(e, &env, "rollback"))?;
     if options.json {
         super::super::write_json(&summary)?;
@@ -66,7 +68,14 @@ pub fn run(path: &Path, env: &str, dsn: &[(String, String)], options: Options) -
 }
 
 /// The definition to restore: the one recorded at drop time, else the playbook's.
-fn definition(session: &mut Session) -> Result<(UniqueDef, Option<String>)> {
+fn definition(session: &mut Session, playbook_wins: bool) -> Result<(UniqueDef, Option<String>)> {
+    if playbook_wins {
+        crate::say!(
+            "  restoring the playbook's definition (--use-playbook-definition): {}",
+            session.spec.def.constraint_clause()
+        );
+        return Ok((session.spec.def.clone(), None));
+    }
     let journal = Journal::new(&session.playbook.journal_schema);
     let snapshot = journal.snapshot(
         &mut session.client,
@@ -158,7 +167,8 @@ fn refuse(session: &Session, inspection: &UniqueInspection, def: &UniqueDef) -> 
     Ok(())
 }
 
-fn rollback_in(session: &mut Session, yes: bool, max_duplicates: Option<u64>) -> Result<Summary> {
+fn rollback_in(session: &mut Session, options: &Options) -> Result<Summary> {
+    let (yes, max_duplicates) = (options.yes, options.max_duplicates);
     let env = session.env().to_string();
     crate::say!("\n== {env} ==\n  connected: {}", session.target.description);
     let playbook = session.playbook.clone();
@@ -168,7 +178,7 @@ fn rollback_in(session: &mut Session, yes: bool, max_duplicates: Option<u64>) ->
         &playbook.constraint,
         &env,
     )?;
-    let (def, snapshot) = definition(session)?;
+    let (def, snapshot) = definition(session, options.use_playbook_definition)?;
     let inspection = session.inspect("pre-checks")?;
     refuse_mismatch(session, &inspection, &def, "to restore")?;
     refuse(session, &inspection, &def)?;
