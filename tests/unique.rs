@@ -603,3 +603,100 @@ fn rollback_json_summary_and_a_bad_keep_column() {
     let again = json("rollback", &path, &db, &["--yes"]);
     assert_eq!(again["outcome"], "already in place", "{again}");
 }
+
+/// A duplicate committed while the concurrent build waits for its writer:
+/// the build fails on it and leaves an INVALID index, which fkctl drops; it
+/// dedupes again (the new row archived too) and builds again.
+#[test]
+fn a_duplicate_written_during_the_build_is_removed_in_another_round() {
+    let (db, dir, _) = setup("uqrace");
+    let path = dir.write(
+        "r.yml",
+        &unique_playbook("").replace("lock_timeout: 300ms", "lock_timeout: 900ms"),
+    );
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    let mut writer = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    writer
+        .batch_execute("BEGIN; INSERT INTO accounts (tenant, email, created_at) VALUES (4, 'user4@example.com', now() - interval '10 years')")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fkctl"))
+        .args([
+            "rollback",
+            &path.display().to_string(),
+            "--env",
+            "test",
+            "--dsn",
+            &format!("test={}", db.dsn),
+            "--yes",
+        ])
+        .env_remove("FKCTL_TEST_ONLY_DSN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        wait_for(&db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'"),
+        "the build never waited for the writer"
+    );
+    writer
+        .batch_execute("COMMIT")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("new duplicates reached the table during a build"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        0
+    );
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
+        7
+    );
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows WHERE row_data->>'email' = 'user4@example.com'"), 1);
+}
+
+/// An application that writes a duplicate for every one removed: fkctl
+/// stops after three rounds with a clear message (exit 6) instead of
+/// looping; every row it removed is archived.
+#[test]
+fn duplicates_that_keep_appearing_stop_the_rollback() {
+    let (db, _dir, path) = setup("uqloop");
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    exec(&db, "CREATE FUNCTION again() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO accounts (tenant, email, created_at) VALUES (OLD.tenant, OLD.email, OLD.created_at); RETURN OLD; END $$;
+               CREATE TRIGGER again AFTER DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION again();");
+    let before = scalar_i64(&db, "SELECT count(*) FROM accounts");
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("new duplicates kept appearing"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(definition(&db), None);
+    let archived = scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows");
+    assert_eq!(archived, 18, "three rounds of six");
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM accounts"),
+        before,
+        "each removed row came back through the trigger"
+    );
+}
