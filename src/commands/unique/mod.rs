@@ -3,6 +3,7 @@
 //! (`kinds::unique::catalog`), asks the kind's pure plans for the steps and
 //! runs them on the shared engine (executor, lock waits, journal, archive).
 
+pub mod demo;
 mod drop;
 mod read;
 mod restore;
