@@ -96,7 +96,7 @@ fn inspect_text(session: &Session, report: &InspectReport<'_>) -> String {
         UniqueLookup::Absent => out.push_str(&format!(
             "constraint: {} is absent (playbook: {})\n",
             def.name,
-            def.constraint_clause()
+            def.display_clause()
         )),
     }
     if let Some(index) = &i.index {
@@ -178,7 +178,7 @@ pub fn duplicates(
                 census.duplicate_rows,
                 census.duplicate_keys,
                 session.spec.def.table,
-                session.spec.def.constraint_clause()
+                session.spec.def.display_clause()
             );
             for s in &census.sample {
                 let key: Vec<String> = s
@@ -317,7 +317,7 @@ pub fn change_request(path: &Path) -> Result<()> {
         loaded.summary,
         spec.def.name,
         spec.def.table,
-        spec.def.constraint_clause(),
+        spec.def.display_clause(),
         uplan::what_stops(&spec.def),
         crate::render::plan::text(&drop),
         crate::render::plan::text(&rollback)

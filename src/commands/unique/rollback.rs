@@ -72,7 +72,7 @@ fn definition(session: &mut Session, playbook_wins: bool) -> Result<(UniqueDef, 
     if playbook_wins {
         crate::say!(
             "  restoring the playbook's definition (--use-playbook-definition): {}",
-            session.spec.def.constraint_clause()
+            session.spec.def.display_clause()
         );
         return Ok((session.spec.def.clone(), None));
     }
@@ -103,7 +103,7 @@ fn definition(session: &mut Session, playbook_wins: bool) -> Result<(UniqueDef, 
         None => {
             crate::say!(
                 "  no snapshot from a drop: restoring the playbook's definition {}",
-                session.spec.def.constraint_clause()
+                session.spec.def.display_clause()
             );
             Ok((session.spec.def.clone(), None))
         }

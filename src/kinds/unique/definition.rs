@@ -77,6 +77,21 @@ impl UniqueDef {
         sql
     }
 
+    /// The clause as a DBA reads it: names quoted only where SQL needs it.
+    pub fn display_clause(&self) -> String {
+        let columns: Vec<String> = self.columns.iter().map(Ident::display).collect();
+        format!(
+            "UNIQUE {}({}){}",
+            if self.nulls_not_distinct {
+                "NULLS NOT DISTINCT "
+            } else {
+                ""
+            },
+            columns.join(", "),
+            self.deferral()
+        )
+    }
+
     fn deferral(&self) -> String {
         match (self.deferrable, self.initially_deferred) {
             (false, _) => String::new(),
