@@ -173,6 +173,10 @@ fn drop_in(
             live.index_name
         );
     }
+    crate::say!(
+        "  {}",
+        super::read::sessions_text(&inspection.sessions).trim_end()
+    );
     let observed = Observed {
         environment: &env,
         inspection: &inspection,

@@ -117,6 +117,34 @@ fn inspect_text(session: &Session, report: &InspectReport<'_>) -> String {
         ));
     }
     out.push_str(&format!("once dropped: {}\n", report.what_stops));
+    out.push_str(&sessions_text(&i.sessions));
+    out
+}
+
+/// Sessions with locks on the table or long transactions, for people.
+pub(super) fn sessions_text(sessions: &[crate::model::SessionInfo]) -> String {
+    let mut out = String::from("sessions with locks on the table or long transactions:");
+    if sessions.is_empty() {
+        out.push_str(" none\n");
+    } else {
+        out.push('\n');
+    }
+    for s in sessions {
+        let age = s
+            .transaction_age_s
+            .map_or("no transaction".to_string(), |a| {
+                format!("transaction open {a:.0}s")
+            });
+        out.push_str(&format!(
+            "  pid {} {} ({}) {}, {age}; {}; {}\n",
+            s.pid,
+            s.user,
+            s.application,
+            s.state,
+            s.locks.join(", "),
+            s.query
+        ));
+    }
     out
 }
 

@@ -123,8 +123,10 @@ pub fn inspect(
         .iter()
         .map(|r| r.cell(0, COLUMNS_SQL))
         .collect::<Result<Vec<String>>>()?;
+    let sessions = crate::catalog::activity::sessions(&mut tx, &watched, 60.0)?;
     tx.commit().map_err(db("COMMIT"))?;
     Ok(UniqueInspection {
+        sessions,
         columns,
         leaves,
         server,

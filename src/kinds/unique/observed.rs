@@ -60,6 +60,9 @@ pub struct UniqueInspection {
     /// For a partitioned table: its leaf partitions, each with whether it is
     /// a foreign table (which can have no index).
     pub leaves: Vec<(crate::sql::ident::QualifiedName, bool)>,
+    /// Sessions holding or awaiting locks on the table (or its partitions),
+    /// or with a transaction open over a minute.
+    pub sessions: Vec<crate::model::SessionInfo>,
     /// The table's column names, in order.
     pub columns: Vec<String>,
     /// Relation oids whose lock holders are named while fkctl waits.

@@ -34,6 +34,7 @@ fn inspection(constraint: UniqueLookup, index: Option<LiveIndex>) -> UniqueInspe
         dependents: Vec::new(),
         leaves: Vec::new(),
         columns: Vec::new(),
+        sessions: Vec::new(),
         watched: vec![1],
     }
 }
