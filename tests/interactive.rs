@@ -171,11 +171,11 @@ fn the_demo_waits_for_enter_between_chapters() {
         .env("FKCTL_DEMO_DSN", &server.base_dsn)
         .env("FKCTL_DEMO_PREFIX", &prefix);
     let mut session = spawn_command(cmd, Some(60_000)).unwrap_or_else(|e| panic!("{e}"));
-    expect(&mut session, "1/9 The change");
-    for chapter in 2..=9 {
+    expect(&mut session, "1/11 The change");
+    for chapter in 2..=11 {
         expect(&mut session, "(press Enter to go on)");
         session.send_line("").unwrap_or_else(|e| panic!("{e}"));
-        expect(&mut session, &format!("{chapter}/9"));
+        expect(&mut session, &format!("{chapter}/11"));
     }
     expect(&mut session, "fkctl demo --clean");
     assert_eq!(exit_code(&mut session), Some(0));
