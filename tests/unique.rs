@@ -700,3 +700,46 @@ fn duplicates_that_keep_appearing_stop_the_rollback() {
         "each removed row came back through the trigger"
     );
 }
+
+/// What fkctl could not put back alike (INCLUDE columns, storage
+/// parameters) and a constraint that differs from the playbook are refused
+/// before any change (exit 4), the field named.
+#[test]
+fn drift_and_definitions_fkctl_cannot_rebuild_are_refused() {
+    let (db, dir, path) = setup("uqdrift");
+    exec(&db, "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key; ALTER TABLE accounts ADD CONSTRAINT accounts_tenant_email_key UNIQUE (tenant, email) DEFERRABLE");
+    let out = run_env("inspect", &path, &db, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("deferrable"), "{}", stderr(&out));
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deferrable: playbook false, database true"),
+        "{}",
+        stderr(&out)
+    );
+    exec(&db, "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key; ALTER TABLE accounts ADD CONSTRAINT accounts_tenant_email_key UNIQUE (tenant, email) INCLUDE (created_at) WITH (fillfactor = 70)");
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("INCLUDE"), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM pg_constraint WHERE conname = 'accounts_tenant_email_key'"
+        ),
+        1
+    );
+    // A constraint of another kind under the name.
+    exec(&db, "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key; ALTER TABLE accounts ADD CONSTRAINT accounts_tenant_email_key CHECK (tenant >= 0)");
+    let other = dir.write("o.yml", &unique_playbook(""));
+    let out = run_env("drop", &other, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a unique constraint"),
+        "{}",
+        stderr(&out)
+    );
+    // status names the state and the runs.
+    let out = run_env("status", &path, &db, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -242,10 +242,18 @@ pub(super) fn refuse_mismatch(
                 )
                 .next("bring the playbook in line with the database (fkctl inspect shows both), then run again"));
             }
-            if live.include_columns > 0 || !live.nondefault_keys.is_empty() {
+            // What ADD CONSTRAINT ... USING INDEX on a plain concurrent
+            // build would not give back: INCLUDE columns, storage
+            // parameters, a tablespace (pg_get_constraintdef shows each).
+            let extras = [" INCLUDE (", " WITH (", " USING INDEX TABLESPACE "];
+            if live.include_columns > 0
+                || !live.nondefault_keys.is_empty()
+                || extras.iter().any(|x| live.definition.contains(x))
+            {
                 return Err(Error::precondition(format!(
-                    "the index behind {} ({}) has INCLUDE columns or non-default operator classes or collations ({}); fkctl restores a plain UNIQUE ({}) and could not put this one back alike",
-                    def.name, live.index_definition, live.nondefault_keys.join(", "),
+                    "{} is {} (index: {}): it has INCLUDE columns, storage parameters, a tablespace or non-default operator classes or collations{}; fkctl restores a plain UNIQUE ({}) and could not put this one back alike",
+                    def.name, live.definition, live.index_definition,
+                    if live.nondefault_keys.is_empty() { String::new() } else { format!(" ({})", live.nondefault_keys.join(", ")) },
                     def.columns.iter().map(|c| c.display()).collect::<Vec<_>>().join(", ")
                 ))
                 .with("environment", env)
