@@ -159,7 +159,18 @@ fn drop_then_rollback_dedupes_archived_and_restores_the_identical_constraint() {
         "DELETE FROM accounts WHERE email = 'user1@example.com'",
     );
     let out = run_env("restore", &path, &db, &["--run", &run_id, "--yes"]);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("5 archived row(s)"),
+        "{}",
+        stderr(&out)
+    );
     let said = stdout(&out);
     assert!(
         said.contains("1 row(s) put back; 5 still archived"),

@@ -46,6 +46,10 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
     let def = session.spec.def.clone();
     let query = DuplicateQuery::new(&def, inspection.table.partitioned);
     let schema = &playbook.journal_schema;
+    if !Journal::new(schema).exists(&mut session.client)? {
+        crate::say!("  {env} has no fkctl archive (schema {schema}): nothing to restore");
+        return Ok(());
+    }
     let left_sql = repair::archived_left_sql(&query, schema);
     let before: i64 =
         crate::pg::query_scalar(&mut session.client, &left_sql, &[&run_id]).map_err(|e| {
@@ -145,6 +149,12 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
                 key.join(", ")
             );
         }
+        return Err(Error::precondition(format!(
+            "{after} archived row(s) of run {run_id} cannot go back: a live row has their key, and {} would refuse them",
+            def.name
+        ))
+        .with("environment", env.as_str())
+        .next("they stay in the archive (fkctl.archived_rows, action dedupe); decide which row of each key to keep, delete the live one if the archived one is right, and run restore again"));
     }
     Ok(())
 }
