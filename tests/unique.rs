@@ -754,3 +754,53 @@ fn drift_and_definitions_fkctl_cannot_rebuild_are_refused() {
     let out = run_env("status", &path, &db, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A writer's transaction open the whole time: every concurrent build waits
+/// for it at most lock_timeout, each failed attempt's INVALID index is
+/// dropped before the next, and fkctl gives up with exit 5 naming the
+/// writer; once it commits, the same command finishes.
+#[test]
+fn a_build_blocked_by_an_open_transaction_gives_up_then_resumes() {
+    let (db, dir, _) = setup("uqblock");
+    let path = dir.write(
+        "b.yml",
+        &unique_playbook("").replace("lock_retries: 3", "lock_retries: 2"),
+    );
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    let mut writer = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    writer
+        .batch_execute("SET application_name = 'slow_import'; BEGIN; INSERT INTO accounts (tenant, email) VALUES (98, 'import@example.com')")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("slow_import"), "{}", stderr(&out));
+    assert!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") <= 1,
+        "at most the last attempt's leftover"
+    );
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
+        6,
+        "the dedupe stays done"
+    );
+    writer
+        .batch_execute("COMMIT")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        0
+    );
+}
