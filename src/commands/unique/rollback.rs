@@ -237,6 +237,7 @@ fn rollback_in(session: &mut Session, options: &Options) -> Result<Summary> {
         def: &def,
         plan: &plan,
         run: &run,
+        yes,
     }
     .steps();
     let (outcome, message) = match &result {
@@ -335,6 +336,8 @@ struct Rollback<'a> {
     def: &'a UniqueDef,
     plan: &'a Plan,
     run: &'a Run,
+    /// `--yes`: no question before the dedupe.
+    yes: bool,
 }
 
 /// The three steps that put one index and its constraint in place.
@@ -544,6 +547,18 @@ impl Rollback<'_> {
             found.get_or_insert(listed);
             if listed == 0 {
                 return Ok((found.unwrap_or(0), archived));
+            }
+            if !self.yes
+                && listed_round == 1
+                && !tui::confirm(&format!(
+                    "Delete {listed} duplicate row(s) of {} (each archived; the first of each key by keep.order_by stays)?",
+                    self.def.table
+                ))?
+            {
+                return Err(Error::declined(format!(
+                    "before the dedupe; nothing was deleted and {} is still absent",
+                    self.def.name
+                )));
             }
             let archive = self.step(StepKind::PrepareArchive)?.clone();
             self.run_step(exec, &archive)?;
