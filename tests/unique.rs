@@ -804,3 +804,24 @@ fn a_build_blocked_by_an_open_transaction_gives_up_then_resumes() {
         0
     );
 }
+
+/// The change request and the plan of a unique playbook carry the SQL the
+/// commands run.
+#[test]
+fn change_request_and_plan_show_the_unique_sql() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let path = format!("{root}/playbooks/unique-contacts-tenant-external-ref.yml");
+    let out = fkctl(&["change-request", &path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for sql in [
+        r#"ALTER TABLE "crm"."contacts" DROP CONSTRAINT "contacts_tenant_external_ref_key""#,
+        r#"CREATE UNIQUE INDEX CONCURRENTLY "contacts_tenant_external_ref_key" ON "crm"."contacts" ("tenant_id", "external_ref") NULLS NOT DISTINCT"#,
+        r#"ALTER TABLE "crm"."contacts" ADD CONSTRAINT "contacts_tenant_external_ref_key" UNIQUE USING INDEX "contacts_tenant_external_ref_key""#,
+    ] {
+        assert!(text.contains(sql), "missing {sql}:\n{text}");
+        let plan =
+            stdout(&fkctl(&["plan", &path, "--rollback"])) + &stdout(&fkctl(&["plan", &path]));
+        assert!(plan.contains(sql), "plan lacks {sql}");
+    }
+}

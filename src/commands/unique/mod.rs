@@ -125,7 +125,9 @@ pub fn run(cli: Cli) -> Result<()> {
             &environments.dsn,
             output,
         ),
-        Command::ChangeRequest { playbook, .. } => read::change_request(&playbook),
+        Command::ChangeRequest { playbook, out, .. } => {
+            read::change_request(&playbook, out.as_deref())
+        }
         Command::Cleanup { .. } => Err(Error::usage(
             "fkctl cleanup runs the loose replacement of a dropped foreign key; a unique constraint has none",
         )),

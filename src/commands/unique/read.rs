@@ -325,7 +325,7 @@ pub fn status(
 /// A change request for a unique constraint: the summary, what the database
 /// stops guaranteeing, and the drop and rollback plans from the playbook
 /// (the SQL fkctl runs), in markdown.
-pub fn change_request(path: &Path) -> Result<()> {
+pub fn change_request(path: &Path, out: Option<&Path>) -> Result<()> {
     let loaded = playbook::load(path)?;
     let spec = loaded
         .unique
@@ -350,5 +350,9 @@ pub fn change_request(path: &Path) -> Result<()> {
         crate::render::plan::text(&drop),
         crate::render::plan::text(&rollback)
     );
-    super::super::write_stdout(&text)
+    match out {
+        None => super::super::write_stdout(&text),
+        Some(file) => std::fs::write(file, text)
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", file.display()))),
+    }
 }
