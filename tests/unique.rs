@@ -540,6 +540,19 @@ CREATE TABLE events_us PARTITION OF events_am FOR VALUES IN (2);
 CREATE TABLE events_br PARTITION OF events_am FOR VALUES IN (3);
 INSERT INTO events (id, region, ref) SELECT g, 1 + g % 3, 'r' || g FROM generate_series(1, 300) g;
 ");
+    // What PostgreSQL allows (checked on each version the suite runs on):
+    // no concurrent build on a partitioned table, no USING INDEX there.
+    let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    assert!(c
+        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY x ON events (region, ref)")
+        .is_err());
+    c.batch_execute("CREATE UNIQUE INDEX events_x ON ONLY events (region, id)")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c
+        .batch_execute("ALTER TABLE events ADD CONSTRAINT events_x UNIQUE USING INDEX events_x")
+        .is_err());
+    c.batch_execute("DROP INDEX events_x")
+        .unwrap_or_else(|e| panic!("{e}"));
     let dir = TempDir::new("uqpart");
     let text = "version: 1\nchange: events-ref\nsummary: s\nconstraint: { kind: unique, name: events_region_ref_key, table: events, columns: [region, ref] }\nenvironments:\n  - { name: test, dsn_env: FKCTL_TEST_ONLY_DSN }\nrollback: { keep: { order_by: [id] }, batch_size: 4 }\n";
     let path = dir.write("p.yml", text);
