@@ -122,6 +122,15 @@ pub fn inspect(
     playbook: &Playbook,
     environment: &str,
 ) -> Result<Inspection> {
+    // A unique playbook's `constraint` only carries the shared fields: the
+    // foreign-key paths must never act on it (commands::unique runs those).
+    if playbook.unique.is_some() {
+        return Err(Error::usage(format!(
+            "{} describes a unique constraint (kind: unique), and this command reads foreign keys only",
+            playbook.path.display()
+        ))
+        .next("use a command that takes unique playbooks: inspect, orphans (duplicates), plan, drop, rollback, restore, status, change-request"));
+    }
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
