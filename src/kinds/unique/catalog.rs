@@ -81,48 +81,10 @@ pub fn inspect(
         UniqueLookup::Absent => index(&mut tx, table.oid, def)?,
         _ => None,
     };
-    let rows = tx
-        .query(DEPENDENTS_SQL, &[&table.oid, &def.name.as_str()])
-        .map_err(db(DEPENDENTS_SQL))?;
-    let dependents = rows
-        .iter()
-        .map(|r| {
-            Ok(DependentFk {
-                name: r.cell(0, DEPENDENTS_SQL)?,
-                table: r.cell(1, DEPENDENTS_SQL)?,
-                definition: r.cell(2, DEPENDENTS_SQL)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rows = tx
-        .query(FAMILY_SQL, &[&table.oid])
-        .map_err(db(FAMILY_SQL))?;
-    let watched = rows
-        .iter()
-        .map(|r| r.cell(0, FAMILY_SQL))
-        .collect::<Result<Vec<u32>>>()?;
-    let rows = tx
-        .query(LEAVES_SQL, &[&table.oid])
-        .map_err(db(LEAVES_SQL))?;
-    let leaves = rows
-        .iter()
-        .map(|r| {
-            let schema: String = r.cell(0, LEAVES_SQL)?;
-            let name: String = r.cell(1, LEAVES_SQL)?;
-            Ok((
-                QualifiedName::new(Ident::from_catalog(schema), Ident::from_catalog(name)),
-                r.cell(2, LEAVES_SQL)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    const COLUMNS_SQL: &str = "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
-    let rows = tx
-        .query(COLUMNS_SQL, &[&table.oid])
-        .map_err(db(COLUMNS_SQL))?;
-    let columns = rows
-        .iter()
-        .map(|r| r.cell(0, COLUMNS_SQL))
-        .collect::<Result<Vec<String>>>()?;
+    let dependents = dependents(&mut tx, table.oid, def)?;
+    let watched = oids(&mut tx, FAMILY_SQL, table.oid)?;
+    let leaves = leaves(&mut tx, table.oid)?;
+    let columns = names(&mut tx, COLUMNS_SQL, table.oid)?;
     let sessions = crate::catalog::activity::sessions(&mut tx, &watched, 60.0)?;
     tx.commit().map_err(db("COMMIT"))?;
     Ok(UniqueInspection {
@@ -136,6 +98,53 @@ pub fn inspect(
         dependents,
         watched,
     })
+}
+
+const COLUMNS_SQL: &str = "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+
+fn dependents(
+    tx: &mut impl GenericClient,
+    table: u32,
+    def: &UniqueDef,
+) -> Result<Vec<DependentFk>> {
+    let rows = tx
+        .query(DEPENDENTS_SQL, &[&table, &def.name.as_str()])
+        .map_err(db(DEPENDENTS_SQL))?;
+    rows.iter()
+        .map(|r| {
+            Ok(DependentFk {
+                name: r.cell(0, DEPENDENTS_SQL)?,
+                table: r.cell(1, DEPENDENTS_SQL)?,
+                definition: r.cell(2, DEPENDENTS_SQL)?,
+            })
+        })
+        .collect()
+}
+
+/// The first column of every row of `sql` (one oid parameter), as oids.
+fn oids(tx: &mut impl GenericClient, sql: &str, table: u32) -> Result<Vec<u32>> {
+    let rows = tx.query(sql, &[&table]).map_err(db(sql))?;
+    rows.iter().map(|r| r.cell(0, sql)).collect()
+}
+
+/// The first column of every row of `sql` (one oid parameter), as text.
+fn names(tx: &mut impl GenericClient, sql: &str, table: u32) -> Result<Vec<String>> {
+    let rows = tx.query(sql, &[&table]).map_err(db(sql))?;
+    rows.iter().map(|r| r.cell(0, sql)).collect()
+}
+
+fn leaves(tx: &mut impl GenericClient, table: u32) -> Result<Vec<(QualifiedName, bool)>> {
+    let rows = tx.query(LEAVES_SQL, &[&table]).map_err(db(LEAVES_SQL))?;
+    rows.iter()
+        .map(|r| {
+            let schema: String = r.cell(0, LEAVES_SQL)?;
+            let name: String = r.cell(1, LEAVES_SQL)?;
+            Ok((
+                QualifiedName::new(Ident::from_catalog(schema), Ident::from_catalog(name)),
+                r.cell(2, LEAVES_SQL)?,
+            ))
+        })
+        .collect()
 }
 
 fn lookup(
