@@ -838,3 +838,27 @@ fn change_request_and_plan_show_the_unique_sql() {
         assert!(plan.contains(sql), "plan lacks {sql}");
     }
 }
+
+/// A DEFERRABLE INITIALLY DEFERRED unique constraint comes back the same
+/// (ADD ... USING INDEX ... DEFERRABLE makes the built index deferred).
+#[test]
+fn a_deferrable_constraint_comes_back_deferrable() {
+    let (db, dir, _) = setup("uqdefer");
+    exec(&db, "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key; ALTER TABLE accounts ADD CONSTRAINT accounts_tenant_email_key UNIQUE (tenant, email) DEFERRABLE INITIALLY DEFERRED");
+    let path = dir.write(
+        "d.yml",
+        &unique_playbook("").replace(
+            "columns: [tenant, email]",
+            "columns: [tenant, email]\n  deferrable: true\n  initially_deferred: true",
+        ),
+    );
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(&db, DUPLICATES);
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        definition(&db).as_deref(),
+        Some("UNIQUE (tenant, email) DEFERRABLE INITIALLY DEFERRED")
+    );
+}
