@@ -862,3 +862,29 @@ fn a_deferrable_constraint_comes_back_deferrable() {
         Some("UNIQUE (tenant, email) DEFERRABLE INITIALLY DEFERRED")
     );
 }
+
+/// `--metrics-file` writes the census as the gauge fkctl_duplicate_rows.
+#[test]
+fn the_duplicate_census_as_a_prometheus_gauge() {
+    let (db, dir, path) = setup("uqmetrics");
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    let file = dir.0.join("dups.prom");
+    let out = run_env(
+        "orphans",
+        &path,
+        &db,
+        &["--metrics-file", &file.display().to_string()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(text.contains("# TYPE fkctl_duplicate_rows gauge"), "{text}");
+    assert!(
+        text.contains("constraint=\"accounts_tenant_email_key\"")
+            && text.trim_end().ends_with(" 6"),
+        "{text}"
+    );
+}

@@ -81,7 +81,16 @@ pub fn chapters(
     command(&format!(
         "fkctl duplicates {pb} --env production --sample 3"
     ));
-    super::read::duplicates(&playbook, "production", sandbox.overrides, 3, Output::Text)?;
+    super::read::duplicates(
+        &playbook,
+        "production",
+        sandbox.overrides,
+        super::read::CensusOptions {
+            sample: 3,
+            metrics_file: None,
+            output: Output::Text,
+        },
+    )?;
     chapter("UNIQUE rollback, without blocking writes", "The census, then archived dedupe batches (the most recently updated row of each key stays; each removed row archived in the statement that deletes it), CREATE UNIQUE INDEX CONCURRENTLY (writes go on), and ADD CONSTRAINT ... USING INDEX under a short lock_timeout.")?;
     command(&format!("fkctl rollback {pb} --env production --yes"));
     super::rollback::run(

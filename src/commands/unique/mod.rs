@@ -57,9 +57,18 @@ pub fn run(cli: Cli) -> Result<()> {
             playbook,
             connection,
             sample,
+            metrics_file,
             output,
-            ..
-        } => read::duplicates(&playbook, &connection.env, &connection.dsn, sample, output),
+        } => read::duplicates(
+            &playbook,
+            &connection.env,
+            &connection.dsn,
+            read::CensusOptions {
+                sample,
+                metrics_file,
+                output,
+            },
+        ),
         Command::Plan {
             playbook,
             environments,

@@ -162,14 +162,26 @@ struct SampleKey {
     rows: i64,
 }
 
+pub struct CensusOptions {
+    /// Up to this many keys, with their row counts.
+    pub sample: u32,
+    /// Also write the count as the gauge `fkctl_duplicate_rows` (atomically).
+    pub metrics_file: Option<std::path::PathBuf>,
+    pub output: Output,
+}
+
 /// The duplicate census: rows a dedupe would remove, and the keys they share.
 pub fn duplicates(
     path: &Path,
     env: &str,
     dsn: &[(String, String)],
-    sample: u32,
-    output: Output,
+    options: CensusOptions,
 ) -> Result<()> {
+    let CensusOptions {
+        sample,
+        metrics_file,
+        output,
+    } = options;
     let mut session = Session::open(path, env, dsn)?;
     let inspection = session.inspect("count duplicates")?;
     let query = DuplicateQuery::new(&session.spec.def, inspection.table.partitioned);
@@ -196,6 +208,23 @@ pub fn duplicates(
                 rows: r.cell(1, &sql)?,
             });
         }
+    }
+    if let Some(file) = metrics_file {
+        use crate::metrics::{encode, write_file, Family, MetricType};
+        let family = Family {
+            name: "fkctl_duplicate_rows",
+            help: "Rows CREATE UNIQUE INDEX would reject beyond the first of each key, as last counted.",
+            kind: MetricType::Gauge,
+            samples: vec![(
+                vec![
+                    ("change", session.playbook.change.clone()),
+                    ("env", census.environment.clone()),
+                    ("constraint", session.spec.def.name.as_str().to_string()),
+                ],
+                census.duplicate_rows as f64,
+            )],
+        };
+        write_file(&file, &encode(&[family]))?;
     }
     match output {
         Output::Json => super::super::write_json(&census),
