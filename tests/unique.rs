@@ -888,3 +888,48 @@ fn the_duplicate_census_as_a_prometheus_gauge() {
         "{text}"
     );
 }
+
+/// Ctrl-C while the concurrent build waits: the build is cancelled (exit
+/// 130), its INVALID index is left, and the next run drops it and finishes.
+#[test]
+fn ctrl_c_during_the_build_cancels_it_and_the_next_run_finishes() {
+    let (db, dir, _) = setup("uqint");
+    let path = dir.write(
+        "i.yml",
+        &unique_playbook("").replace("lock_timeout: 300ms", "lock_timeout: 5s"),
+    );
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    let mut writer = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    writer
+        .batch_execute(
+            "BEGIN; INSERT INTO accounts (tenant, email) VALUES (97, 'late@example.com')",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = spawn_rollback(&path, &db);
+    assert!(wait_for(&db, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'"));
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent);
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status.code(), Some(130));
+    assert!(wait_for(&db, "SELECT (count(*) = 0)::int::int8 FROM pg_stat_activity WHERE query LIKE 'CREATE UNIQUE INDEX CONCURRENTLY%' AND state = 'active'"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        1
+    );
+    writer
+        .batch_execute("COMMIT")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(definition(&db).as_deref(), Some("UNIQUE (tenant, email)"));
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid"),
+        0
+    );
+}

@@ -674,6 +674,7 @@ impl Rollback<'_> {
         let env = self.session.env().to_string();
         let watched = exec.watched.clone();
         let retries = step.lock_retries.unwrap_or(exec.read_retries);
+        let tls = exec.tls().clone();
         crate::journal::record_step(&mut self.session.client, Some(self.run), step, |client| {
             let (violation, waited) = with_lock_retries(
                 client,
@@ -694,10 +695,19 @@ impl Rollback<'_> {
                                 .map_err(|e| Error::from_postgres(&e, sql))?;
                         }
                     }
+                    // Ctrl-C cancels the build: the INVALID index it leaves
+                    // is dropped by the next run.
+                    let _running = interrupt::Running::start(c.cancel_token(), tls.clone());
                     for sql in &step.statements {
                         if let Err(e) = c.batch_execute(sql) {
                             if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
                                 return Ok(Some(SqlState::UNIQUE_VIOLATION));
+                            }
+                            if interrupt::interrupted() {
+                                return Err(Error::new(Kind::Interrupted, "interrupted: the statement was cancelled")
+                                    .with("environment", env.as_str())
+                                    .with("step", format!("{}. {}", step.number, step.title))
+                                    .next("run the same command again: an INVALID index the cancelled build left is dropped first"));
                             }
                             return Err(Error::from_postgres(&e, sql)
                                 .with("environment", env.as_str())
