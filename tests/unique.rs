@@ -933,3 +933,35 @@ fn ctrl_c_during_the_build_cancels_it_and_the_next_run_finishes() {
         0
     );
 }
+
+/// Deleting duplicates would cascade to rows that reference them: refused
+/// before any delete, naming the foreign key; without duplicates the same
+/// table rolls back.
+#[test]
+fn duplicates_whose_delete_would_cascade_are_refused() {
+    let (db, _dir, path) = setup("uqcascade");
+    exec(&db, "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key;
+        CREATE TABLE sessions (id int PRIMARY KEY, account_id bigint REFERENCES accounts (id) ON DELETE CASCADE);
+        INSERT INTO sessions SELECT g, g FROM generate_series(1, 50) g;");
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(
+        out.status.success(),
+        "no duplicates, nothing to delete: {}",
+        stderr(&out)
+    );
+    exec(
+        &db,
+        "ALTER TABLE accounts DROP CONSTRAINT accounts_tenant_email_key",
+    );
+    exec(&db, DUPLICATES);
+    let before = scalar_i64(&db, "SELECT count(*) FROM accounts");
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sessions_account_id_fkey"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM accounts"), before);
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM sessions"), 50);
+}

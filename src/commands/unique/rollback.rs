@@ -514,6 +514,28 @@ impl Rollback<'_> {
         .next("the application is writing rows with equal keys right now: stop or fix that writer (every removed row is archived, see fkctl status), then run the same command again")
     }
 
+    /// Deleting duplicates would fire other tables' ON DELETE actions,
+    /// changing rows the dedupe does not archive: refused before any delete.
+    fn refuse_cascades(&self, listed: i64) -> Result<()> {
+        let cascading = &self.inspection.cascading;
+        if cascading.is_empty() {
+            return Ok(());
+        }
+        let mut e = Error::precondition(format!(
+            "deleting the {listed} duplicate row(s) of {} would fire the ON DELETE actions of {} foreign key(s), changing rows in other tables that the dedupe does not archive; nothing was deleted",
+            self.def.table,
+            cascading.len()
+        ))
+        .with("environment", self.session.env());
+        for fk in cascading {
+            e = e.with(
+                "fires",
+                format!("{} on {}: {}", fk.name, fk.table, fk.definition),
+            );
+        }
+        Err(e.next("remove the duplicates by hand, deciding what happens to the rows that reference them, then run the rollback again (the census will find none); or set duplicates: abort"))
+    }
+
     /// With `duplicates: abort`, the census: any duplicate stops the rollback.
     fn refuse_any(&mut self, exec: &Executor<'_>) -> Result<()> {
         let census = self.step(StepKind::RefuseDuplicates)?.clone();
@@ -548,6 +570,7 @@ impl Rollback<'_> {
             if listed == 0 {
                 return Ok((found.unwrap_or(0), archived));
             }
+            self.refuse_cascades(listed)?;
             if !self.yes
                 && listed_round == 1
                 && !tui::confirm(&format!(

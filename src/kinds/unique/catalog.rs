@@ -45,6 +45,24 @@ WHERE f.contype = 'f' AND u.conrelid = $1 AND u.conname = $2 ORDER BY 2, 1";
 
 const LEAVES_SQL: &str = "SELECT n.nspname::text, c.relname::text, c.relkind = 'f' FROM pg_catalog.pg_partition_tree($1::oid::regclass) t JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf AND t.relid <> $1::oid ORDER BY 1, 2";
 
+/// Foreign keys whose ON DELETE action changes rows, referencing the table
+/// or any of its partitions (a partition's copies of one key count once).
+fn cascading_sql(version_num: i32) -> String {
+    // conenforced exists from PostgreSQL 18; before, every FK is enforced.
+    let enforced = if version_num >= 180_000 {
+        "f.conenforced"
+    } else {
+        "true"
+    };
+    format!(
+        "SELECT f.conname::text, f.conrelid::regclass::text, pg_catalog.pg_get_constraintdef(f.oid) \
+         FROM pg_catalog.pg_constraint f \
+         WHERE f.contype = 'f' AND f.confdeltype IN ('c', 'n', 'd') AND {enforced} AND f.conparentid = 0 \
+           AND f.confrelid IN (SELECT $1::oid UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)) \
+         ORDER BY 2, 1"
+    )
+}
+
 const FAMILY_SQL: &str =
     "SELECT $1::oid UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)";
 
@@ -82,12 +100,14 @@ pub fn inspect(
         _ => None,
     };
     let dependents = dependents(&mut tx, table.oid, def)?;
+    let cascading = foreign_keys(&mut tx, &cascading_sql(server.version_num), table.oid)?;
     let watched = oids(&mut tx, FAMILY_SQL, table.oid)?;
     let leaves = leaves(&mut tx, table.oid)?;
     let columns = names(&mut tx, COLUMNS_SQL, table.oid)?;
     let sessions = crate::catalog::activity::sessions(&mut tx, &watched, 60.0)?;
     tx.commit().map_err(db("COMMIT"))?;
     Ok(UniqueInspection {
+        cascading,
         sessions,
         columns,
         leaves,
@@ -116,6 +136,20 @@ fn dependents(
                 name: r.cell(0, DEPENDENTS_SQL)?,
                 table: r.cell(1, DEPENDENTS_SQL)?,
                 definition: r.cell(2, DEPENDENTS_SQL)?,
+            })
+        })
+        .collect()
+}
+
+/// Foreign keys as `sql` lists them (name, table, definition; one oid parameter).
+fn foreign_keys(tx: &mut impl GenericClient, sql: &str, table: u32) -> Result<Vec<DependentFk>> {
+    let rows = tx.query(sql, &[&table]).map_err(db(sql))?;
+    rows.iter()
+        .map(|r| {
+            Ok(DependentFk {
+                name: r.cell(0, sql)?,
+                table: r.cell(1, sql)?,
+                definition: r.cell(2, sql)?,
             })
         })
         .collect()

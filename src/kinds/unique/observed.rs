@@ -57,6 +57,10 @@ pub struct UniqueInspection {
     /// failed concurrent build of a rollback).
     pub index: Option<LiveIndex>,
     pub dependents: Vec<DependentFk>,
+    /// Enforced foreign keys of other tables (or the table itself) that
+    /// reference this table with an ON DELETE action that changes rows
+    /// (CASCADE, SET NULL, SET DEFAULT): deleting a duplicate would fire them.
+    pub cascading: Vec<DependentFk>,
     /// For a partitioned table: its leaf partitions, each with whether it is
     /// a foreign table (which can have no index).
     pub leaves: Vec<(crate::sql::ident::QualifiedName, bool)>,

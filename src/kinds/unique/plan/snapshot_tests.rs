@@ -32,6 +32,7 @@ fn inspection(constraint: UniqueLookup, index: Option<LiveIndex>) -> UniqueInspe
         constraint,
         index,
         dependents: Vec::new(),
+        cascading: Vec::new(),
         leaves: Vec::new(),
         columns: Vec::new(),
         sessions: Vec::new(),
