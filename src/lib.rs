@@ -7,7 +7,7 @@
 //! - `model`     — observed database state as plain data (no I/O)
 //! - `catalog`   — reading the live database (introspection) into `model`, in one snapshot
 //! - `plan`      — the planning core's shared types: plans, steps, kinds of step (no I/O)
-//! - `kinds`     — one folder per constraint kind (foreign_key): definition, violation
+//! - `kinds`     — one folder per constraint kind (foreign_key, unique): definition, violation
 //!   census, repair, catalog reads, and its pure plans
 //! - `sql`       — SQL knowledge every kind shares (no I/O): quoting, journal DDL, redaction
 //! - `execute`   — running steps: lock-timeout retries, blockers, advisory locks, Ctrl-C

@@ -36,11 +36,13 @@ fn the_demo_tells_the_whole_story_and_cleans_up() {
         assert!(out.status.success(), "run {run}: {}", stderr(&out));
         let text = stdout(&out);
         for chapter in [
-            "1/9 The change",
-            "3/9 Drop on staging",
-            "6/9 Orphan census",
-            "7/9 Incident: roll back on production",
-            "9/9 Your turn",
+            "1/11 The change",
+            "3/11 Drop on staging",
+            "6/11 Orphan census",
+            "7/11 Incident: roll back on production",
+            "8/11 A UNIQUE constraint, too",
+            "9/11 UNIQUE rollback, without blocking writes",
+            "11/11 Your turn",
         ] {
             assert!(text.contains(chapter), "run {run}: no chapter {chapter:?}");
         }
@@ -48,9 +50,27 @@ fn the_demo_tells_the_whole_story_and_cleans_up() {
         assert!(!text.contains("password"), "no secrets in the narration");
         // Every run starts fresh: the archive holds this run's rows only.
         assert_eq!(
-            count(&production, "SELECT count(*) FROM fkctl.archived_rows"),
+            count(
+                &production,
+                "SELECT count(*) FROM fkctl.archived_rows WHERE action <> 'dedupe'"
+            ),
             400,
             "run {run}"
+        );
+        assert_eq!(
+            count(
+                &production,
+                "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'dedupe'"
+            ),
+            50,
+            "run {run}: the UNIQUE chapter's duplicates"
+        );
+        assert_eq!(
+            count(
+                &production,
+                "SELECT count(*) FROM pg_constraint WHERE conname = 'contacts_tenant_email_key'"
+            ),
+            1
         );
         assert_eq!(count(&production, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND convalidated"), 1);
     }
@@ -99,7 +119,10 @@ fn without_a_server_the_demo_starts_two_clusters_and_clean_stops_them() {
         state["production_base"].as_str().unwrap_or_default()
     );
     assert_eq!(
-        count(&production, "SELECT count(*) FROM fkctl.archived_rows"),
+        count(
+            &production,
+            "SELECT count(*) FROM fkctl.archived_rows WHERE action <> 'dedupe'"
+        ),
         400
     );
     let out = demo(&["--clean"], &env);

@@ -171,11 +171,11 @@ fn the_demo_waits_for_enter_between_chapters() {
         .env("FKCTL_DEMO_DSN", &server.base_dsn)
         .env("FKCTL_DEMO_PREFIX", &prefix);
     let mut session = spawn_command(cmd, Some(60_000)).unwrap_or_else(|e| panic!("{e}"));
-    expect(&mut session, "1/9 The change");
-    for chapter in 2..=9 {
+    expect(&mut session, "1/11 The change");
+    for chapter in 2..=11 {
         expect(&mut session, "(press Enter to go on)");
         session.send_line("").unwrap_or_else(|e| panic!("{e}"));
-        expect(&mut session, &format!("{chapter}/9"));
+        expect(&mut session, &format!("{chapter}/11"));
     }
     expect(&mut session, "fkctl demo --clean");
     assert_eq!(exit_code(&mut session), Some(0));
@@ -219,4 +219,38 @@ fn a_protected_rollback_asks_for_the_name_once() {
     expect(&mut session, "restored");
     assert_eq!(exit_code(&mut session), Some(0));
     assert!(present(&s.production));
+}
+
+/// A unique constraint's rollback at a terminal asks before starting and
+/// again before the dedupe, with the count; "n" there deletes nothing (exit 7).
+#[test]
+fn a_unique_rollback_asks_before_the_dedupe_with_the_count() {
+    let db = common::database("pty_unique");
+    common::exec(
+        &db,
+        "CREATE TABLE accounts (id int PRIMARY KEY, email text);
+        INSERT INTO accounts SELECT g, 'u' || (g % 10) FROM generate_series(1, 30) g;",
+    );
+    let dir = common::TempDir::new("pty_unique");
+    let path = dir.write("u.yml", "version: 1\nchange: pty-unique\nsummary: s\nconstraint: { kind: unique, name: accounts_email_key, table: accounts, columns: [email] }\nenvironments:\n  - { name: test, dsn_env: FKCTL_TEST_ONLY_DSN }\nrollback: { keep: { order_by: [id] } }\n");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fkctl"));
+    cmd.args([
+        "rollback",
+        &path.display().to_string(),
+        "--env",
+        "test",
+        "--dsn",
+        &format!("test={}", db.dsn),
+    ])
+    .env_remove("FKCTL_TEST_ONLY_DSN");
+    let mut session = spawn_command(cmd, Some(30_000)).unwrap_or_else(|e| panic!("{e}"));
+    expect(&mut session, "Restore accounts_email_key on test now");
+    answer(&mut session, "[y/N]", "y");
+    expect(
+        &mut session,
+        "Delete 20 duplicate row(s) of public.accounts",
+    );
+    answer(&mut session, "[y/N]", "n");
+    assert_eq!(exit_code(&mut session), Some(7));
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM accounts"), 30);
 }

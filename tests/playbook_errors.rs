@@ -125,6 +125,66 @@ const CORPUS: &[(&str, u64, u64, &str)] = &[
         "loose.batch_size: must be between",
     ),
     ("38-loose-unknown-key", 15, 3, "unknown field `max_runtim`"),
+    (
+        "39-unique-with-references",
+        9,
+        15,
+        "a unique constraint has no references",
+    ),
+    (
+        "40-unique-with-on-delete",
+        9,
+        14,
+        "a unique constraint has no on_delete",
+    ),
+    (
+        "41-unique-with-match",
+        9,
+        10,
+        "a unique constraint has no match",
+    ),
+    (
+        "42-unknown-duplicate-policy",
+        11,
+        25,
+        "unknown policy \"merge\"; expected archive-delete or abort",
+    ),
+    (
+        "43-unique-without-keep",
+        11,
+        11,
+        "rollback.keep: say which row",
+    ),
+    (
+        "44-keep-column-twice",
+        11,
+        36,
+        "order_by: column id is listed twice",
+    ),
+    (
+        "45-unknown-constraint-kind",
+        5,
+        9,
+        "unknown kind \"primary_key\"",
+    ),
+    (
+        "46-duplicates-on-a-foreign-key",
+        11,
+        25,
+        "only a unique constraint (kind: unique) has duplicates",
+    ),
+    (
+        "47-orphans-on-a-unique",
+        11,
+        22,
+        "a unique constraint has no orphans",
+    ),
+    (
+        "48-foreign-key-without-references",
+        5,
+        3,
+        "missing field `references`",
+    ),
 ];
 
 /// A connection string written where a variable name belongs is not echoed:

@@ -43,7 +43,7 @@ fn missing(playbook: &Playbook, at: Position, what: String, environment: &str) -
         .next("check the name in the playbook (unquoted names fold to lower case; quote mixed-case names) and the database the connection points at")
 }
 
-fn find_relation(
+pub(crate) fn find_relation(
     tx: &mut impl GenericClient,
     playbook: &Playbook,
     name: &QualifiedName,
@@ -60,7 +60,7 @@ fn find_relation(
     })
 }
 
-fn find_columns(
+pub(crate) fn find_columns(
     tx: &mut impl GenericClient,
     playbook: &Playbook,
     relation: &Relation,
@@ -124,6 +124,15 @@ pub fn inspect(
     playbook: &Playbook,
     environment: &str,
 ) -> Result<Inspection> {
+    // A unique playbook's `constraint` only carries the shared fields: the
+    // foreign-key paths must never act on it (commands::unique runs those).
+    if playbook.unique.is_some() {
+        return Err(Error::usage(format!(
+            "{} describes a unique constraint (kind: unique), and this command reads foreign keys only",
+            playbook.path.display()
+        ))
+        .next("use a command that takes unique playbooks: inspect, orphans (duplicates), plan, drop, rollback, restore, status, change-request"));
+    }
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -224,7 +233,7 @@ fn citus_tables(tx: &mut impl GenericClient, tables: &[u32]) -> Result<Vec<Strin
         .collect()
 }
 
-fn server(tx: &mut impl GenericClient) -> Result<Server> {
+pub(crate) fn server(tx: &mut impl GenericClient) -> Result<Server> {
     let settings = query(tx, SETTINGS_SQL, &[])?;
     let row = settings
         .first()

@@ -108,7 +108,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
-    /// Count (and sample) orphaned rows: exactly the rows VALIDATE CONSTRAINT would reject.
+    /// Count (and sample) orphaned rows: exactly the rows VALIDATE CONSTRAINT would reject
+    /// (for a unique playbook: duplicate rows, exactly as CREATE UNIQUE INDEX judges them).
+    #[command(visible_alias = "duplicates")]
     Orphans {
         /// The playbook (YAML) describing the change.
         playbook: PathBuf,

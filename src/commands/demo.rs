@@ -303,7 +303,7 @@ struct Story {
     chapter: usize,
 }
 
-const CHAPTERS: usize = 9;
+const CHAPTERS: usize = 11;
 
 impl Story {
     fn chapter(&mut self, title: &str, text: &str) -> Result<()> {
@@ -422,6 +422,18 @@ pub fn run(yes: bool, clean_only: bool) -> Result<()> {
             targets: Vec::new(),
             output: Output::Text,
         },
+    )?;
+
+    let unique = super::unique::demo::Sandbox {
+        dir: &dir,
+        staging_dsn: sandbox.dsn(false),
+        production_dsn: sandbox.dsn(true),
+        overrides: &overrides,
+    };
+    super::unique::demo::chapters(
+        &unique,
+        &mut |title, text| story.chapter(title, text),
+        &|shown| println!("\n$ {shown}"),
     )?;
 
     story.chapter(

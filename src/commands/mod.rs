@@ -47,6 +47,7 @@ mod prune;
 mod restore;
 mod rollback;
 mod status;
+mod unique;
 
 use crate::cli::args::{Cli, Command};
 use crate::connect::Target;
@@ -59,6 +60,10 @@ use std::path::Path;
 
 // Long because it is one match arm per command, handing each its arguments; no logic.
 pub fn run(cli: Cli) -> Result<()> {
+    // A unique constraint's playbook runs the unique kind's commands.
+    if unique::handles(&cli) {
+        return unique::run(cli);
+    }
     match cli.command {
         Command::Lint { playbooks, output } => lint::run(&playbooks, output),
         Command::Inspect {

@@ -361,21 +361,34 @@ impl Run {
         fk: &ForeignKeyDef,
         definition: &str,
     ) -> Result<()> {
+        let json = serde_json::to_value(fk)
+            .map_err(|e| Error::internal(format!("cannot encode the snapshot: {e}")))?;
+        self.save_snapshot_json(client, change, &fk.table, &fk.name, definition, &json)
+    }
+
+    /// The snapshot of any constraint kind: its live definition and fkctl's JSON form of it.
+    pub fn save_snapshot_json(
+        &self,
+        client: &mut Client,
+        change: &str,
+        table_name: &crate::sql::ident::QualifiedName,
+        constraint: &Ident,
+        definition: &str,
+        json: &serde_json::Value,
+    ) -> Result<()> {
         let q = format!(
             "INSERT INTO {} (change, table_name, constraint_name, definition, definition_json, run_id, taken_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (change, table_name, constraint_name) DO UPDATE SET definition = EXCLUDED.definition, definition_json = EXCLUDED.definition_json, run_id = EXCLUDED.run_id, taken_at = EXCLUDED.taken_at",
             table(&self.schema, "snapshots")
         );
-        let json = serde_json::to_value(fk)
-            .map_err(|e| Error::internal(format!("cannot encode the snapshot: {e}")))?;
         client
             .execute(
                 q.as_str(),
                 &[
                     &change,
-                    &fk.table.display(),
-                    &fk.name.as_str(),
+                    &table_name.display(),
+                    &constraint.as_str(),
                     &definition,
-                    &json,
+                    json,
                     &self.id,
                     &Utc::now(),
                 ],

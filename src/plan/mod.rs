@@ -109,6 +109,22 @@ pub enum StepKind {
     DrainLoose,
     /// Triggers, function and queue removed once the constraint is valid.
     RemoveLoose,
+    /// Unique: count duplicate rows (CREATE UNIQUE INDEX's judgement) against a limit.
+    CountDuplicates,
+    /// Unique: stop if any duplicate exists (policy abort).
+    RefuseDuplicates,
+    /// Unique: list every surplus row's address, with its group's kept row, in one scan.
+    CollectDuplicates,
+    /// Unique: delete listed surplus rows batch by batch, archiving each.
+    DedupeRows,
+    /// Unique: no duplicate is left (new ones are listed and removed in another round).
+    VerifyNoDuplicates,
+    /// Unique: drop an INVALID index a failed or killed concurrent build left.
+    DropInvalidIndex,
+    /// Unique: CREATE UNIQUE INDEX CONCURRENTLY (no transaction; writes go on).
+    BuildIndex,
+    /// Unique: ADD CONSTRAINT ... UNIQUE USING INDEX (a catalog change).
+    AddUsingIndex,
 }
 
 impl StepKind {
@@ -137,6 +153,14 @@ impl StepKind {
             StepKind::CleanRekeyed => "clean-rekeyed",
             StepKind::DrainLoose => "drain-loose",
             StepKind::RemoveLoose => "remove-loose",
+            StepKind::CountDuplicates => "count-duplicates",
+            StepKind::RefuseDuplicates => "refuse-duplicates",
+            StepKind::CollectDuplicates => "collect-duplicates",
+            StepKind::DedupeRows => "dedupe-rows",
+            StepKind::VerifyNoDuplicates => "verify-no-duplicates",
+            StepKind::DropInvalidIndex => "drop-invalid-index",
+            StepKind::BuildIndex => "build-index",
+            StepKind::AddUsingIndex => "add-using-index",
         }
     }
 

@@ -148,6 +148,7 @@ pub struct ConstraintPositions {
     pub match_type: Option<Position>,
     pub deferrable: Option<Position>,
     pub initially_deferred: Option<Position>,
+    pub nulls_not_distinct: Option<Position>,
 }
 
 impl ConstraintPositions {
@@ -163,6 +164,7 @@ impl ConstraintPositions {
             "match" => self.match_type,
             "deferrable" => self.deferrable,
             "initially_deferred" => self.initially_deferred,
+            "nulls_not_distinct" => self.nulls_not_distinct,
             _ => Some(self.name),
         };
         given.unwrap_or(self.block)
@@ -180,6 +182,10 @@ pub struct Playbook {
     pub environments: Vec<Environment>,
     pub safety: Safety,
     pub rollback: RollbackSettings,
+    /// `kind: unique`: the unique constraint and its dedupe policy. Then
+    /// `constraint` only carries the shared name, table and columns, and
+    /// `rollback` is not used: commands run the unique kind instead.
+    pub unique: Option<crate::kinds::unique::definition::UniqueSpec>,
     /// The loose replacement, when the playbook asks for one.
     pub loose: Option<LooseSettings>,
     /// The schema fkctl keeps its journal, snapshots and archive in.

@@ -45,10 +45,18 @@ pub struct RawJournal {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConstraint {
+    /// `foreign_key` (the default) or `unique`.
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
     pub name: Spanned<String>,
     pub table: Spanned<String>,
     pub columns: Spanned<Vec<Spanned<String>>>,
-    pub references: Spanned<RawReferences>,
+    /// Required for a foreign key, refused for a unique constraint.
+    #[serde(default)]
+    pub references: Option<Spanned<RawReferences>>,
+    /// Unique constraints only (PostgreSQL 15+).
+    #[serde(default)]
+    pub nulls_not_distinct: Option<Spanned<bool>>,
     #[serde(default)]
     pub on_delete: Option<Spanned<String>>,
     #[serde(default)]
@@ -121,7 +129,7 @@ pub struct RawSafety {
     pub max_orphans_before_drop: Option<Spanned<u64>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRollback {
     #[serde(default)]
@@ -130,6 +138,20 @@ pub struct RawRollback {
     pub batch_size: Option<Spanned<u32>>,
     #[serde(default)]
     pub max_orphans: Option<Spanned<u64>>,
+    /// Unique constraints: what happens to duplicate rows.
+    #[serde(default)]
+    pub duplicates: Option<Spanned<String>>,
+    #[serde(default)]
+    pub keep: Option<Spanned<RawKeep>>,
+    #[serde(default)]
+    pub max_duplicates: Option<Spanned<u64>>,
+}
+
+/// `keep: { order_by: [id] }`: among rows with equal keys, the first stays.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeep {
+    pub order_by: Spanned<Vec<Spanned<String>>>,
 }
 
 /// `loose:` — the replacement that does the foreign key's duty while it is gone.

@@ -9,6 +9,9 @@ use super::{
     PlaybookError, Position, RollbackSettings, Safety,
 };
 use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef, MatchType};
+use crate::kinds::unique::definition::{
+    DedupeSettings, DuplicatePolicy, OrderColumn, UniqueDef, UniqueSpec,
+};
 use crate::sql::ident::{Ident, IdentError, QualifiedName};
 use serde_saphyr::{Location, Spanned};
 use std::collections::HashSet;
@@ -118,12 +121,36 @@ impl Checker<'_> {
     fn constraint(
         &self,
         raw: &Spanned<RawConstraint>,
-    ) -> Result<(ForeignKeyDef, ConstraintPositions), PlaybookError> {
+    ) -> Result<(ForeignKeyDef, ConstraintPositions, Option<UniqueDef>), PlaybookError> {
         let c = &raw.value;
+        if let Some(kind) = &c.kind {
+            match kind.value.as_str() {
+                "foreign_key" => {}
+                "unique" => return self.unique_constraint(raw),
+                other => {
+                    return self.error(
+                        kind.referenced,
+                        format!("constraint.kind: unknown kind {other:?}; expected foreign_key (the default) or unique"),
+                    )
+                }
+            }
+        }
+        if let Some(n) = &c.nulls_not_distinct {
+            return self.error(
+                n.referenced,
+                "constraint.nulls_not_distinct: only a unique constraint has it; add `kind: unique`, or remove it for a foreign key",
+            );
+        }
+        let Some(references) = &c.references else {
+            return self.error(
+                raw.referenced,
+                "constraint: missing field `references` (the table and columns the foreign key points to); for a unique constraint write `kind: unique`",
+            );
+        };
         let name = self.ident("constraint.name", &c.name)?;
         let table = self.qualified("constraint.table", &c.table)?;
         let (columns, column_positions) = self.columns("constraint.columns", &c.columns)?;
-        let refs = &c.references.value;
+        let refs = &references.value;
         let ref_table = self.qualified("constraint.references.table", &refs.table)?;
         let (ref_columns, ref_positions) =
             self.columns("constraint.references.columns", &refs.columns)?;
@@ -174,8 +201,81 @@ impl Checker<'_> {
                 .initially_deferred
                 .as_ref()
                 .map(|v| position(v.referenced)),
+            nulls_not_distinct: None,
         };
-        Ok((fk, positions))
+        Ok((fk, positions, None))
+    }
+
+    /// `kind: unique`: name, table, columns, nulls_not_distinct, deferrable.
+    /// The foreign-key fields are refused where they are written. The
+    /// returned foreign key only carries the shared name, table and columns
+    /// (it references its own table); commands read the unique definition.
+    fn unique_constraint(
+        &self,
+        raw: &Spanned<RawConstraint>,
+    ) -> Result<(ForeignKeyDef, ConstraintPositions, Option<UniqueDef>), PlaybookError> {
+        let c = &raw.value;
+        let fk_only = [
+            ("references", c.references.as_ref().map(|r| r.referenced)),
+            ("on_delete", c.on_delete.as_ref().map(|r| r.referenced)),
+            ("on_update", c.on_update.as_ref().map(|r| r.referenced)),
+            ("match", c.match_type.as_ref().map(|r| r.referenced)),
+        ];
+        if let Some((field, Some(at))) = fk_only.iter().find(|(_, at)| at.is_some()) {
+            return self.error(
+                *at,
+                format!("constraint.{field}: a unique constraint has no {field} (only a foreign key does); remove it, or drop `kind: unique`"),
+            );
+        }
+        let name = self.ident("constraint.name", &c.name)?;
+        let table = self.qualified("constraint.table", &c.table)?;
+        let (columns, column_positions) = self.columns("constraint.columns", &c.columns)?;
+        let deferrable = c.deferrable.as_ref().is_some_and(|d| d.value);
+        let initially_deferred = c.initially_deferred.as_ref().is_some_and(|d| d.value);
+        if let Some(d) = &c.initially_deferred {
+            if d.value && !deferrable {
+                return self.error(d.referenced, "constraint.initially_deferred: a constraint can only be initially deferred if it is deferrable: add `deferrable: true`");
+            }
+        }
+        let unique = UniqueDef {
+            name: name.clone(),
+            table: table.clone(),
+            columns: columns.clone(),
+            nulls_not_distinct: c.nulls_not_distinct.as_ref().is_some_and(|n| n.value),
+            deferrable,
+            initially_deferred,
+        };
+        let fk = ForeignKeyDef {
+            name,
+            ref_table: table.clone(),
+            table,
+            ref_columns: columns.clone(),
+            columns,
+            on_delete: FkAction::NoAction,
+            on_update: FkAction::NoAction,
+            match_type: MatchType::Simple,
+            deferrable,
+            initially_deferred,
+        };
+        let positions = ConstraintPositions {
+            block: position(raw.referenced),
+            name: position(c.name.referenced),
+            table: position(c.table.referenced),
+            ref_table: position(c.table.referenced),
+            ref_columns: column_positions.clone(),
+            columns: column_positions,
+            deferrable: c.deferrable.as_ref().map(|v| position(v.referenced)),
+            initially_deferred: c
+                .initially_deferred
+                .as_ref()
+                .map(|v| position(v.referenced)),
+            nulls_not_distinct: c
+                .nulls_not_distinct
+                .as_ref()
+                .map(|v| position(v.referenced)),
+            ..ConstraintPositions::default()
+        };
+        Ok((fk, positions, Some(unique)))
     }
 
     fn match_type(&self, value: &Option<Spanned<String>>) -> Result<MatchType, PlaybookError> {
@@ -330,12 +430,19 @@ impl Checker<'_> {
         &self,
         raw: &Option<Spanned<RawRollback>>,
     ) -> Result<RollbackSettings, PlaybookError> {
-        let defaults = RawRollback {
-            orphans: None,
-            batch_size: None,
-            max_orphans: None,
-        };
+        let defaults = RawRollback::default();
         let r = raw.as_ref().map(|r| &r.value).unwrap_or(&defaults);
+        let unique_only = [
+            ("duplicates", r.duplicates.as_ref().map(|v| v.referenced)),
+            ("keep", r.keep.as_ref().map(|v| v.referenced)),
+            (
+                "max_duplicates",
+                r.max_duplicates.as_ref().map(|v| v.referenced),
+            ),
+        ];
+        if let Some((field, Some(at))) = unique_only.iter().find(|(_, at)| at.is_some()) {
+            return self.error(*at, format!("rollback.{field}: only a unique constraint (kind: unique) has duplicates; a foreign key's rollback purges orphans (rollback.orphans)"));
+        }
         let orphans = match &r.orphans {
             None => OrphanPolicy::ArchiveDelete,
             Some(p) => match p.value.as_str() {
@@ -356,6 +463,84 @@ impl Checker<'_> {
             batch_size,
             max_orphans: r.max_orphans.as_ref().map_or(100_000, |m| m.value),
         })
+    }
+
+    /// A unique constraint's rollback: its duplicates' policy, which row
+    /// of equal keys stays, batch size and limit.
+    fn dedupe(
+        &self,
+        raw: &Option<Spanned<RawRollback>>,
+        constraint_block: Location,
+    ) -> Result<DedupeSettings, PlaybookError> {
+        let defaults = RawRollback::default();
+        let r = raw.as_ref().map(|r| &r.value).unwrap_or(&defaults);
+        let fk_only = [
+            ("orphans", r.orphans.as_ref().map(|v| v.referenced)),
+            ("max_orphans", r.max_orphans.as_ref().map(|v| v.referenced)),
+        ];
+        if let Some((field, Some(at))) = fk_only.iter().find(|(_, at)| at.is_some()) {
+            return self.error(*at, format!("rollback.{field}: a unique constraint has no orphans; say what happens to duplicate rows with rollback.duplicates (archive-delete or abort) and rollback.max_duplicates"));
+        }
+        let duplicates = match &r.duplicates {
+            None => DuplicatePolicy::ArchiveDelete,
+            Some(p) => match p.value.as_str() {
+                "archive-delete" => DuplicatePolicy::ArchiveDelete,
+                "abort" => DuplicatePolicy::Abort,
+                other => return self.error(p.referenced, format!("rollback.duplicates: unknown policy {other:?}; expected archive-delete or abort")),
+            },
+        };
+        let keep_order_by = match &r.keep {
+            Some(keep) => self.order_by(&keep.value.order_by)?,
+            None if duplicates == DuplicatePolicy::Abort => Vec::new(),
+            None => {
+                let at = raw.as_ref().map_or(constraint_block, |r| r.referenced);
+                return self.error(at, "rollback.keep: say which row of each group of duplicates stays, e.g. keep: { order_by: [id] } (the first by that order stays; -column sorts descending), or use duplicates: abort");
+            }
+        };
+        let batch_size = r.batch_size.as_ref().map_or(1000, |b| b.value);
+        if let Some(b) = &r.batch_size {
+            if b.value == 0 || b.value > 1_000_000 {
+                return self.error(b.referenced, "rollback.batch_size: must be between 1 and 1000000 (small batches keep row locks brief)");
+            }
+        }
+        Ok(DedupeSettings {
+            duplicates,
+            keep_order_by,
+            batch_size,
+            max_duplicates: r.max_duplicates.as_ref().map_or(100_000, |m| m.value),
+        })
+    }
+
+    /// `order_by: [id, -created_at]`: a leading `-` sorts that column descending.
+    fn order_by(
+        &self,
+        list: &Spanned<Vec<Spanned<String>>>,
+    ) -> Result<Vec<OrderColumn>, PlaybookError> {
+        if list.value.is_empty() {
+            return self.error(
+                list.referenced,
+                "rollback.keep.order_by: at least one column is required",
+            );
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for item in &list.value {
+            let text = item.value.trim();
+            let (descending, name) = match text.strip_prefix('-') {
+                Some(rest) => (true, rest.trim_start()),
+                None => (false, text),
+            };
+            let column = Ident::parse(name)
+                .or_else(|e| self.error(item.referenced, format!("rollback.keep.order_by: {e}")))?;
+            if !seen.insert(column.clone()) {
+                return self.error(
+                    item.referenced,
+                    format!("rollback.keep.order_by: column {column} is listed twice"),
+                );
+            }
+            out.push(OrderColumn { column, descending });
+        }
+        Ok(out)
     }
 
     fn loose(
@@ -471,7 +656,28 @@ impl Checker<'_> {
             }
             links.push(l.to_string());
         }
-        let (constraint, positions) = self.constraint(&raw.constraint)?;
+        let (constraint, positions, unique_def) = self.constraint(&raw.constraint)?;
+        let unique = match unique_def {
+            None => None,
+            Some(def) => {
+                if let Some(l) = &raw.loose {
+                    return self.error(l.referenced, "loose: the loose replacement stands in for a foreign key's actions; a unique constraint has none (remove loose:)");
+                }
+                Some(UniqueSpec {
+                    def,
+                    rollback: self.dedupe(&raw.rollback, raw.constraint.referenced)?,
+                })
+            }
+        };
+        let fk_rollback = if unique.is_some() {
+            RollbackSettings {
+                orphans: OrphanPolicy::Abort,
+                batch_size: unique.as_ref().map_or(1000, |u| u.rollback.batch_size),
+                max_orphans: 0,
+            }
+        } else {
+            self.rollback(&raw.rollback)?
+        };
         Ok(Playbook {
             path: self.path.to_path_buf(),
             version: SUPPORTED_VERSION,
@@ -481,7 +687,8 @@ impl Checker<'_> {
             constraint,
             environments: self.environments(&raw.environments)?,
             safety: self.safety(&raw.safety)?,
-            rollback: self.rollback(&raw.rollback)?,
+            rollback: fk_rollback,
+            unique,
             loose: self.loose(&raw.loose)?,
             journal_schema: match &raw.journal {
                 None => Ident::from_catalog(crate::kinds::foreign_key::repair::DEFAULT_SCHEMA),

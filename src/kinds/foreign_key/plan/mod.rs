@@ -23,14 +23,14 @@ use crate::playbook::{duration, OrphanPolicy, Playbook};
 use leaves::{RollbackPath, PARTITIONED_NOT_VALID_VERSION};
 use restore::ColumnPlan;
 
-pub(super) fn lock(relation: &str, mode: LockMode) -> Lock {
+pub(crate) fn lock(relation: &str, mode: LockMode) -> Lock {
     Lock {
         relation: relation.to_string(),
         mode,
     }
 }
 
-pub(super) fn timeouts(playbook: &Playbook) -> Vec<String> {
+pub(crate) fn timeouts(playbook: &Playbook) -> Vec<String> {
     vec![
         format!(
             "SET LOCAL lock_timeout = '{}'",
@@ -156,7 +156,7 @@ impl<'a> Planner<'a> {
     }
 }
 
-pub(super) fn step(kind: StepKind, title: &str, why: &str) -> Step {
+pub(crate) fn step(kind: StepKind, title: &str, why: &str) -> Step {
     Step {
         number: 0,
         id: kind.id(),
@@ -197,7 +197,7 @@ pub(super) fn add_not_valid(
 
 /// Catalog-only DDL in its own transaction under the short lock and statement
 /// timeouts, rolled back, backed off and retried on a lock timeout.
-pub(super) fn short_ddl(step: &mut Step, playbook: &Playbook, ddl: Vec<String>, locks: Vec<Lock>) {
+pub(crate) fn short_ddl(step: &mut Step, playbook: &Playbook, ddl: Vec<String>, locks: Vec<Lock>) {
     step.transaction = true;
     step.statements = timeouts(playbook);
     step.statements.extend(ddl);

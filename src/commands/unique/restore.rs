@@ -1,0 +1,160 @@
+//! `fkctl restore` for a unique constraint: a rollback's archived duplicates
+//! go back where no live row has their key; the others stay archived and
+//! are named.
+
+use super::{run_step, Session};
+use crate::error::{Error, Result};
+use crate::execute::{guard, interrupt, BindValues};
+use crate::journal::Journal;
+use crate::kinds::unique::catalog::insertable_columns;
+use crate::kinds::unique::plan::{restore_plan, Observed};
+use crate::kinds::unique::repair;
+use crate::kinds::unique::violations::DuplicateQuery;
+use crate::pg::Cell;
+use crate::tui;
+use std::path::Path;
+
+pub fn run(
+    path: &Path,
+    env: &str,
+    dsn: &[(String, String)],
+    run_id: &str,
+    yes: bool,
+) -> Result<()> {
+    if !yes && !tui::interactive() {
+        return Err(Error::usage(
+            "fkctl restore asks before it changes anything, but there is no terminal to ask on",
+        )
+        .next("pass --yes"));
+    }
+    interrupt::install();
+    let mut session = Session::open(path, env, dsn)?;
+    let env = session.env().to_string();
+    restore_in(&mut session, run_id, yes).map_err(|e| super::super::label(e, &env, "restore"))
+}
+
+fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
+    let env = session.env().to_string();
+    let playbook = session.playbook.clone();
+    guard::lock_change(
+        &mut session.client,
+        &playbook.change,
+        &playbook.constraint,
+        &env,
+    )?;
+    let inspection = session.inspect("pre-checks")?;
+    let def = session.spec.def.clone();
+    let query = DuplicateQuery::new(&def, inspection.table.partitioned);
+    let schema = &playbook.journal_schema;
+    if !Journal::new(schema).exists(&mut session.client)? {
+        crate::say!("  {env} has no fkctl archive (schema {schema}): nothing to restore");
+        return Ok(());
+    }
+    let left_sql = repair::archived_left_sql(&query, schema);
+    let before: i64 =
+        crate::pg::query_scalar(&mut session.client, &left_sql, &[&run_id]).map_err(|e| {
+            e.with("environment", env.as_str())
+                .next("is the run id right? fkctl status lists the runs")
+        })?;
+    if before == 0 {
+        crate::say!(
+            "  run {run_id} has no archived duplicates of {} on {env}: nothing to restore",
+            def.name
+        );
+        return Ok(());
+    }
+    if !yes
+        && !tui::confirm(&format!(
+            "Put back the {before} archived duplicate(s) of run {run_id} that no longer collide?"
+        ))?
+    {
+        return Err(Error::declined("at your request; nothing was restored"));
+    }
+    let columns = insertable_columns(&mut session.client, &def.table)?;
+    let observed = Observed {
+        environment: &env,
+        inspection: &inspection,
+    };
+    let plan = restore_plan(&playbook, &def, &columns, Some(&observed));
+    let journal = Journal::new(schema);
+    journal.ensure(&mut session.client)?;
+    let run = journal.start_run(
+        &mut session.client,
+        &playbook.change,
+        "restore",
+        &env,
+        &playbook.constraint,
+    )?;
+    let (target, env_name) = session.engine();
+    let exec = super::executor(
+        &target,
+        &env_name,
+        &inspection,
+        playbook.safety.lock_retries,
+    )?;
+    let binds = BindValues {
+        run_id: &run.id,
+        change: &playbook.change,
+        constraint_name: def.name.as_str(),
+        restore_run_id: Some(run_id),
+    };
+    let mut moved = 0;
+    let result = (|| -> Result<()> {
+        for step in &plan.steps {
+            loop {
+                let outcome = run_step(&mut session.client, &exec, Some(&run), step, &binds)?;
+                let n: i64 = outcome
+                    .returned
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                moved += n;
+            }
+        }
+        Ok(())
+    })();
+    let after: i64 = crate::pg::query_scalar(&mut session.client, &left_sql, &[&run_id])?;
+    let message = format!(
+        "{moved} row(s) put back; {after} still archived (their key is taken by a live row)"
+    );
+    let finished = run.finish(
+        &mut session.client,
+        if result.is_ok() { "restored" } else { "failed" },
+        Some(&message),
+    );
+    result?;
+    finished?;
+    if before - after != moved {
+        return Err(Error::new(crate::error::Kind::FailedMidway, format!("the archive of run {run_id} went from {before} to {after} rows but {moved} went back; another restore may be running")).with("environment", env.as_str()));
+    }
+    crate::say!("{env}: {message}");
+    if after > 0 {
+        let sql = repair::colliding_sql(&query, schema);
+        let rows = session
+            .client
+            .query(sql.as_str(), &[&run_id])
+            .map_err(|e| Error::from_postgres(&e, &sql))?;
+        for r in rows {
+            let id: i64 = r.cell(0, &sql)?;
+            let key: Vec<Option<String>> = r.cell(1, &sql)?;
+            let key: Vec<String> = key
+                .into_iter()
+                .map(|k| k.unwrap_or_else(|| "NULL".into()))
+                .collect();
+            crate::say!(
+                "  cannot go back: archive id {id}, key ({}) is taken by a live row",
+                key.join(", ")
+            );
+        }
+        return Err(Error::precondition(format!(
+            "{after} archived row(s) of run {run_id} cannot go back: a live row has their key, and {} would refuse them",
+            def.name
+        ))
+        .with("environment", env.as_str())
+        .next("they stay in the archive (fkctl.archived_rows, action dedupe); decide which row of each key to keep, delete the live one if the archived one is right, and run restore again"));
+    }
+    Ok(())
+}
