@@ -189,7 +189,7 @@ fn two_demos_at_once_do_not_collide() {
     for (name, child) in [("first", first), ("other", other)] {
         let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
         assert!(out.status.success(), "{name}: {}", stderr(&out));
-        assert!(stdout(&out).contains("9/9 Your turn"), "{name}");
+        assert!(stdout(&out).contains("11/11 Your turn"), "{name}");
     }
     for prefix in [&a, &c] {
         let out = demo(&["--clean", "--prefix", prefix], &[]);
