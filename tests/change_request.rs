@@ -90,6 +90,23 @@ fn the_default_template_offline() {
     insta::assert_snapshot!("seed_offline", body);
 }
 
+/// A UNIQUE constraint's change request, offline (the shipped example).
+#[test]
+fn a_unique_constraint_offline() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/playbooks/unique-contacts-tenant-external-ref.yml"
+    );
+    let out = fkctl(&["change-request", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body = stdout(&out).replace(env!("CARGO_MANIFEST_DIR"), "[repo]");
+    assert!(
+        body.contains("UNIQUE NULLS NOT DISTINCT (tenant_id, external_ref)"),
+        "{body}"
+    );
+    insta::assert_snapshot!("unique_offline", body);
+}
+
 /// A fleet environment, offline: its rollout (canary, then waves) in the
 /// change steps.
 #[test]
