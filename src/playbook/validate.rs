@@ -33,6 +33,33 @@ fn position(location: Location) -> Position {
     }
 }
 
+/// Where each field of a foreign-key constraint block was written.
+fn foreign_key_positions(
+    raw: &Spanned<RawConstraint>,
+    ref_table: Location,
+    columns: Vec<Position>,
+    ref_columns: Vec<Position>,
+) -> ConstraintPositions {
+    let c = &raw.value;
+    ConstraintPositions {
+        block: position(raw.referenced),
+        name: position(c.name.referenced),
+        table: position(c.table.referenced),
+        columns,
+        ref_table: position(ref_table),
+        ref_columns,
+        on_delete: c.on_delete.as_ref().map(|v| position(v.referenced)),
+        on_update: c.on_update.as_ref().map(|v| position(v.referenced)),
+        match_type: c.match_type.as_ref().map(|v| position(v.referenced)),
+        deferrable: c.deferrable.as_ref().map(|v| position(v.referenced)),
+        initially_deferred: c
+            .initially_deferred
+            .as_ref()
+            .map(|v| position(v.referenced)),
+        nulls_not_distinct: None,
+    }
+}
+
 impl Checker<'_> {
     fn error<T>(&self, location: Location, message: impl Into<String>) -> Result<T, PlaybookError> {
         Err(PlaybookError {
@@ -186,23 +213,8 @@ impl Checker<'_> {
             deferrable,
             initially_deferred,
         };
-        let positions = ConstraintPositions {
-            block: position(raw.referenced),
-            name: position(c.name.referenced),
-            table: position(c.table.referenced),
-            columns: column_positions,
-            ref_table: position(refs.table.referenced),
-            ref_columns: ref_positions,
-            on_delete: c.on_delete.as_ref().map(|v| position(v.referenced)),
-            on_update: c.on_update.as_ref().map(|v| position(v.referenced)),
-            match_type: c.match_type.as_ref().map(|v| position(v.referenced)),
-            deferrable: c.deferrable.as_ref().map(|v| position(v.referenced)),
-            initially_deferred: c
-                .initially_deferred
-                .as_ref()
-                .map(|v| position(v.referenced)),
-            nulls_not_distinct: None,
-        };
+        let positions =
+            foreign_key_positions(raw, refs.table.referenced, column_positions, ref_positions);
         Ok((fk, positions, None))
     }
 

@@ -6,6 +6,7 @@ use super::{refuse_mismatch, run_step, Session};
 use crate::error::{Error, Result};
 use crate::execute::{guard, interrupt, BindValues};
 use crate::journal::Journal;
+use crate::kinds::unique::definition::UniqueDef;
 use crate::kinds::unique::observed::{UniqueInspection, UniqueLookup};
 use crate::kinds::unique::plan::{drop_plan, Observed};
 use crate::plan::StepKind;
@@ -164,19 +165,7 @@ fn drop_in(
         return Ok(());
     }
     refuse(&session, &inspection)?;
-    if let Some(live) = inspection.live() {
-        crate::say!(
-            "  constraint: {} on {} ({}), index {}",
-            def.name,
-            def.table,
-            live.definition,
-            live.index_name
-        );
-    }
-    crate::say!(
-        "  {}",
-        super::read::sessions_text(&inspection.sessions).trim_end()
-    );
+    describe(&inspection, &def);
     let observed = Observed {
         environment: &env,
         inspection: &inspection,
@@ -198,6 +187,36 @@ fn drop_in(
             def.name
         )));
     }
+    journaled(&mut session, &inspection, &plan.steps, out_of_order)
+}
+
+/// The live constraint and the sessions on its table, before the plan.
+fn describe(inspection: &UniqueInspection, def: &UniqueDef) {
+    if let Some(live) = inspection.live() {
+        crate::say!(
+            "  constraint: {} on {} ({}), index {}",
+            def.name,
+            def.table,
+            live.definition,
+            live.index_name
+        );
+    }
+    crate::say!(
+        "  {}",
+        super::read::sessions_text(&inspection.sessions).trim_end()
+    );
+}
+
+/// The plan's steps under a journal run, which records why the order was
+/// overridden and how the drop ended.
+fn journaled(
+    session: &mut Session,
+    inspection: &UniqueInspection,
+    plan_steps: &[crate::plan::Step],
+    out_of_order: Option<&str>,
+) -> Result<()> {
+    let env = session.env().to_string();
+    let playbook = session.playbook.clone();
     let journal = Journal::new(&playbook.journal_schema);
     journal.ensure(&mut session.client)?;
     let run = journal.start_run(
@@ -213,7 +232,7 @@ fn drop_in(
             &format!("out of order (--out-of-order): {reason}"),
         )?;
     }
-    let result = steps(&mut session, &inspection, &plan.steps, &run);
+    let result = steps(session, inspection, plan_steps, &run);
     let (outcome, message) = match &result {
         Ok(()) => ("dropped", None),
         Err(e) => ("failed", Some(e.to_string())),

@@ -4,13 +4,16 @@
 
 use super::{run_step, Session};
 use crate::error::{Error, Result};
-use crate::execute::{guard, interrupt, BindValues};
-use crate::journal::Journal;
+use crate::execute::{guard, interrupt, BindValues, Executor};
+use crate::journal::{Journal, Run};
 use crate::kinds::unique::catalog::insertable_columns;
+use crate::kinds::unique::definition::UniqueDef;
+use crate::kinds::unique::observed::UniqueInspection;
 use crate::kinds::unique::plan::{restore_plan, Observed};
 use crate::kinds::unique::repair;
 use crate::kinds::unique::violations::DuplicateQuery;
 use crate::pg::Cell;
+use crate::plan::Step;
 use crate::tui;
 use std::path::Path;
 
@@ -70,13 +73,35 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
     {
         return Err(Error::declined("at your request; nothing was restored"));
     }
+    let (moved, after, message) = put_back(session, &def, &inspection, run_id, &left_sql)?;
+    if before - after != moved {
+        return Err(Error::new(crate::error::Kind::FailedMidway, format!("the archive of run {run_id} went from {before} to {after} rows but {moved} went back; another restore may be running")).with("environment", env.as_str()));
+    }
+    crate::say!("{env}: {message}");
+    if after > 0 {
+        return still_archived(session, &query, &def, run_id, after);
+    }
+    Ok(())
+}
+
+/// Runs the restore plan under a journal run: the rows moved, the rows
+/// still archived afterwards, and the run's closing message.
+fn put_back(
+    session: &mut Session,
+    def: &UniqueDef,
+    inspection: &UniqueInspection,
+    run_id: &str,
+    left_sql: &str,
+) -> Result<(i64, i64, String)> {
+    let env = session.env().to_string();
+    let playbook = session.playbook.clone();
     let columns = insertable_columns(&mut session.client, &def.table)?;
     let observed = Observed {
         environment: &env,
-        inspection: &inspection,
+        inspection,
     };
-    let plan = restore_plan(&playbook, &def, &columns, Some(&observed));
-    let journal = Journal::new(schema);
+    let plan = restore_plan(&playbook, def, &columns, Some(&observed));
+    let journal = Journal::new(&playbook.journal_schema);
     journal.ensure(&mut session.client)?;
     let run = journal.start_run(
         &mut session.client,
@@ -86,12 +111,7 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
         &playbook.constraint,
     )?;
     let (target, env_name) = session.engine();
-    let exec = super::executor(
-        &target,
-        &env_name,
-        &inspection,
-        playbook.safety.lock_retries,
-    )?;
+    let exec = super::executor(&target, &env_name, inspection, playbook.safety.lock_retries)?;
     let binds = BindValues {
         run_id: &run.id,
         change: &playbook.change,
@@ -99,24 +119,8 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
         restore_run_id: Some(run_id),
     };
     let mut moved = 0;
-    let result = (|| -> Result<()> {
-        for step in &plan.steps {
-            loop {
-                let outcome = run_step(&mut session.client, &exec, Some(&run), step, &binds)?;
-                let n: i64 = outcome
-                    .returned
-                    .as_deref()
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                moved += n;
-            }
-        }
-        Ok(())
-    })();
-    let after: i64 = crate::pg::query_scalar(&mut session.client, &left_sql, &[&run_id])?;
+    let result = run_steps(session, &exec, &run, &plan.steps, &binds, &mut moved);
+    let after: i64 = crate::pg::query_scalar(&mut session.client, left_sql, &[&run_id])?;
     let message = format!(
         "{moved} row(s) put back; {after} still archived (their key is taken by a live row)"
     );
@@ -127,34 +131,67 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
     );
     result?;
     finished?;
-    if before - after != moved {
-        return Err(Error::new(crate::error::Kind::FailedMidway, format!("the archive of run {run_id} went from {before} to {after} rows but {moved} went back; another restore may be running")).with("environment", env.as_str()));
-    }
-    crate::say!("{env}: {message}");
-    if after > 0 {
-        let sql = repair::colliding_sql(&query, schema);
-        let rows = session
-            .client
-            .query(sql.as_str(), &[&run_id])
-            .map_err(|e| Error::from_postgres(&e, &sql))?;
-        for r in rows {
-            let id: i64 = r.cell(0, &sql)?;
-            let key: Vec<Option<String>> = r.cell(1, &sql)?;
-            let key: Vec<String> = key
-                .into_iter()
-                .map(|k| k.unwrap_or_else(|| "NULL".into()))
-                .collect();
-            crate::say!(
-                "  cannot go back: archive id {id}, key ({}) is taken by a live row",
-                key.join(", ")
-            );
+    Ok((moved, after, message))
+}
+
+/// Each step runs until it moves no more rows; `moved` counts them even
+/// when a step fails, so the journal records what did go back.
+fn run_steps(
+    session: &mut Session,
+    exec: &Executor<'_>,
+    run: &Run,
+    steps: &[Step],
+    binds: &BindValues<'_>,
+    moved: &mut i64,
+) -> Result<()> {
+    for step in steps {
+        loop {
+            let outcome = run_step(&mut session.client, exec, Some(run), step, binds)?;
+            let n: i64 = outcome
+                .returned
+                .as_deref()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            *moved += n;
         }
-        return Err(Error::precondition(format!(
-            "{after} archived row(s) of run {run_id} cannot go back: a live row has their key, and {} would refuse them",
-            def.name
-        ))
-        .with("environment", env.as_str())
-        .next("they stay in the archive (fkctl.archived_rows, action dedupe); decide which row of each key to keep, delete the live one if the archived one is right, and run restore again"));
     }
     Ok(())
+}
+
+/// Names each archived row whose key a live row holds, then refuses.
+fn still_archived(
+    session: &mut Session,
+    query: &DuplicateQuery,
+    def: &UniqueDef,
+    run_id: &str,
+    after: i64,
+) -> Result<()> {
+    let env = session.env().to_string();
+    let schema = &session.playbook.journal_schema;
+    let sql = repair::colliding_sql(query, schema);
+    let rows = session
+        .client
+        .query(sql.as_str(), &[&run_id])
+        .map_err(|e| Error::from_postgres(&e, &sql))?;
+    for r in rows {
+        let id: i64 = r.cell(0, &sql)?;
+        let key: Vec<Option<String>> = r.cell(1, &sql)?;
+        let key: Vec<String> = key
+            .into_iter()
+            .map(|k| k.unwrap_or_else(|| "NULL".into()))
+            .collect();
+        crate::say!(
+            "  cannot go back: archive id {id}, key ({}) is taken by a live row",
+            key.join(", ")
+        );
+    }
+    Err(Error::precondition(format!(
+        "{after} archived row(s) of run {run_id} cannot go back: a live row has their key, and {} would refuse them",
+        def.name
+    ))
+    .with("environment", env.as_str())
+    .next("they stay in the archive (fkctl.archived_rows, action dedupe); decide which row of each key to keep, delete the live one if the archived one is right, and run restore again"))
 }

@@ -202,16 +202,7 @@ fn rollback_in(session: &mut Session, options: &Options) -> Result<Summary> {
             ..Summary::default()
         });
     }
-    for note in &plan.notes {
-        crate::say!("  note: {note}");
-    }
-    for step in plan
-        .steps
-        .iter()
-        .filter(|s| s.status == crate::plan::Status::Pending)
-    {
-        crate::say!("{}", super::super::step_text(step));
-    }
+    print_pending(&plan);
     if !yes
         && !tui::confirm(&format!(
             "Restore {} on {env} now (dedupe, concurrent build, add)?",
@@ -222,31 +213,7 @@ fn rollback_in(session: &mut Session, options: &Options) -> Result<Summary> {
             "at your request; nothing was changed on {env}"
         )));
     }
-    let journal = Journal::new(&playbook.journal_schema);
-    journal.ensure(&mut session.client)?;
-    let run = journal.start_run(
-        &mut session.client,
-        &playbook.change,
-        "rollback",
-        &env,
-        &playbook.constraint,
-    )?;
-    let result = Rollback {
-        session,
-        inspection: &inspection,
-        def: &def,
-        plan: &plan,
-        run: &run,
-        yes,
-    }
-    .steps();
-    let (outcome, message) = match &result {
-        Ok(done) => ("restored", Some(done.message())),
-        Err(e) => ("failed", Some(e.to_string())),
-    };
-    let finished = run.finish(&mut session.client, outcome, message.as_deref());
-    let done = result?;
-    finished?;
+    let (done, run_id) = journaled(session, &inspection, &def, &plan, yes)?;
     let after = session.inspect("read back")?;
     read_back(session, &after, &def, snapshot.as_deref())?;
     crate::say!("{env}: {}", done.message());
@@ -261,8 +228,61 @@ fn rollback_in(session: &mut Session, options: &Options) -> Result<Summary> {
         duplicates_found: done.found,
         rows_archived: done.archived,
         rounds: done.rounds,
-        run_id: Some(run.id.clone()),
+        run_id: Some(run_id),
     })
+}
+
+/// The plan's notes and the steps still to run.
+fn print_pending(plan: &Plan) {
+    for note in &plan.notes {
+        crate::say!("  note: {note}");
+    }
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| s.status == crate::plan::Status::Pending)
+    {
+        crate::say!("{}", super::super::step_text(step));
+    }
+}
+
+/// The rollback's steps under a journal run, which records how they ended;
+/// returns what they did and the run's id.
+fn journaled(
+    session: &mut Session,
+    inspection: &UniqueInspection,
+    def: &UniqueDef,
+    plan: &Plan,
+    yes: bool,
+) -> Result<(Done, String)> {
+    let env = session.env().to_string();
+    let playbook = session.playbook.clone();
+    let journal = Journal::new(&playbook.journal_schema);
+    journal.ensure(&mut session.client)?;
+    let run = journal.start_run(
+        &mut session.client,
+        &playbook.change,
+        "rollback",
+        &env,
+        &playbook.constraint,
+    )?;
+    let result = Rollback {
+        session,
+        inspection,
+        def,
+        plan,
+        run: &run,
+        yes,
+    }
+    .steps();
+    let (outcome, message) = match &result {
+        Ok(done) => ("restored", Some(done.message())),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    let finished = run.finish(&mut session.client, outcome, message.as_deref());
+    let done = result?;
+    finished?;
+    Ok((done, run.id.clone()))
 }
 
 /// What the rollback's steps did.
