@@ -161,8 +161,8 @@ fn two_demos_at_once_do_not_collide() {
             .unwrap_or_else(|e| panic!("{e}"))
     };
     let (a, c) = (
-        format!("fkctl_demo_a{}", std::process::id()),
-        format!("fkctl_demo_c{}", std::process::id()),
+        format!("fkctl_demo_p{}", std::process::id()),
+        format!("fkctl_demo_q{}", std::process::id()),
     );
     let first = spawn(&a);
     let other = spawn(&c);

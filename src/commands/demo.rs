@@ -84,34 +84,40 @@ impl SandboxLock {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("demo.lock");
+        // Written whole under another name, then linked into place: a
+        // second demo never reads a lock file without its holder's pid.
+        let mine = dir.join(format!("demo.lock.{}", std::process::id()));
+        std::fs::write(&mine, std::process::id().to_string())
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", mine.display())))?;
+        let taken = SandboxLock::link(&mine, &path);
+        let _ = std::fs::remove_file(&mine);
+        taken
+    }
+
+    fn link(mine: &Path, path: &Path) -> Result<SandboxLock> {
         for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    let _ = write!(f, "{}", std::process::id());
-                    return Ok(SandboxLock { path });
-                }
-                Err(_) => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let alive = holder
-                        .trim()
-                        .parse::<u32>()
-                        .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-                    if alive {
-                        return Err(Error::precondition(format!(
-                            "another fkctl demo (pid {}) is using the sandbox {}",
-                            holder.trim(),
-                            prefix()
-                        ))
-                        .next("wait for it to finish, or give this one its own: fkctl demo --prefix NAME"));
-                    }
-                    let _ = std::fs::remove_file(&path);
-                }
+            if std::fs::hard_link(mine, path).is_ok() {
+                return Ok(SandboxLock {
+                    path: path.to_path_buf(),
+                });
             }
+            let holder = std::fs::read_to_string(path).unwrap_or_default();
+            let alive = holder
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if alive {
+                return Err(Error::precondition(format!(
+                    "another fkctl demo (pid {}) is using the sandbox {}",
+                    holder.trim(),
+                    prefix()
+                ))
+                .next(
+                    "wait for it to finish, or give this one its own: fkctl demo --prefix NAME",
+                ));
+            }
+            // Its demo is gone: the lock is stale.
+            let _ = std::fs::remove_file(path);
         }
         Err(Error::internal(format!(
             "cannot take the demo's lock file {}",
@@ -277,7 +283,10 @@ fn clean_sandbox(remove_dir: bool) -> Result<()> {
             .map_err(|e| Error::internal(format!("cannot read {}: {e}", dir.display())))?;
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.file_name().is_some_and(|n| n == "demo.lock") {
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("demo.lock"))
+            {
                 continue;
             }
             let removed = if path.is_dir() {
