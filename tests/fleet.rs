@@ -157,6 +157,7 @@ fn a_drifted_last_target_is_left_alone_rerun_finishes_and_one_rollback_restores_
     assert!(out.status.success(), "{}", both(&out));
     let doc: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert_eq!(doc["schema_version"], 1, "{doc}");
     let targets = doc
         .pointer("/environments/0/targets/targets")
         .and_then(|t| t.as_array())

@@ -161,6 +161,14 @@ fn the_drop_installs_it_cleanup_does_the_cascade_archived_and_counters_add_up() 
     );
     assert_eq!(sample(&text, "fkctl_loose_pending_deletions"), 0.0);
 
+    // Its JSON summary, with the schema version every document carries.
+    let out = cleanup(&s, &["--output", "json"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert_eq!(doc["schema_version"], 1, "{doc}");
+    assert_eq!(doc["keys_done"], 0, "nothing left to do: {doc}");
+
     // A second run adds to the counters kept in the database.
     add_families(db, 200_001, 10, 3);
     exec(
@@ -178,7 +186,7 @@ fn the_drop_installs_it_cleanup_does_the_cascade_archived_and_counters_add_up() 
         sample(&text, "fkctl_loose_processed_deletions_total"),
         160.0
     );
-    assert_eq!(sample(&text, "fkctl_loose_runs_total"), 2.0);
+    assert_eq!(sample(&text, "fkctl_loose_runs_total"), 3.0, "three runs, the JSON one included");
 
     // The rollback drains, restores the FK, and removes the replacement.
     let out = s.run(&["rollback", &pb, "--env", "staging", "--yes"]);
