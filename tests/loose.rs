@@ -186,7 +186,11 @@ fn the_drop_installs_it_cleanup_does_the_cascade_archived_and_counters_add_up() 
         sample(&text, "fkctl_loose_processed_deletions_total"),
         160.0
     );
-    assert_eq!(sample(&text, "fkctl_loose_runs_total"), 3.0, "three runs, the JSON one included");
+    assert_eq!(
+        sample(&text, "fkctl_loose_runs_total"),
+        3.0,
+        "three runs, the JSON one included"
+    );
 
     // The rollback drains, restores the FK, and removes the replacement.
     let out = s.run(&["rollback", &pb, "--env", "staging", "--yes"]);
