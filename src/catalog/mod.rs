@@ -117,12 +117,33 @@ const SETTINGS_SQL: &str = "\
 SELECT current_setting('server_version'), current_setting('server_version_num')::int4, current_database()::text,
        (SELECT setting::int8 FROM pg_catalog.pg_settings WHERE name = 'deadlock_timeout')";
 
+/// How much of the database an inspection reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// What counting orphans needs: the tables, the constraint and its
+    /// operators. The rest of the inspection is left empty: for the census
+    /// (`fkctl orphans`) and "is the constraint gone there" checks only.
+    Census,
+    /// Everything plans and refusals read.
+    Full,
+}
+
 /// Reads everything about the playbook's constraint, in one snapshot.
-// Long because it reads each fact of the inspection, one after another, in one snapshot.
 pub fn inspect(
     client: &mut postgres::Client,
     playbook: &Playbook,
     environment: &str,
+) -> Result<Inspection> {
+    inspect_to(client, playbook, environment, Depth::Full)
+}
+
+/// Reads the playbook's constraint to `depth`, in one snapshot.
+// Long because it reads each fact of the inspection, one after another, in one snapshot.
+pub fn inspect_to(
+    client: &mut postgres::Client,
+    playbook: &Playbook,
+    environment: &str,
+    depth: Depth,
 ) -> Result<Inspection> {
     // A unique playbook's `constraint` only carries the shared fields: the
     // foreign-key paths must never act on it (commands::unique runs those).
@@ -172,46 +193,61 @@ pub fn inspect(
         parent_columns: &parent_columns,
     };
     let orphan_query = orphan_query(&mut tx, playbook, environment, &server, &keys, &lookup)?;
-    let referencing_child = dependents::referencing(&mut tx, child.oid)?;
-    let cascade = cascade::tree(&mut tx, server.version_num, child.oid, &fk.table)?;
-    let attnums: Vec<i16> = child_columns.iter().map(|c| c.attnum).collect();
-    let child_indexes = indexes::on_columns(&mut tx, child.oid, &attnums)?;
-    let child_identity = relations::row_identity(&mut tx, child.oid)?;
-    let leaves = if child.partitioned {
-        partitions::leaves(&mut tx, server.version_num, child.oid, parent.oid, fk)?
-    } else {
-        Vec::new()
-    };
     let watched = relation_family(&mut tx, &[&fk.table, &fk.ref_table])?;
-    let sessions = activity::sessions(&mut tx, &watched, LONG_TRANSACTION_S)?;
-    let loose_objects = crate::kinds::foreign_key::loose::plan::objects(playbook);
-    let loose = loose::read(&mut tx, &loose_objects, parent.oid)?;
-    let citus_tables = citus_tables(&mut tx, &watched)?;
-    let all_tables_publications = query(&mut tx, ALL_TABLES_PUBLICATIONS_SQL, &[])?
-        .iter()
-        .map(|r| r.cell::<String>(0, ALL_TABLES_PUBLICATIONS_SQL))
-        .collect::<Result<Vec<_>>>()?;
-    tx.commit()
-        .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
-    Ok(Inspection {
+    let mut inspection = Inspection {
         server,
         child,
         parent,
         child_columns,
         parent_columns,
         constraint: lookup,
-        referencing_child,
-        cascade,
-        child_indexes,
-        child_identity,
-        leaves,
-        sessions,
+        referencing_child: Vec::new(),
+        cascade: Default::default(),
+        child_indexes: Vec::new(),
+        child_identity: None,
+        leaves: Vec::new(),
+        sessions: Vec::new(),
         watched,
         orphan_query,
-        loose,
-        citus_tables,
-        all_tables_publications,
-    })
+        loose: Default::default(),
+        citus_tables: Vec::new(),
+        all_tables_publications: Vec::new(),
+    };
+    if depth == Depth::Full {
+        surroundings(&mut tx, playbook, &mut inspection)?;
+    }
+    tx.commit()
+        .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
+    Ok(inspection)
+}
+
+/// What plans and refusals read beyond the constraint itself: who
+/// references the child and what a purge sets off, indexes, row identity,
+/// partitions, sessions, the loose replacement, Citus, publications.
+fn surroundings(
+    tx: &mut impl GenericClient,
+    playbook: &Playbook,
+    i: &mut Inspection,
+) -> Result<()> {
+    let fk = &playbook.constraint;
+    let (child, version) = (i.child.oid, i.server.version_num);
+    i.referencing_child = dependents::referencing(tx, child)?;
+    i.cascade = cascade::tree(tx, version, child, &fk.table)?;
+    let attnums: Vec<i16> = i.child_columns.iter().map(|c| c.attnum).collect();
+    i.child_indexes = indexes::on_columns(tx, child, &attnums)?;
+    i.child_identity = relations::row_identity(tx, child)?;
+    if i.child.partitioned {
+        i.leaves = partitions::leaves(tx, version, child, i.parent.oid, fk)?;
+    }
+    i.sessions = activity::sessions(tx, &i.watched, LONG_TRANSACTION_S)?;
+    let loose_objects = crate::kinds::foreign_key::loose::plan::objects(playbook);
+    i.loose = loose::read(tx, &loose_objects, i.parent.oid)?;
+    i.citus_tables = citus_tables(tx, &i.watched)?;
+    i.all_tables_publications = query(tx, ALL_TABLES_PUBLICATIONS_SQL, &[])?
+        .iter()
+        .map(|r| r.cell::<String>(0, ALL_TABLES_PUBLICATIONS_SQL))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(())
 }
 
 const ALL_TABLES_PUBLICATIONS_SQL: &str =

@@ -180,7 +180,7 @@ fn earlier_environments_done(
                 earlier.name, e.message
             ))
         })?;
-        let inspection = inspect_live(
+        let inspection = super::inspect_census(
             &mut client,
             playbook,
             &earlier.name,

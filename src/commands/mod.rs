@@ -365,6 +365,20 @@ pub fn inspect_live(
     })
 }
 
+/// The census's inspection: the tables, the constraint and its operators
+/// only (`catalog::Depth::Census`), for a count or "is it gone there".
+pub fn inspect_census(
+    client: &mut postgres::Client,
+    playbook: &Playbook,
+    env: &str,
+    step: &str,
+) -> Result<crate::model::Inspection> {
+    let tables = [&playbook.constraint.table, &playbook.constraint.ref_table];
+    bounded(client, playbook, env, step, Watched::Tables(&tables), |c| {
+        crate::catalog::inspect_to(c, playbook, env, crate::catalog::Depth::Census)
+    })
+}
+
 /// Runs a read under the session's lock_timeout, retried with backoff up
 /// to the playbook's lock_retries, naming who holds the lock on `watched`.
 pub fn bounded<T>(

@@ -1,4 +1,4 @@
-use super::{bounded, connect, inspect_live, load_with_env, write_json, write_stdout};
+use super::{bounded, connect, load_with_env, write_json, write_stdout};
 use crate::census;
 use crate::cli::args::{Connection, Output};
 use crate::error::Result;
@@ -35,7 +35,7 @@ pub fn run(
         );
     }
     let (_, mut client) = connect(&playbook, &environment, &connection.dsn)?;
-    let inspection = inspect_live(&mut client, &playbook, env, "read the live catalog")?;
+    let inspection = super::inspect_census(&mut client, &playbook, env, "read the live catalog")?;
     let query = &inspection.orphan_query;
     let started = Instant::now();
     let bar = crate::tui::spinner(format!(
