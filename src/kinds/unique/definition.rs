@@ -198,7 +198,7 @@ mod tests {
     fn def() -> UniqueDef {
         UniqueDef {
             name: Ident::from_catalog("users_email_key"),
-            table: QualifiedName::parse("public.users").unwrap(),
+            table: QualifiedName::parse("public.users").unwrap_or_else(|e| panic!("{e}")),
             columns: vec![Ident::from_catalog("tenant"), Ident::from_catalog("Email")],
             nulls_not_distinct: true,
             deferrable: true,
@@ -232,8 +232,11 @@ mod playbook_tests {
     #[test]
     fn a_unique_playbook_reads_its_columns_and_keep_order() {
         let text = "version: 1\nchange: restore-users-email\nsummary: s\nconstraint:\n  kind: unique\n  name: users_email_key\n  table: users\n  columns: [tenant, email]\n  nulls_not_distinct: true\nenvironments:\n  - { name: staging, dsn_env: X }\nrollback: { duplicates: archive-delete, keep: { order_by: [-created_at, id] }, batch_size: 50, max_duplicates: 9 }\n";
-        let playbook = crate::playbook::parse_str(text, Path::new("p.yml")).unwrap();
-        let unique = playbook.unique.unwrap();
+        let playbook =
+            crate::playbook::parse_str(text, Path::new("p.yml")).unwrap_or_else(|e| panic!("{e}"));
+        let unique = playbook
+            .unique
+            .unwrap_or_else(|| panic!("not a unique playbook"));
         assert!(unique.def.nulls_not_distinct && !unique.def.deferrable);
         assert_eq!(unique.def.columns.len(), 2);
         assert_eq!(
@@ -258,7 +261,8 @@ mod playbook_tests {
     #[test]
     fn kind_defaults_to_foreign_key() {
         let text = "version: 1\nchange: c\nsummary: s\nconstraint:\n  name: f\n  table: t\n  columns: [a]\n  references: { table: p, columns: [id] }\nenvironments:\n  - { name: staging, dsn_env: X }\n";
-        let playbook = crate::playbook::parse_str(text, Path::new("p.yml")).unwrap();
+        let playbook =
+            crate::playbook::parse_str(text, Path::new("p.yml")).unwrap_or_else(|e| panic!("{e}"));
         assert!(playbook.unique.is_none());
     }
 }

@@ -132,7 +132,7 @@ mod tests {
 
     fn query(nnd: bool) -> DuplicateQuery {
         DuplicateQuery {
-            table: QualifiedName::parse("public.users").unwrap(),
+            table: QualifiedName::parse("public.users").unwrap_or_else(|e| panic!("{e}")),
             columns: vec![Ident::from_catalog("tenant"), Ident::from_catalog("email")],
             nulls_not_distinct: nnd,
             partitioned: false,

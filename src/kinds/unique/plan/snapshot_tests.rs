@@ -9,7 +9,7 @@ use std::path::Path;
 const PLAYBOOK: &str = "version: 1\nchange: restore-users-email\nsummary: s\nconstraint:\n  kind: unique\n  name: users_email_key\n  table: public.users\n  columns: [tenant_id, email]\nenvironments:\n  - { name: staging, dsn_env: X }\nrollback: { duplicates: archive-delete, keep: { order_by: [-created_at, id] }, batch_size: 500, max_duplicates: 1000 }\n";
 
 fn playbook() -> Playbook {
-    crate::playbook::parse_str(PLAYBOOK, Path::new("users.yml")).unwrap()
+    crate::playbook::parse_str(PLAYBOOK, Path::new("users.yml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn inspection(constraint: UniqueLookup, index: Option<LiveIndex>) -> UniqueInspection {
@@ -22,7 +22,7 @@ fn inspection(constraint: UniqueLookup, index: Option<LiveIndex>) -> UniqueInspe
         },
         table: Relation {
             oid: 1,
-            name: QualifiedName::parse("public.users").unwrap(),
+            name: QualifiedName::parse("public.users").unwrap_or_else(|e| panic!("{e}")),
             kind: "r".into(),
             partitioned: false,
             row_estimate: Some(10),
@@ -47,7 +47,10 @@ fn text(plan: &Plan) -> String {
 #[test]
 fn drop_users_email_live() {
     let p = playbook();
-    let spec = p.unique.clone().unwrap();
+    let spec = p
+        .unique
+        .clone()
+        .unwrap_or_else(|| panic!("not a unique playbook"));
     let live = LiveUnique {
         def: spec.def.clone(),
         definition: "UNIQUE (tenant_id, email)".into(),
@@ -67,14 +70,20 @@ fn drop_users_email_live() {
 #[test]
 fn rollback_users_email_from_the_playbook() {
     let p = playbook();
-    let spec = p.unique.clone().unwrap();
+    let spec = p
+        .unique
+        .clone()
+        .unwrap_or_else(|| panic!("not a unique playbook"));
     insta::assert_snapshot!(text(&rollback_plan(&p, &spec, &spec.def, 1000, None)));
 }
 
 #[test]
 fn rollback_resumes_after_an_invalid_build() {
     let p = playbook();
-    let spec = p.unique.clone().unwrap();
+    let spec = p
+        .unique
+        .clone()
+        .unwrap_or_else(|| panic!("not a unique playbook"));
     let index = LiveIndex {
         on_table: true,
         valid: false,
@@ -101,13 +110,22 @@ fn rollback_resumes_after_an_invalid_build() {
 #[test]
 fn rollback_on_a_partitioned_table_builds_per_leaf_then_attaches() {
     let p = playbook();
-    let spec = p.unique.clone().unwrap();
+    let spec = p
+        .unique
+        .clone()
+        .unwrap_or_else(|| panic!("not a unique playbook"));
     let mut i = inspection(UniqueLookup::Absent, None);
     i.table.partitioned = true;
     i.table.kind = "p".into();
     i.leaves = vec![
-        (QualifiedName::parse("public.users_eu").unwrap(), false),
-        (QualifiedName::parse("public.users_us").unwrap(), false),
+        (
+            QualifiedName::parse("public.users_eu").unwrap_or_else(|e| panic!("{e}")),
+            false,
+        ),
+        (
+            QualifiedName::parse("public.users_us").unwrap_or_else(|e| panic!("{e}")),
+            false,
+        ),
     ];
     let o = Observed {
         environment: "staging",
