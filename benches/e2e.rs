@@ -7,11 +7,15 @@
 //!
 //! Prints a table and one `RESULT {...}` line per measurement.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use fkctl::testkit::TestDatabase;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{exec, fkctl_measured, longest_insert_during, median, scalar, timed};
 
 struct Size {
     parents: i64,
@@ -53,82 +57,13 @@ fn parse_args() -> Size {
     }
 }
 
-fn exec(db: &TestDatabase, sql: &str) {
-    let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
-    c.batch_execute(sql)
-        .unwrap_or_else(|e| panic!("{}\n{sql}", fkctl::error::describe_postgres(&e).1));
-}
-
-fn scalar(db: &TestDatabase, sql: &str) -> i64 {
-    let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
-    c.query_one(sql, &[])
-        .map(|r| r.get(0))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn fkctl(args: &[&str], db: &TestDatabase) -> (f64, bool) {
     let (seconds, ok, _) = fkctl_measured(args, db);
     (seconds, ok)
 }
 
-/// Runs fkctl; returns its wall time, success, and peak resident set size in
-/// KiB (from wait4's rusage for that one process).
-// The child is reaped by wait4 below, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-fn fkctl_measured(args: &[&str], db: &TestDatabase) -> (f64, bool, i64) {
-    let dsn = format!("bench={}", db.dsn);
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_fkctl"))
-        .args(args)
-        .args(["--dsn", &dsn])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let pid = libc::pid_t::try_from(child.id()).unwrap_or_else(|e| panic!("{e}"));
-    let mut status: libc::c_int = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child, not yet waited for; both pointers are valid.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4 failed");
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (started.elapsed().as_secs_f64(), ok, usage.ru_maxrss)
-}
-
-/// The baseline as a DBA runs it: `psql` reading the statements (each one
-/// autocommitted), with psql's own connection defaults (TLS preferred, like fkctl).
-fn timed(db: &TestDatabase, sql: &str) -> f64 {
-    use std::io::Write;
-    let started = Instant::now();
-    let mut child = Command::new("psql")
-        .args([
-            db.dsn.as_str(),
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("the baseline needs psql on PATH: {e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(sql.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "psql failed on:\n{sql}");
-    started.elapsed().as_secs_f64()
-}
+/// A valid child row for the writer of `longest_insert_during`.
+const CHILD_INSERT: &str = "INSERT INTO child VALUES ($1, 1, 'w')";
 
 const NOT_EXISTS: &str =
     "c.parent_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM parent p WHERE p.id = c.parent_id)";
@@ -148,29 +83,6 @@ fn reset(db: &TestDatabase) {
         INSERT INTO child SELECT * FROM orphan_rows ON CONFLICT DO NOTHING;",
     );
     exec(db, "VACUUM ANALYZE child");
-}
-
-/// The longest single insert of a writer that inserts valid rows every 5 ms while `work` runs.
-fn longest_insert_during(db: &TestDatabase, work: impl FnOnce()) -> Duration {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writer = db.connect().unwrap_or_else(|e| panic!("{e}"));
-    let flag = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let mut longest = Duration::ZERO;
-        let mut id: i64 = 900_000_000_000;
-        while !flag.load(Ordering::SeqCst) {
-            id += 1;
-            let t = Instant::now();
-            let _ = writer.execute("INSERT INTO child VALUES ($1, 1, 'w')", &[&id]);
-            longest = longest.max(t.elapsed());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        longest
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    work();
-    stop.store(true, Ordering::SeqCst);
-    handle.join().unwrap_or(Duration::MAX)
 }
 
 /// Another session holds a lock on the parent for HOLD; a third session reads
@@ -274,13 +186,13 @@ fn write_stall(b: &Bench) {
     let (db, pb) = (b.db, b.playbook);
     (b.write_playbook)(1000);
     reset(db);
-    let fkctl_stall = longest_insert_during(db, || {
+    let fkctl_stall = longest_insert_during(db, CHILD_INSERT, || {
         let (_, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], db);
         assert!(ok);
     });
     reset(db);
     exec(db, &format!("DELETE FROM child c WHERE {NOT_EXISTS}"));
-    let naive_stall = longest_insert_during(db, || {
+    let naive_stall = longest_insert_during(db, CHILD_INSERT, || {
         exec(db, "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id)");
     });
     let (f, n) = (

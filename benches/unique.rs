@@ -7,11 +7,14 @@
 //! (which builds its index under a lock that blocks writes).
 //! `cargo bench --bench unique -- [--quick] [--rows N] [--duplicates N] [--pairs N]`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use fkctl::testkit::TestDatabase;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use support::{exec, fkctl_measured, longest_insert_during, median, timed};
+
+/// A new key for the writer of `longest_insert_during`.
+const ACCOUNT_INSERT: &str = "INSERT INTO accounts VALUES ($1, -1, 'writer' || $1::text, now())";
 
 fn arg(flag: &str) -> Option<i64> {
     let args: Vec<String> = std::env::args().collect();
@@ -21,57 +24,10 @@ fn arg(flag: &str) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn exec(db: &TestDatabase, sql: &str) {
-    let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
-    c.batch_execute(sql)
-        .unwrap_or_else(|e| panic!("{}\n{sql}", fkctl::error::describe_postgres(&e).1));
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn fkctl(args: &[&str], db: &TestDatabase) -> f64 {
-    let dsn = format!("bench={}", db.dsn);
-    let started = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_fkctl"))
-        .args(args)
-        .args(["--dsn", &dsn])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "fkctl {args:?} failed");
-    started.elapsed().as_secs_f64()
-}
-
-/// The baseline as a DBA runs it: psql, each statement autocommitted.
-fn psql(db: &TestDatabase, sql: &str) -> f64 {
-    use std::io::Write;
-    let started = Instant::now();
-    let mut child = Command::new("psql")
-        .args([
-            db.dsn.as_str(),
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("the baseline needs psql on PATH: {e}"));
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(sql.as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "psql failed on:\n{sql}");
-    started.elapsed().as_secs_f64()
+    let (seconds, ok, _) = fkctl_measured(args, db);
+    assert!(ok, "fkctl {args:?} failed");
+    seconds
 }
 
 /// Back to "constraint dropped, duplicates present".
@@ -90,32 +46,6 @@ fn reset(db: &TestDatabase) {
 const BASELINE: &str = "DELETE FROM accounts a USING accounts b WHERE a.tenant = b.tenant AND a.email = b.email AND a.id > b.id;
 CREATE UNIQUE INDEX CONCURRENTLY accounts_tenant_email_key ON accounts (tenant, email);
 ALTER TABLE accounts ADD CONSTRAINT accounts_tenant_email_key UNIQUE USING INDEX accounts_tenant_email_key;";
-
-/// The longest single insert of a writer inserting new keys every 5 ms while `work` runs.
-fn longest_insert_during(db: &TestDatabase, work: impl FnOnce()) -> Duration {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writer = db.connect().unwrap_or_else(|e| panic!("{e}"));
-    let flag = stop.clone();
-    let handle = std::thread::spawn(move || {
-        let mut longest = Duration::ZERO;
-        let mut id: i64 = 900_000_000_000;
-        while !flag.load(Ordering::SeqCst) {
-            id += 1;
-            let t = Instant::now();
-            let _ = writer.execute(
-                "INSERT INTO accounts VALUES ($1, -1, 'writer' || $1::text, now())",
-                &[&id],
-            );
-            longest = longest.max(t.elapsed());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        longest
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    work();
-    stop.store(true, Ordering::SeqCst);
-    handle.join().unwrap_or(Duration::MAX)
-}
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -148,7 +78,7 @@ fn main() {
         reset(&db);
         ours.push(fkctl(&rollback, &db));
         reset(&db);
-        theirs.push(psql(&db, BASELINE));
+        theirs.push(timed(&db, BASELINE));
     }
     let (f, b) = (median(ours), median(theirs));
     println!(
@@ -157,12 +87,12 @@ fn main() {
     );
     println!("RESULT {{\"bench\": \"unique_rollback\", \"fkctl_s\": {f:.4}, \"baseline_s\": {b:.4}, \"ratio\": {:.3}}}", f / b);
     reset(&db);
-    let ours = longest_insert_during(&db, || {
+    let ours = longest_insert_during(&db, ACCOUNT_INSERT, || {
         fkctl(&rollback, &db);
     });
     reset(&db);
     exec(&db, "DELETE FROM accounts a USING accounts b WHERE a.tenant = b.tenant AND a.email = b.email AND a.id > b.id");
-    let naive = longest_insert_during(&db, || {
+    let naive = longest_insert_during(&db, ACCOUNT_INSERT, || {
         exec(
             &db,
             "ALTER TABLE accounts ADD CONSTRAINT accounts_tenant_email_key UNIQUE (tenant, email)",
