@@ -44,3 +44,16 @@ pub fn query_scalar<T: for<'a> FromSql<'a>>(
         .map_err(|e| Error::from_postgres(&e, sql))?;
     row.cell(0, sql)
 }
+
+/// Whether a relation exists, by its quoted, qualified name (fkctl's own
+/// tables: the archive, the queue, the counters, created on first use).
+pub fn relation_exists(
+    client: &mut impl postgres::GenericClient,
+    quoted_name: &str,
+) -> Result<bool> {
+    query_scalar(
+        client,
+        "SELECT to_regclass($1) IS NOT NULL",
+        &[&quoted_name],
+    )
+}

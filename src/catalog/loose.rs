@@ -21,9 +21,6 @@ SELECT n.nspname::text, c.relname::text,
   JOIN pg_namespace n ON n.oid = c.relnamespace
  ORDER BY c.oid = $1::oid DESC, 1, 2";
 
-const QUEUE_EXISTS_SQL: &str = "SELECT to_regclass($1) IS NOT NULL";
-const COUNTERS_EXIST_SQL: &str = "SELECT to_regclass($1) IS NOT NULL";
-
 pub fn read(
     client: &mut impl GenericClient,
     objects: &LooseObjects,
@@ -47,11 +44,7 @@ pub fn read(
         state.parent_tables.push(table);
     }
     let queue = objects.queue().quoted();
-    state.queue_exists = query(client, QUEUE_EXISTS_SQL, &[&queue])?
-        .first()
-        .map(|r| r.cell::<bool>(0, QUEUE_EXISTS_SQL))
-        .transpose()?
-        .unwrap_or(false);
+    state.queue_exists = crate::pg::relation_exists(client, &queue)?;
     if state.queue_exists {
         let sql = pending_sql(objects);
         if let Some(row) = query(client, &sql, &[])?.first() {
@@ -69,12 +62,7 @@ pub fn counters(
     objects: &LooseObjects,
 ) -> Result<Option<LooseCounters>> {
     let table = objects.counters().quoted();
-    let exists = query(client, COUNTERS_EXIST_SQL, &[&table])?
-        .first()
-        .map(|r| r.cell::<bool>(0, COUNTERS_EXIST_SQL))
-        .transpose()?
-        .unwrap_or(false);
-    if !exists {
+    if !crate::pg::relation_exists(client, &table)? {
         return Ok(None);
     }
     let sql = counters_sql(objects);

@@ -123,14 +123,6 @@ fn read_state(client: &mut Client, playbook: &Playbook, env: &str) -> Result<Loo
     catalog::loose::read(client, &loose_plan::objects(playbook), parent.oid)
 }
 
-fn settings(playbook: &Playbook) -> LooseSettings {
-    playbook.loose.clone().unwrap_or(LooseSettings {
-        batch_size: 1000,
-        max_runtime: Duration::from_secs(30),
-        max_rows_per_run: 100_000,
-    })
-}
-
 /// One run: every pass until the queue has no ready key or a limit is hit.
 pub fn one_run(
     client: &mut Client,
@@ -159,7 +151,7 @@ pub fn one_run(
         playbook,
         env,
         objects: &objects,
-        limits: settings(playbook),
+        limits: playbook.loose.clone().unwrap_or_default(),
         started: Instant::now(),
         totals: RunTotals {
             stopped: "queue empty",
@@ -235,8 +227,7 @@ impl Worker<'_> {
     fn ensure_archive(&mut self) -> Result<()> {
         let schema = &self.playbook.journal_schema;
         let table = crate::kinds::foreign_key::repair::archive_table(schema).quoted();
-        let exists: bool =
-            crate::pg::query_scalar(self.client, "SELECT to_regclass($1) IS NOT NULL", &[&table])?;
+        let exists: bool = crate::pg::relation_exists(self.client, &table)?;
         if exists {
             return Ok(());
         }

@@ -107,8 +107,7 @@ fn prune(
     let env = environment.name.as_str();
     let schema = &playbook.journal_schema;
     let archive = archive_table(schema).quoted();
-    let with_archive: bool =
-        crate::pg::query_scalar(client, "SELECT to_regclass($1) IS NOT NULL", &[&archive])?;
+    let with_archive: bool = crate::pg::relation_exists(client, &archive)?;
     let age = options.older_than.as_secs_f64();
     let change = playbook.change.as_str();
     let preview = counts(

@@ -194,12 +194,7 @@ fn archived_rows(
     env: &str,
 ) -> Result<(i64, i64, i64)> {
     let archive = purge::archive_table(schema);
-    let exists: bool = crate::pg::query_scalar(
-        client,
-        "SELECT to_regclass($1) IS NOT NULL",
-        &[&archive.quoted()],
-    )?;
-    if !exists {
+    if !crate::pg::relation_exists(client, &archive.quoted())? {
         return Err(Error::precondition(format!(
             "there is no archive ({archive}) in the {env} database: no rollback purged rows here"
         )));
@@ -667,8 +662,7 @@ fn resolve_run(client: &mut Client, playbook: &Playbook, run_id: &str) -> Result
         return Ok(Some(run_id.to_string()));
     }
     let archive = purge::archive_table(&playbook.journal_schema).quoted();
-    let exists: bool =
-        crate::pg::query_scalar(client, "SELECT to_regclass($1) IS NOT NULL", &[&archive])?;
+    let exists: bool = crate::pg::relation_exists(client, &archive)?;
     let sql = format!(
         "SELECT run_id FROM {archive} WHERE change = $1 GROUP BY run_id ORDER BY max(archived_at) DESC LIMIT 1"
     );

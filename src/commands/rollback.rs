@@ -427,9 +427,7 @@ fn verify_restored(
 fn archived(client: &mut Client, playbook: &Playbook, run: &Run) -> Result<i64> {
     let table = purge::archive_table(&playbook.journal_schema).quoted();
     // With no orphan to purge, the archive may never have been created.
-    let exists_sql = "SELECT to_regclass($1) IS NOT NULL";
-    let exists: bool = crate::pg::query_scalar(client, exists_sql, &[&table])?;
-    if !exists {
+    if !crate::pg::relation_exists(client, &table)? {
         return Ok(0);
     }
     let sql = format!("SELECT count(*) FROM {table} WHERE run_id = $1");

@@ -48,8 +48,7 @@ fn retention(
     }
     let archive =
         crate::kinds::foreign_key::repair::archive_table(&playbook.journal_schema).quoted();
-    let with_archive: bool =
-        crate::pg::query_scalar(client, "SELECT to_regclass($1) IS NOT NULL", &[&archive])?;
+    let with_archive: bool = crate::pg::relation_exists(client, &archive)?;
     let sql = crate::sql::journal::retention_sql(&playbook.journal_schema, with_archive);
     let row = client
         .query_one(sql.as_str(), &[&playbook.change])

@@ -100,6 +100,18 @@ pub struct LooseSettings {
     pub max_rows_per_run: u64,
 }
 
+impl Default for LooseSettings {
+    /// What a `loose:` section leaves out, and what a rollback's drain uses
+    /// for a replacement installed by a playbook that no longer has one.
+    fn default() -> LooseSettings {
+        LooseSettings {
+            batch_size: 1000,
+            max_runtime: Duration::from_secs(30),
+            max_rows_per_run: 100_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Environment {
     /// Its name; for one database of a fleet, `ENVIRONMENT/TARGET`.

@@ -563,14 +563,18 @@ impl Checker<'_> {
             return Ok(None);
         };
         let l = &raw.value;
-        let batch_size = l.batch_size.as_ref().map_or(1000, |b| b.value);
+        let defaults = LooseSettings::default();
+        let batch_size = l
+            .batch_size
+            .as_ref()
+            .map_or(defaults.batch_size, |b| b.value);
         if let Some(b) = &l.batch_size {
             if b.value == 0 || b.value > 100_000 {
                 return self.error(b.referenced, "loose.batch_size: must be between 1 and 100000 (each batch is one transaction holding row locks on the child)");
             }
         }
         let max_runtime =
-            self.duration("loose.max_runtime", &l.max_runtime, Duration::from_secs(30))?;
+            self.duration("loose.max_runtime", &l.max_runtime, defaults.max_runtime)?;
         if let Some(m) = &l.max_rows_per_run {
             if m.value == 0 {
                 return self.error(m.referenced, "loose.max_rows_per_run: 0 would never clean anything; leave loose: out to turn the replacement off");
@@ -579,7 +583,10 @@ impl Checker<'_> {
         Ok(Some(LooseSettings {
             batch_size,
             max_runtime,
-            max_rows_per_run: l.max_rows_per_run.as_ref().map_or(100_000, |m| m.value),
+            max_rows_per_run: l
+                .max_rows_per_run
+                .as_ref()
+                .map_or(defaults.max_rows_per_run, |m| m.value),
         }))
     }
 

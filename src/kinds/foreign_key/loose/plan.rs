@@ -173,11 +173,7 @@ fn pass(
 /// ones under ON UPDATE. The playbook's `loose:` settings, or the defaults
 /// when it has none (the rollback drains a replacement installed earlier).
 pub fn cleanup_passes(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Vec<CleanupPass> {
-    let settings = playbook.loose.clone().unwrap_or(LooseSettings {
-        batch_size: 1000,
-        max_runtime: std::time::Duration::from_secs(30),
-        max_rows_per_run: 100_000,
-    });
+    let settings = playbook.loose.clone().unwrap_or_default();
     let fk = &playbook.constraint;
     vec![
         pass(
