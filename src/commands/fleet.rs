@@ -46,6 +46,7 @@ fn rollout(environment: &Environment) -> Rollout {
     Rollout {
         canary: fleet.map_or(0, |f| f.canary),
         concurrency: fleet.map_or(1, |f| f.concurrency),
+        stop_on_failure: true,
     }
 }
 
@@ -314,31 +315,13 @@ pub fn read(
         a.extend(dsn_args(dsn));
         a
     };
-    let all_at_once = Rollout {
+    let read_all = Rollout {
         canary: 0,
         concurrency: rollout(environment).concurrency.max(4),
+        stop_on_failure: false,
     };
-    let runs = run_all(&targets, &all_at_once, command, &args)?;
+    let runs = fleet::run(&targets, &read_all, command, &args)?;
     finish(command, environment, &runs, columns, json)
-}
-
-/// Like `fleet::run`, but a failed target does not stop the others: a read
-/// of every database is what the operator asked for.
-fn run_all(
-    targets: &[Environment],
-    rollout: &Rollout,
-    label: &str,
-    args: &dyn Fn(&Environment) -> Vec<String>,
-) -> Result<Vec<TargetRun>> {
-    let mut runs = Vec::new();
-    for chunk in targets.chunks(rollout.concurrency.max(1)) {
-        let wave = Rollout {
-            canary: 0,
-            concurrency: chunk.len(),
-        };
-        runs.extend(fleet::run(chunk, &wave, label, args)?);
-    }
-    Ok(runs)
 }
 
 /// `fkctl cleanup --once` over a fleet: every target, the fleet's concurrency.

@@ -47,6 +47,8 @@ impl TargetRun {
 pub struct Rollout {
     pub canary: usize,
     pub concurrency: usize,
+    /// A change stops at the first failure; a read of every database goes on.
+    pub stop_on_failure: bool,
 }
 
 /// The worst of the outcomes, by how much attention it needs.
@@ -141,7 +143,7 @@ pub fn run(
     let canaries = rollout.canary.min(targets.len());
     // The canaries, one at a time: a failure there touches nothing else.
     for i in 0..canaries {
-        let run = wave(&exe, &targets[i..=i], 1, args_for, &progress)?;
+        let run = wave(&exe, &targets[i..=i], 1, true, args_for, &progress)?;
         runs[i] = run.into_iter().next().unwrap_or_else(|| runs[i].clone());
         if !runs[i].ok() {
             return Ok(runs);
@@ -151,6 +153,7 @@ pub fn run(
         &exe,
         &targets[canaries..],
         rollout.concurrency.max(1),
+        rollout.stop_on_failure,
         args_for,
         &progress,
     )?;
@@ -161,12 +164,13 @@ pub fn run(
     Ok(runs)
 }
 
-/// Runs the targets at most `concurrency` at a time; after a failure, starts
-/// no new one and waits for those running.
+/// Runs the targets at most `concurrency` at a time; after a failure (when
+/// `stop_on_failure`), starts no new one and waits for those running.
 fn wave(
     exe: &std::path::Path,
     targets: &[Environment],
     concurrency: usize,
+    stop_on_failure: bool,
     args_for: &dyn Fn(&Environment) -> Vec<String>,
     progress: &Progress,
 ) -> Result<Vec<TargetRun>> {
@@ -197,7 +201,7 @@ fn wave(
             .map_err(|_| Error::internal("a target's watcher thread vanished"))?;
         running -= 1;
         progress.done(&run);
-        if !run.ok() || crate::execute::interrupt::interrupted() {
+        if (stop_on_failure && !run.ok()) || crate::execute::interrupt::interrupted() {
             stopped = true;
         }
         runs[i] = Some(run);
