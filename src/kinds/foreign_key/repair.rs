@@ -96,21 +96,30 @@ pub fn collect_sql(query: &OrphanQuery) -> Vec<String> {
     ]
 }
 
-/// Takes the next `batch_size` addresses off the list (index order).
+/// Takes the next `batch_size` addresses off the list: an index range from
+/// the lowest number still listed, so that a batch reads only its own
+/// entries (an `IN (... LIMIT n)` took a hash of the whole remaining list
+/// per batch: quadratic in the orphans).
 fn take_batch(batch_size: u32) -> String {
     format!(
-        "batch AS (DELETE FROM {ORPHAN_LIST} WHERE n IN (SELECT n FROM {ORPHAN_LIST} ORDER BY n LIMIT {batch_size}) RETURNING rel, row_id)"
+        "batch AS (DELETE FROM {ORPHAN_LIST} WHERE n <= (SELECT min(n) FROM {ORPHAN_LIST}) + {} RETURNING rel, row_id)",
+        batch_size.saturating_sub(1)
     )
 }
 
 /// The batch's rows of the child, found by address. `ctid = ANY(array)` is
 /// a TID scan on every table or partition, whatever the planner estimates
 /// (a join on ctid can degrade into a nested loop over the whole child per
-/// batch); the tableoid test then keeps each address to its own partition.
-fn batch_rows(batch: &str) -> String {
-    format!(
-        "fk.ctid = ANY (ARRAY(SELECT row_id FROM {batch})) AND (fk.tableoid, fk.ctid) IN (SELECT rel, row_id FROM {batch})"
-    )
+/// batch). A partitioned child also tests tableoid, since a ctid is unique
+/// only within its partition; an unpartitioned one (read with ONLY) needs
+/// no join at all.
+fn batch_rows(query: &OrphanQuery, batch: &str) -> String {
+    let by_address = format!("fk.ctid = ANY (ARRAY(SELECT row_id FROM {batch}))");
+    if query.child_partitioned {
+        format!("{by_address} AND (fk.tableoid, fk.ctid) IN (SELECT rel, row_id FROM {batch})")
+    } else {
+        by_address
+    }
 }
 
 /// The statement's one result: how many addresses the batch took off the
@@ -124,7 +133,7 @@ pub fn delete_batch_sql(query: &OrphanQuery, batch_size: u32, schema: &Ident) ->
         "WITH {}, purged AS (DELETE FROM {} WHERE {} AND {} RETURNING fk.tableoid::regclass::text AS source_table, to_jsonb(fk) AS row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'delete', row_data FROM purged) {TAKEN}",
         take_batch(batch_size),
         query.child_from(),
-        batch_rows("batch"),
+        batch_rows(query, "batch"),
         query.predicate(),
         archive_table(schema).quoted()
     )
@@ -151,10 +160,10 @@ pub fn nullify_batch_sql(
         "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} WHERE {} AND {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE {} AND fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING fk.tableoid::regclass::text AS source_table, old.row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, source_table, 'nullify', row_data, {identity} FROM changed) {TAKEN}",
         take_batch(batch_size),
         query.child_from(),
-        batch_rows("batch"),
+        batch_rows(query, "batch"),
         query.predicate(),
         query.child_from(),
-        batch_rows("old"),
+        batch_rows(query, "old"),
         archive_table(schema).quoted()
     )
 }

@@ -953,7 +953,10 @@ mod tests {
                 .is_some_and(|c| c.sql.contains("fkctl_orphan_rows")),
             "the census counts the collected list"
         );
-        assert!(purge.statements[0].contains("LIMIT 250"));
+        assert!(
+            purge.statements[0].contains("+ 249 RETURNING"),
+            "a batch takes 250 numbered addresses"
+        );
         assert!(purge.statements[0].contains(r#"INSERT INTO "fkctl"."archived_rows""#));
         assert!(purge.repeat.is_some());
         let validate = &plan.steps[5];

@@ -140,7 +140,7 @@ pub fn delete_batch_sql(
         format!(
             "purged AS (DELETE FROM {} WHERE {} AND {} RETURNING fk.tableoid::regclass::text AS source_table, to_jsonb(fk) AS row_data, fk AS fkctl_row)",
             query.child_from(),
-            batch_rows("batch"),
+            batch_rows(query, "batch"),
             query.predicate()
         ),
         format!(
