@@ -2,7 +2,7 @@
 //! data, alternating (A B A B, medians), on the local PostgreSQL (same
 //! discovery as the tests).
 //! `cargo bench --bench e2e -- [--quick] [--rows N] [--orphans N] [--pairs N]
-//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,fleet,loose,curve]`
+//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,fleet,loose,curve,purge_linear]`
 //! [--curve-rows 200000,2000000,20000000]`.
 //!
 //! Prints a table and one `RESULT {...}` line per measurement.
@@ -85,6 +85,25 @@ fn reset(db: &TestDatabase) {
     exec(db, "VACUUM ANALYZE child");
 }
 
+/// A copy of the built data for one run, after a CHECKPOINT: fkctl and the
+/// baseline each start from the same rows at the same addresses, with the
+/// same visibility map (a run on what the other's run and a reset left
+/// behind, orphans moved to the table's end, measured a different layout).
+fn fresh_copy(db: &TestDatabase) -> TestDatabase {
+    let copy = db.copy("run").unwrap_or_else(|e| panic!("{e}"));
+    exec(&copy, "CHECKPOINT");
+    copy
+}
+
+/// The hand-written rollback a DBA would run in psql.
+fn baseline_rollback() -> String {
+    format!(
+        "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
+         DELETE FROM child c WHERE {NOT_EXISTS};
+         ALTER TABLE child VALIDATE CONSTRAINT child_parent_fk;"
+    )
+}
+
 /// Another session holds a lock on the parent for HOLD; a third session reads
 /// the child every few ms. Its longest read while fkctl's DROP waits (lock
 /// timeout, back off, retry) vs while a plain DROP without lock_timeout waits.
@@ -161,22 +180,20 @@ fn census(b: &Bench) {
     result("census", median(ours), median(theirs), 1.1);
 }
 
-/// 2. Rollback: NOT VALID + archived purge + VALIDATE vs the hand-written sequence.
+/// 2. Rollback: NOT VALID + archived purge + VALIDATE vs the hand-written
+///    sequence, each on its own copy of the built data.
 fn rollback(b: &Bench) {
     let (db, pb) = (b.db, b.playbook);
     (b.write_playbook)(1000);
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..b.size.pairs {
-        reset(db);
-        let (s, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], db);
+        let run = fresh_copy(db);
+        let (s, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], &run);
         assert!(ok, "fkctl rollback failed");
         ours.push(s);
-        reset(db);
-        theirs.push(timed(db, &format!(
-            "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
-             DELETE FROM child c WHERE {NOT_EXISTS};
-             ALTER TABLE child VALIDATE CONSTRAINT child_parent_fk;"
-        )));
+        drop(run);
+        let run = fresh_copy(db);
+        theirs.push(timed(&run, &baseline_rollback()));
     }
     result("rollback", median(ours), median(theirs), 1.5);
 }
@@ -464,6 +481,49 @@ fn build(db: &TestDatabase, parents: i64, children: i64, orphans: i64) {
     );
 }
 
+/// Purge linear in the orphans (`--only purge_linear`): in a 200,000-row
+/// child with 2,000, 20,000 and 100,000 orphans, fkctl's purge (listing the
+/// orphans and the archived batches, from the journal's step times) against
+/// one plain `DELETE ... NOT EXISTS` timed on its connection. Each runs on
+/// its own copy of the data, after a CHECKPOINT (the same full-page writes).
+fn purge_linear(b: &Bench) {
+    let (db, pb) = (b.db, b.playbook);
+    for orphans in [2_000i64, 20_000, 100_000] {
+        build(db, 40_000, 200_000, orphans);
+        (b.write_playbook)(1000);
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..b.size.pairs.min(3) {
+            let run = fresh_copy(db);
+            let (_, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], &run);
+            assert!(ok, "fkctl rollback failed");
+            let ms = scalar(
+                &run,
+                "SELECT (sum(extract(epoch FROM finished_at - started_at)) * 1000000)::bigint FROM fkctl.steps WHERE step IN ('collect-orphans', 'purge-orphans')",
+            );
+            ours.push(ms as f64 / 1e6);
+            drop(run);
+            let run = fresh_copy(db);
+            let mut c = run.connect().unwrap_or_else(|e| panic!("{e}"));
+            let started = Instant::now();
+            c.execute(&format!("DELETE FROM child c WHERE {NOT_EXISTS}"), &[])
+                .unwrap_or_else(|e| panic!("{e}"));
+            theirs.push(started.elapsed().as_secs_f64());
+        }
+        let (f, d) = (median(ours), median(theirs));
+        println!(
+            "purge      200000 children {orphans:>6} orphans: fkctl list + archived batches {:.1} ms, plain DELETE {:.1} ms, ratio {:.2}, {:.2} us per orphan   target < 2x at 20000",
+            f * 1000.0,
+            d * 1000.0,
+            f / d,
+            f * 1e6 / orphans as f64
+        );
+        println!(
+            "RESULT {{\"bench\": \"purge_linear\", \"children\": 200000, \"orphans\": {orphans}, \"fkctl_s\": {f:.4}, \"delete_s\": {d:.4}, \"ratio\": {:.3}}}",
+            f / d
+        );
+    }
+}
+
 /// One point of the scaling curve.
 struct Point {
     children: i64,
@@ -505,17 +565,15 @@ fn curve(b: &Bench) {
                 cb.push(timed(db, &count));
             }
             for _ in 0..pairs {
-                reset(db);
-                let (s, ok, kib) = fkctl_measured(&["rollback", pb, "--env", "bench", "--yes"], db);
+                let run = fresh_copy(db);
+                let (s, ok, kib) =
+                    fkctl_measured(&["rollback", pb, "--env", "bench", "--yes"], &run);
                 assert!(ok, "fkctl rollback failed");
                 rf.push(s);
                 rss = rss.max(kib);
-                reset(db);
-                rb.push(timed(db, &format!(
-                    "ALTER TABLE child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID;
-                     DELETE FROM child c WHERE {NOT_EXISTS};
-                     ALTER TABLE child VALIDATE CONSTRAINT child_parent_fk;"
-                )));
+                drop(run);
+                let run = fresh_copy(db);
+                rb.push(timed(&run, &baseline_rollback()));
             }
             let p = Point {
                 children,
@@ -629,7 +687,13 @@ fn main() {
         size.parents, size.children, size.orphans, size.pairs
     );
     let db = TestDatabase::create("bench").unwrap_or_else(|e| panic!("{e}"));
-    if size.only.as_deref() != Some(&["curve".to_string()][..]) {
+    // The curve and the purge measurement build their own tables.
+    let builds_own = |name: &String| name == "curve" || name == "purge_linear";
+    if !size
+        .only
+        .as_ref()
+        .is_some_and(|names| names.iter().all(builds_own))
+    {
         build(&db, size.parents, size.children, size.orphans);
     }
     let dir = std::env::temp_dir().join(format!("fkctl-bench-{}", std::process::id()));
@@ -650,7 +714,7 @@ fn main() {
         write_playbook: &write_playbook,
     };
     type Measurement = fn(&Bench);
-    let all: [(&str, Measurement); 9] = [
+    let all: [(&str, Measurement); 10] = [
         ("census", census),
         ("rollback", rollback),
         ("write_stall", write_stall),
@@ -660,10 +724,13 @@ fn main() {
         ("fleet", fleet),
         ("loose", loose),
         ("curve", curve),
+        ("purge_linear", purge_linear),
     ];
     for (name, run) in all {
-        // The curve builds tables of up to 20M rows: only when asked for.
-        if size.wants(name) && (name != "curve" || size.only.is_some()) {
+        // The curve builds tables of up to 20M rows, and the purge
+        // measurement rebuilds the data: only when asked for.
+        let on_request = name == "curve" || name == "purge_linear";
+        if size.wants(name) && (!on_request || size.only.is_some()) {
             run(&bench);
         }
     }

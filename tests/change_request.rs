@@ -373,9 +373,19 @@ fn check_rollbacks(body: &str, envs: &[&str], plan: impl Fn(&str) -> serde_json:
             if step["kind"] == "drain_loose" {
                 continue;
             }
+            // A step with parameters runs its statements inside the
+            // script's batch loop, each a line of its own, without a semicolon.
+            let in_batch_loop = step["binds"].as_array().is_some_and(|b| !b.is_empty());
+            let statements: BTreeSet<String> = step["statements"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
             let mut one = serde_json::json!({ "steps": [step] });
             for sql in plan_in_order(&one.take()) {
-                let line = if sql.contains("$1") {
+                let line = if in_batch_loop && statements.contains(&sql) {
                     sql.clone()
                 } else {
                     format!("{sql};")

@@ -268,9 +268,10 @@ fn move_rows(
     };
     let mut moved = 0i64;
     let mut batches = 0u32;
+    let mut prepared = crate::execute::Prepared::default();
     loop {
         let outcome = exec
-            .run(c, step, params)
+            .run_prepared(c, step, params, &mut prepared)
             .map_err(|e| explain_batch(e, culprit))?;
         let n: i64 = outcome
             .returned

@@ -796,9 +796,10 @@ impl RollbackRun<'_> {
         let done = record_step(client, Some(self.run), batch, |c| {
             // Each batch says how many addresses it took off the list; the
             // list is empty when one takes none (no count of the list per batch).
+            let mut prepared = crate::execute::Prepared::default();
             loop {
                 let taken: u64 = exec
-                    .run(c, batch, &params)
+                    .run_prepared(c, batch, &params, &mut prepared)
                     .map_err(explain_cascade_batch)?
                     .returned
                     .as_deref()

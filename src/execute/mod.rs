@@ -44,6 +44,15 @@ impl<'a> BindValues<'a> {
     }
 }
 
+/// Statements parsed on one connection, by their SQL, for a step that runs
+/// many times (see [`Executor::run_prepared`]). Named prepared statements
+/// outlive the transaction that parsed them, and PostgreSQL plans them
+/// again by itself when a table they read is dropped and created again.
+#[derive(Default)]
+pub struct Prepared {
+    statements: std::collections::HashMap<String, postgres::Statement>,
+}
+
 /// What a check's query returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -225,6 +234,19 @@ impl Executor<'_> {
         step: &Step,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<StepOutcome> {
+        self.run_prepared(client, step, params, &mut Prepared::default())
+    }
+
+    /// [`Executor::run`] for a step that runs again and again on one
+    /// connection (a purge's batches): each statement is parsed once, into
+    /// `prepared`, which the caller keeps for that connection only.
+    pub fn run_prepared(
+        &self,
+        client: &mut Client,
+        step: &Step,
+        params: &[&(dyn ToSql + Sync)],
+        prepared: &mut Prepared,
+    ) -> Result<StepOutcome> {
         if params.len() != step.binds.len() {
             return Err(Error::internal(format!(
                 "step {} takes {} parameter(s), {} given",
@@ -242,7 +264,7 @@ impl Executor<'_> {
             lock_wait::Watched::Relations(&self.watched),
             |c| {
                 let bar = tui::spinner(format!("{}: {}", self.environment, step.title));
-                let attempt = self.attempt(c, step, params);
+                let attempt = self.attempt(c, step, params, prepared);
                 bar.finish_and_clear();
                 attempt.map_err(|(e, sql)| self.fail(&e, &sql, step))
             },
@@ -261,19 +283,33 @@ impl Executor<'_> {
         client: &mut Client,
         step: &Step,
         params: &[&(dyn ToSql + Sync)],
+        prepared: &mut Prepared,
     ) -> std::result::Result<Option<String>, (postgres::Error, String)> {
         let running = self.running(client).ok();
         let mut tx = client.transaction().map_err(|e| (e, "BEGIN".to_string()))?;
         let mut returned = None;
         for sql in &step.statements {
+            // A transaction's own settings take no parameters and return
+            // nothing: one round trip, not a parse and an execute.
+            if sql.starts_with("SET LOCAL ") {
+                tx.batch_execute(sql).map_err(|e| (e, sql.clone()))?;
+                continue;
+            }
+            let statement = match prepared.statements.get(sql) {
+                Some(statement) => statement.clone(),
+                None => {
+                    let statement = tx.prepare(sql.as_str()).map_err(|e| (e, sql.clone()))?;
+                    prepared.statements.insert(sql.clone(), statement.clone());
+                    statement
+                }
+            };
             // A statement of a step with binds takes them all or none (a
             // purge batch and the check that follows it in its transaction):
             // the server says which once it has parsed the statement.
-            let prepared = tx.prepare(sql.as_str()).map_err(|e| (e, sql.clone()))?;
-            let rows = if prepared.params().is_empty() {
-                tx.query(&prepared, &[])
+            let rows = if statement.params().is_empty() {
+                tx.query(&statement, &[])
             } else {
-                tx.query(&prepared, params)
+                tx.query(&statement, params)
             }
             .map_err(|e| (e, sql.clone()))?;
             returned = rows.first().and_then(|r| r.try_get::<_, String>(0).ok());

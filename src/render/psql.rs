@@ -39,11 +39,14 @@ fn bind_expression(bind: Bind, playbook: &Playbook) -> String {
     }
 }
 
-/// A statement with parameters, run batch after batch by one DO block; each
-/// batch returns how many rows it took off the list, and the loop stops at 0.
-fn batch_loop(out: &mut String, statement: &str, binds: &[Bind], playbook: &Playbook) {
-    let inner = dollar_tag("fkctl_batch", statement);
-    let outer = dollar_tag("fkctl", &format!("{statement}{inner}"));
+/// A step with parameters, run batch after batch by one DO block: each
+/// batch runs the step's statements in order (a transaction setting, the
+/// batch, the cascade's check) and commits; the last statement returns how
+/// many rows the batch took off the list, and the loop stops at 0.
+fn batch_loop(out: &mut String, statements: &[String], binds: &[Bind], playbook: &Playbook) {
+    let all = statements.concat();
+    let inner = dollar_tag("fkctl_batch", &all);
+    let outer = dollar_tag("fkctl", &format!("{all}{inner}"));
     let using = binds
         .iter()
         .map(|b| bind_expression(*b, playbook))
@@ -51,9 +54,16 @@ fn batch_loop(out: &mut String, statement: &str, binds: &[Bind], playbook: &Play
         .join(", ");
     let _ = writeln!(out, "DO {outer}");
     out.push_str("DECLARE\n  took text;\n  total bigint := 0;\nBEGIN\n  LOOP\n");
-    let _ = writeln!(out, "    EXECUTE {inner}");
-    let _ = writeln!(out, "{statement}");
-    let _ = writeln!(out, "{inner} INTO took USING {using};");
+    let last = statements.len().saturating_sub(1);
+    for (i, statement) in statements.iter().enumerate() {
+        let _ = writeln!(out, "    EXECUTE {inner}");
+        let _ = writeln!(out, "{statement}");
+        if i == last {
+            let _ = writeln!(out, "{inner} INTO took USING {using};");
+        } else {
+            let _ = writeln!(out, "{inner} USING {using};");
+        }
+    }
     out.push_str("    EXIT WHEN took::bigint = 0;\n    total := total + took::bigint;\n    RAISE NOTICE '% row(s) handled so far', total;\n    COMMIT;\n  END LOOP;\nEND\n");
     let _ = writeln!(out, "{outer};");
 }
@@ -94,7 +104,9 @@ fn step_sql(out: &mut String, step: &Step, playbook: &Playbook, cleanup: &str) {
         let _ = writeln!(out, "-- on \"canceling statement due to lock timeout\": wait a few seconds and run this step again (fkctl retries up to {n} times)");
     }
     match (step.binds.is_empty(), step.statements.as_slice()) {
-        (false, [statement]) => batch_loop(out, statement, &step.binds, playbook),
+        (false, statements) if !statements.is_empty() => {
+            batch_loop(out, statements, &step.binds, playbook)
+        }
         (_, statements) if !statements.is_empty() => {
             if step.transaction {
                 out.push_str("BEGIN;\n");

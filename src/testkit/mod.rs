@@ -95,6 +95,20 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestDatabase {
     pub fn create(prefix: &str) -> Result<TestDatabase> {
+        Self::create_from(prefix, "template0 ENCODING 'UTF8'")
+    }
+
+    /// A copy of this database, file by file: the same rows at the same
+    /// addresses, the same visibility map and statistics. Benchmarks start
+    /// fkctl and the baseline from copies of one database, so that neither
+    /// runs on a layout the other's earlier run left behind. This database
+    /// must have no open sessions while it is copied.
+    pub fn copy(&self, prefix: &str) -> Result<TestDatabase> {
+        let quoted = Ident::from_catalog(self.name.clone()).quoted();
+        Self::create_from(prefix, &format!("{quoted} STRATEGY FILE_COPY"))
+    }
+
+    fn create_from(prefix: &str, template: &str) -> Result<TestDatabase> {
         let server = server()?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("fkctl_{prefix}_{}_{n}", std::process::id());
@@ -102,9 +116,10 @@ impl TestDatabase {
         let mut admin = server.admin()?;
         // Separate statements: CREATE DATABASE refuses to run inside the
         // implicit transaction of a multi-statement query. template0 never has
-        // sessions, so parallel creations do not collide on it; retry anyway.
+        // sessions, so parallel creations do not collide on it; retry anyway
+        // (autovacuum may be visiting another template).
         let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {quoted}"));
-        let sql = format!("CREATE DATABASE {quoted} TEMPLATE template0 ENCODING 'UTF8'");
+        let sql = format!("CREATE DATABASE {quoted} TEMPLATE {template}");
         let mut attempt = 0;
         loop {
             match admin.batch_execute(&sql) {

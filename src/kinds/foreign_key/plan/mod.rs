@@ -624,6 +624,10 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
     purge_step.status = status.clone();
     cascade::extend_purge(cx, &mut purge_step);
     purge_step
+        .statements
+        .insert(0, purge::ASYNC_BATCH_COMMIT.to_string());
+    purge_step.why.push_str(purge::ASYNC_BATCH_COMMIT_WHY);
+    purge_step
 }
 
 /// What the rollback does when VALIDATE finds an orphan the purge left.
@@ -954,10 +958,14 @@ mod tests {
             "the census counts the collected list"
         );
         assert!(
-            purge.statements[0].contains("+ 249 RETURNING"),
+            purge.statements[1].contains("+ 249 RETURNING"),
             "a batch takes 250 numbered addresses"
         );
-        assert!(purge.statements[0].contains(r#"INSERT INTO "fkctl"."archived_rows""#));
+        assert!(purge.statements[1].contains(r#"INSERT INTO "fkctl"."archived_rows""#));
+        assert_eq!(
+            purge.statements[0], "SET LOCAL synchronous_commit = off",
+            "a batch is atomic: its commit need not wait for the flush"
+        );
         assert!(purge.repeat.is_some());
         let validate = &plan.steps[5];
         assert!(
@@ -991,7 +999,7 @@ mod tests {
     fn nullify_policy_sets_keys_to_null_and_archives_old_rows() {
         let plan = build(Operation::Rollback, &playbook("{ orphans: nullify }"), None);
         let step = plan.steps.iter().find(|s| s.id == "nullify-orphans");
-        let sql = step.map(|s| s.statements[0].clone()).unwrap_or_default();
+        let sql = step.map(|s| s.statements[1].clone()).unwrap_or_default();
         assert!(sql.contains(r#"SET "chat_name_id" = NULL"#), "{sql}");
         assert!(sql.contains("'nullify'"), "{sql}");
         assert!(!ids(&plan).contains(&"purge-orphans"));
