@@ -437,6 +437,7 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
             "add-not-valid",
             "prepare-archive",
             "purge-orphans",
+            "vacuum-child",
             "validate-constraint"
         ]
     );
@@ -470,6 +471,7 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
         "count-orphans",
         "prepare-archive",
         "purge-orphans",
+        "vacuum-child",
         "validate-constraint",
     ] {
         let s = step(&plan, id);
@@ -484,6 +486,15 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
                     .collect()
             })
             .unwrap_or_default();
+        if id == "vacuum-child" {
+            // VACUUM refuses a transaction.
+            for sql in &statements {
+                client
+                    .batch_execute(sql)
+                    .unwrap_or_else(|e| panic!("{id}: {e}\n{sql}"));
+            }
+            continue;
+        }
         let repeat = !s["repeat"].is_null();
         loop {
             let mut tx = client.transaction().unwrap_or_else(|e| panic!("{e}"));

@@ -118,10 +118,55 @@ fn the_seed_case_comes_back_validated_with_every_orphan_archived() {
         "{}",
         stdout(&status)
     );
+    // Too small a purge for a VACUUM to pay: none ran.
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.steps WHERE step = 'vacuum-child'"
+        ),
+        0
+    );
     // Again: nothing to do.
     let again = rollback(&s, &[]);
     assert!(again.status.success());
     assert_eq!(summary(&again)["outcome"], "already valid");
+}
+
+/// A purge of 10,000 rows or more is followed by a VACUUM of the child
+/// before VALIDATE: the deletes cleared the visibility map of the pages
+/// they touched, which would make VALIDATE's index-only scan visit the
+/// table for every entry there.
+#[test]
+fn a_large_purge_vacuums_the_child_before_validating() {
+    let s = setup("rb_vacuum", "{ batch_size: 5000 }");
+    let (orphans, _) = drop_and_orphan(&s, 1);
+    assert!(orphans >= 10_000, "{orphans}");
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["rows_archived"].as_i64(), Some(orphans));
+    assert!(validated_definition(&s.staging).is_some());
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM (SELECT step, lead(step) OVER (ORDER BY id) AS next, lag(step) OVER (ORDER BY id) AS before FROM fkctl.steps) s WHERE step = 'vacuum-child' AND before = 'purge-orphans' AND next = 'validate-constraint'"
+        ),
+        1,
+        "the journal shows the VACUUM between the purge and VALIDATE"
+    );
+    // The server's own statistics: one manual VACUUM of the child (fkctl's
+    // session has ended, so its counts are in).
+    let mut vacuums = 0;
+    for _ in 0..50 {
+        vacuums = scalar_i64(
+            &s.staging,
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = 'public.ci_pipeline_chat_data'::regclass",
+        );
+        if vacuums > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(vacuums, 1);
 }
 
 #[test]

@@ -8,10 +8,10 @@ use crate::cli::args::{Connection, Output};
 use crate::error::{Error, Kind, Result};
 use crate::execute::{guard, interrupt, BindValues, Executor, Value};
 use crate::journal::{record_step, Journal, Run};
-use crate::kinds::foreign_key::plan::drift;
 use crate::kinds::foreign_key::plan::spec::{
     resolve_rollback, Recorded, RollbackOverrides, RollbackSpec,
 };
+use crate::kinds::foreign_key::plan::{drift, vacuum};
 use crate::kinds::foreign_key::repair as purge;
 use crate::model::LeafState;
 use crate::model::{Inspection, Lookup};
@@ -173,6 +173,7 @@ fn rollback_in(
         say,
         options,
         summary,
+        child_bytes: Some(inspection.child.total_bytes),
     }
     .steps(&plan.steps)
     .and_then(|()| {
@@ -442,6 +443,8 @@ struct RollbackRun<'a> {
     say: &'a Say,
     options: &'a Options,
     summary: &'a mut Summary,
+    /// The child's size (tables, indexes, TOAST): whether VACUUM pays after the purge.
+    child_bytes: Option<i64>,
 }
 
 /// How often the collect -> purge -> verify cycle may repeat: a row whose
@@ -502,6 +505,7 @@ impl RollbackRun<'_> {
                     self.batches(step)?;
                 }
                 StepKind::PrepareArchive | StepKind::PurgeOrphans | StepKind::NullifyOrphans => {}
+                StepKind::VacuumChild => self.vacuum(step, orphans)?,
                 StepKind::VerifyNoOrphans => self.verify(step, steps)?,
                 kind if kind.validates() => {
                     if !validation_confirmed {
@@ -571,6 +575,29 @@ impl RollbackRun<'_> {
             exec.run(c, step, &[])
                 .map(|o| ((), o.retries, o.blockers, None))
         })
+    }
+
+    /// VACUUM after a purge large enough for VALIDATE to gain from it
+    /// (see `plan::vacuum`); otherwise says why not and goes on.
+    fn vacuum(&mut self, step: &Step, purged: i64) -> Result<()> {
+        if !vacuum::pays(purged, self.child_bytes) {
+            if purged > 0 {
+                self.say.line(format!(
+                    "   (no VACUUM before validating: {purged} row(s) purged, under the {} that make it pay)",
+                    vacuum::threshold(self.child_bytes)
+                ));
+            }
+            return Ok(());
+        }
+        self.say.line(super::step_text(step));
+        let exec = self.exec;
+        let took = record_step(self.client, Some(self.run), step, |c| {
+            exec.run_autocommit(c, step)
+                .map(|o| (o.elapsed, o.retries, o.blockers, None))
+        })?;
+        self.say
+            .line(format!("   vacuumed in {} ms", took.as_millis()));
+        Ok(())
     }
 
     fn refuse(&mut self, step: &Step) -> Result<()> {

@@ -277,6 +277,36 @@ impl Executor<'_> {
         })
     }
 
+    /// Runs the step's statements one by one outside any transaction
+    /// (VACUUM refuses one), retried on lock timeout like [`Executor::run`];
+    /// the session's lock_timeout bounds each wait.
+    pub fn run_autocommit(&self, client: &mut Client, step: &Step) -> Result<StepOutcome> {
+        let started = Instant::now();
+        let ((), waited) = lock_wait::with_lock_retries(
+            client,
+            self.environment,
+            &step.title,
+            step.lock_retries.unwrap_or(self.read_retries),
+            lock_wait::Watched::Relations(&self.watched),
+            |c| {
+                let bar = tui::spinner(format!("{}: {}", self.environment, step.title));
+                let _running = self.running(c)?;
+                let done = step
+                    .statements
+                    .iter()
+                    .try_for_each(|sql| c.batch_execute(sql).map_err(|e| self.fail(&e, sql, step)));
+                bar.finish_and_clear();
+                done
+            },
+        )?;
+        Ok(StepOutcome {
+            retries: waited.retries,
+            blockers: waited.blockers,
+            elapsed: started.elapsed(),
+            returned: None,
+        })
+    }
+
     /// One attempt: BEGIN, the statements, COMMIT. The error carries the statement that failed.
     fn attempt(
         &self,

@@ -90,6 +90,8 @@ pub enum StepKind {
     PurgeOrphans,
     /// Set listed orphans' keys to NULL batch by batch, archiving each old row.
     NullifyOrphans,
+    /// VACUUM the child after a large purge, before VALIDATE (no transaction).
+    VacuumChild,
     VerifyNoOrphans,
     ValidateConstraint,
     ValidatePartition,
@@ -142,6 +144,7 @@ impl StepKind {
             StepKind::PrepareArchive => "prepare-archive",
             StepKind::PurgeOrphans => "purge-orphans",
             StepKind::NullifyOrphans => "nullify-orphans",
+            StepKind::VacuumChild => "vacuum-child",
             StepKind::VerifyNoOrphans => "verify-no-orphans",
             StepKind::ValidateConstraint => "validate-constraint",
             StepKind::ValidatePartition => "validate-partition",
@@ -204,7 +207,8 @@ pub struct Step {
     /// Statements in order. When `transaction` is true they run in one
     /// transaction (BEGIN/COMMIT are not listed).
     pub statements: Vec<String>,
-    /// Parameters of the statement(s), in order: a step with binds has one statement.
+    /// Parameters of the step's statements, in order; a statement that uses
+    /// none (a transaction setting, a check) runs without them.
     pub binds: Vec<Bind>,
     pub transaction: bool,
     /// Repetition, e.g. "per batch of 1000 rows until the list is empty".

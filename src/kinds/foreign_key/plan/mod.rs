@@ -9,6 +9,7 @@ pub mod restore;
 #[cfg(test)]
 mod snapshot_tests;
 pub mod spec;
+pub mod vacuum;
 
 use crate::kinds::foreign_key::checks;
 use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef};
@@ -411,6 +412,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
                 steps.push(archive_step(&cx, &rest));
             }
             steps.push(purge_batch_step(&cx, policy, &rest));
+            steps.push(vacuum::vacuum_step(&cx, &rest));
         }
     }
     // With a purge to repeat, VALIDATE itself is the last check (a failure
@@ -945,6 +947,7 @@ mod tests {
                 "add-not-valid",
                 "prepare-archive",
                 "purge-orphans",
+                "vacuum-child",
                 "validate-constraint"
             ]
         );
@@ -967,7 +970,12 @@ mod tests {
             "a batch is atomic: its commit need not wait for the flush"
         );
         assert!(purge.repeat.is_some());
-        let validate = &plan.steps[5];
+        assert_eq!(
+            plan.steps[5].statements,
+            ["VACUUM \"public\".\"ci_pipeline_chat_data\""]
+        );
+        assert!(!plan.steps[5].transaction, "VACUUM refuses a transaction");
+        let validate = &plan.steps[6];
         assert!(
             validate.why.ends_with(VALIDATE_REPAIRS),
             "VALIDATE is the last check"
