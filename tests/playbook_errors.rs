@@ -185,6 +185,12 @@ const CORPUS: &[(&str, u64, u64, &str)] = &[
         3,
         "missing field `references`",
     ),
+    (
+        "49-rollback-vacuum-unknown",
+        15,
+        11,
+        "rollback.vacuum: unknown value \"sometimes\"",
+    ),
 ];
 
 /// A connection string written where a variable name belongs is not echoed:

@@ -577,14 +577,20 @@ impl RollbackRun<'_> {
         })
     }
 
-    /// VACUUM after a purge large enough for VALIDATE to gain from it
+    /// VACUUM after the purge when `rollback.vacuum` and its size say so
     /// (see `plan::vacuum`); otherwise says why not and goes on.
     fn vacuum(&mut self, step: &Step, purged: i64) -> Result<()> {
-        if !vacuum::pays(purged, self.child_bytes) {
+        let policy = self.playbook.rollback.vacuum;
+        if !vacuum::runs(policy, purged, self.child_bytes) {
             if purged > 0 {
+                let why = match vacuum::auto_threshold(self.child_bytes) {
+                    Some(t) => format!("{purged} row(s) purged, under the {t} that make it pay"),
+                    None => {
+                        "the child is under 1 GB, where VALIDATE reads the table itself".to_string()
+                    }
+                };
                 self.say.line(format!(
-                    "   (no VACUUM before validating: {purged} row(s) purged, under the {} that make it pay)",
-                    vacuum::threshold(self.child_bytes)
+                    "   (no VACUUM before validating: {why}; rollback.vacuum: always forces it)"
                 ));
             }
             return Ok(());

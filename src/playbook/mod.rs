@@ -142,6 +142,28 @@ pub struct RollbackSettings {
     pub orphans: OrphanPolicy,
     pub batch_size: u32,
     pub max_orphans: u64,
+    pub vacuum: VacuumPolicy,
+}
+
+/// Whether the rollback vacuums the child between the purge and VALIDATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VacuumPolicy {
+    /// After a purge large for a large table (see `plan::vacuum`).
+    Auto,
+    /// After any purge.
+    Always,
+    Never,
+}
+
+impl VacuumPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            VacuumPolicy::Auto => "auto",
+            VacuumPolicy::Always => "always",
+            VacuumPolicy::Never => "never",
+        }
+    }
 }
 
 /// Where the constraint's parts were written, so that a problem found later

@@ -138,6 +138,9 @@ pub struct RawRollback {
     pub batch_size: Option<Spanned<u32>>,
     #[serde(default)]
     pub max_orphans: Option<Spanned<u64>>,
+    /// Whether the child is vacuumed between the purge and VALIDATE.
+    #[serde(default)]
+    pub vacuum: Option<Spanned<String>>,
     /// Unique constraints: what happens to duplicate rows.
     #[serde(default)]
     pub duplicates: Option<Spanned<String>>,

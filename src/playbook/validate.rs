@@ -6,7 +6,7 @@ use super::raw::{
 };
 use super::{
     duration, ConstraintPositions, Environment, LooseSettings, OrphanPolicy, Playbook,
-    PlaybookError, Position, RollbackSettings, Safety,
+    PlaybookError, Position, RollbackSettings, Safety, VacuumPolicy,
 };
 use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef, MatchType};
 use crate::kinds::unique::definition::{
@@ -470,10 +470,20 @@ impl Checker<'_> {
                 return self.error(b.referenced, "rollback.batch_size: must be between 1 and 1000000 (small batches keep row locks brief)");
             }
         }
+        let vacuum = match &r.vacuum {
+            None => VacuumPolicy::Auto,
+            Some(v) => match v.value.as_str() {
+                "auto" => VacuumPolicy::Auto,
+                "always" => VacuumPolicy::Always,
+                "never" => VacuumPolicy::Never,
+                other => return self.error(v.referenced, format!("rollback.vacuum: unknown value {other:?}; expected auto (after a large purge on a table of 1 GB or more), always or never")),
+            },
+        };
         Ok(RollbackSettings {
             orphans,
             batch_size,
             max_orphans: r.max_orphans.as_ref().map_or(100_000, |m| m.value),
+            vacuum,
         })
     }
 
@@ -489,6 +499,7 @@ impl Checker<'_> {
         let fk_only = [
             ("orphans", r.orphans.as_ref().map(|v| v.referenced)),
             ("max_orphans", r.max_orphans.as_ref().map(|v| v.referenced)),
+            ("vacuum", r.vacuum.as_ref().map(|v| v.referenced)),
         ];
         if let Some((field, Some(at))) = fk_only.iter().find(|(_, at)| at.is_some()) {
             return self.error(*at, format!("rollback.{field}: a unique constraint has no orphans; say what happens to duplicate rows with rollback.duplicates (archive-delete or abort) and rollback.max_duplicates"));
@@ -693,6 +704,7 @@ impl Checker<'_> {
                 orphans: OrphanPolicy::Abort,
                 batch_size: unique.as_ref().map_or(1000, |u| u.rollback.batch_size),
                 max_orphans: 0,
+                vacuum: VacuumPolicy::Never,
             }
         } else {
             self.rollback(&raw.rollback)?

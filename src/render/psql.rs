@@ -97,6 +97,9 @@ fn step_sql(out: &mut String, step: &Step, playbook: &Playbook, cleanup: &str) {
         let _ = writeln!(out, "-- Run `{cleanup}` (these are its statements, see `fkctl plan --rollback`). By hand it may be skipped: the purge below removes, archived, what the queue leaves.");
         return;
     }
+    if step.kind == StepKind::VacuumChild {
+        let _ = writeln!(out, "-- fkctl runs this only as rollback.vacuum says (auto: after a large purge on a child of 1 GB or more); by hand it may be skipped on a small table.");
+    }
     if let Some(c) = &step.before {
         check(out, "before", c);
     }

@@ -85,6 +85,12 @@ pub fn create_archive_sql(schema: &Ident) -> Vec<String> {
 /// reading the whole list again.
 pub fn collect_sql(query: &OrphanQuery) -> Vec<String> {
     vec![
+        // Parallel workers for the scan, as the census's count gets them:
+        // the planner otherwise prices sending each address to the leader
+        // above reading the table alone (about a third of the scan's time
+        // at 200,000 rows). For this transaction only.
+        "SET LOCAL parallel_setup_cost = 0".to_string(),
+        "SET LOCAL parallel_tuple_cost = 0".to_string(),
         format!("DROP TABLE IF EXISTS {ORPHAN_LIST}"),
         format!(
             "CREATE TEMPORARY TABLE fkctl_orphan_rows AS SELECT row_number() OVER () AS n, fk.tableoid AS rel, fk.ctid AS row_id FROM {} WHERE {}",

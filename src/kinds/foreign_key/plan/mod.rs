@@ -412,7 +412,7 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
                 steps.push(archive_step(&cx, &rest));
             }
             steps.push(purge_batch_step(&cx, policy, &rest));
-            steps.push(vacuum::vacuum_step(&cx, &rest));
+            steps.extend(vacuum::vacuum_step(&cx, &rest));
         }
     }
     // With a purge to repeat, VALIDATE itself is the last check (a failure
@@ -555,8 +555,9 @@ fn collect_step(cx: &Planner<'_>, status: &Status) -> Step {
     let mut collect = step(
         StepKind::CollectOrphans,
         "List the orphaned rows' addresses",
-        "The one pass over the child table, before any change: the census counts this list and the batches below touch only listed rows (rows orphaned after this pass are found by the check before VALIDATE and listed again).",
+        "The one pass over the child table, before any change, in one transaction; it may use parallel workers, as the census's count does. The census counts this list and the batches below touch only listed rows (rows orphaned after this pass are found by VALIDATE, or the check before it, and listed again).",
     );
+    collect.transaction = true;
     collect.statements = purge::collect_sql(&cx.orphans);
     collect.locks = cx.reads_both();
     collect.status = status.clone();

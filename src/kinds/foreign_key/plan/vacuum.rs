@@ -1,81 +1,98 @@
-//! VACUUM between a large purge and VALIDATE.
+//! VACUUM between a large purge and VALIDATE (`rollback.vacuum`).
 //!
 //! Deleting rows spread over the child clears the visibility map on every
-//! page they were on. VALIDATE's check is an anti-join that PostgreSQL may
-//! run as an index-only scan of the child's key index, trusting the map's
-//! count from the last VACUUM; each entry on a cleared page then costs a
-//! heap visit. Measured on 20,000,000 children with 100,000 orphans on half
-//! the pages: VALIDATE 43-53 s, against 3 s after a VACUUM of 6-8 s. A
-//! small purge clears too few pages to matter, and VACUUM's passes over
-//! every index of the child would cost more than they save, so the step
-//! runs only above a threshold.
+//! page they were on. On a large table VALIDATE's check is an anti-join
+//! that PostgreSQL may run as an index-only scan of the child's key index,
+//! trusting the map's count from the last VACUUM; each entry on a cleared
+//! page then costs a visit to the table. Measured on 20,000,000 children
+//! with 100,000 orphans on half the pages: VALIDATE 43-53 s, against 3 s
+//! after a VACUUM of 6-8 s. On a small table VALIDATE reads the table
+//! itself and gains nothing, and a small purge clears too few pages to
+//! matter, so `auto` vacuums only a large purge on a large table.
 
 use super::{lock, step, Planner};
 use crate::plan::{LockMode, Status, Step, StepKind};
+use crate::playbook::VacuumPolicy;
 
-/// Below this many purged rows the step never runs.
+/// `auto`: tables smaller than this (tables, indexes, TOAST) never.
+const MIN_BYTES: i64 = 1 << 30;
+/// `auto`: below this many purged rows never ...
 const MIN_ROWS: i64 = 10_000;
 /// ... nor below this share of the child's size in 8 kB pages.
 const PAGE_SHARE: i64 = 10;
 const PAGE_BYTES: i64 = 8192;
 
-/// How many purged rows make the VACUUM worth its cost, for a child of
-/// `child_bytes` (tables, indexes and TOAST, all partitions): 10,000, or a
-/// tenth of its pages when that is more. Unknown size: 10,000.
-pub fn threshold(child_bytes: Option<i64>) -> i64 {
-    let pages = child_bytes.unwrap_or(0).max(0) / PAGE_BYTES;
-    MIN_ROWS.max(pages / PAGE_SHARE)
+/// How many purged rows make the VACUUM worth its cost under `auto`, for a
+/// child of `child_bytes` (all partitions): 10,000, or a tenth of its pages
+/// when that is more; None for a table too small to gain (or of unknown size).
+pub fn auto_threshold(child_bytes: Option<i64>) -> Option<i64> {
+    let bytes = child_bytes.filter(|b| *b >= MIN_BYTES)?;
+    Some(MIN_ROWS.max(bytes / PAGE_BYTES / PAGE_SHARE))
 }
 
-/// Whether the purge of `purged` rows pays for the VACUUM.
-pub fn pays(purged: i64, child_bytes: Option<i64>) -> bool {
-    purged >= threshold(child_bytes)
+/// Whether the rollback vacuums after purging `purged` rows.
+pub fn runs(policy: VacuumPolicy, purged: i64, child_bytes: Option<i64>) -> bool {
+    match policy {
+        VacuumPolicy::Never => false,
+        VacuumPolicy::Always => purged > 0,
+        VacuumPolicy::Auto => auto_threshold(child_bytes).is_some_and(|t| purged >= t),
+    }
 }
 
-/// The step, planned after every purge; the rollback runs it only when
-/// [`pays`] says so, and says so either way.
-pub(super) fn vacuum_step(cx: &Planner<'_>, status: &Status) -> Step {
+/// The step, planned after the purge unless `rollback.vacuum` is `never`;
+/// the rollback runs it when [`runs`] says so, and says so either way.
+pub(super) fn vacuum_step(cx: &Planner<'_>, status: &Status) -> Option<Step> {
+    let policy = cx.playbook.rollback.vacuum;
     let bytes = cx.observed.map(|o| o.inspection.child.total_bytes);
-    let rule = match bytes {
-        Some(_) => format!(
-            "only when the purge removed at least {} rows (10,000, or a tenth of the child's pages if more)",
-            threshold(bytes)
-        ),
-        None => "only when the purge removed at least 10,000 rows, or a tenth of the child's pages if more".to_string(),
+    let rule = match (policy, cx.observed.is_some(), auto_threshold(bytes)) {
+        (VacuumPolicy::Never, ..) => return None,
+        (VacuumPolicy::Always, ..) => "after any purge (rollback.vacuum: always)".to_string(),
+        (VacuumPolicy::Auto, true, None) => "only when the purge removed at least 10,000 rows from a child of 1 GB or more (rollback.vacuum: auto); this child is smaller, so it will not run".to_string(),
+        (VacuumPolicy::Auto, true, Some(t)) => format!("only when the purge removed at least {t} rows (rollback.vacuum: auto: 10,000, or a tenth of the child's pages if more, on a child of 1 GB or more)"),
+        (VacuumPolicy::Auto, false, _) => "only when the purge removed at least 10,000 rows, or a tenth of the child's pages if more, from a child of 1 GB or more (rollback.vacuum: auto)".to_string(),
     };
     let mut vacuum = step(
         StepKind::VacuumChild,
         "Vacuum the child after a large purge",
-        &format!("Runs {rule}. Rows deleted across the table clear the visibility map on each page they were on, and VALIDATE's check, which may read the child's key index alone, then visits the table for every entry on those pages (43 s instead of 3 s measured on 20M rows). VACUUM sets the map again and removes the dead rows, under SHARE UPDATE EXCLUSIVE like VALIDATE: reads and writes go on. It cannot run in a transaction; the session's lock_timeout bounds its wait."),
+        &format!("Runs {rule}. Rows deleted across a large table clear the visibility map on each page they were on, and VALIDATE's check, which may read the child's key index alone, then visits the table for every entry on those pages (43 s instead of 3 s measured on 20M rows). VACUUM sets the map again and removes the dead rows, under SHARE UPDATE EXCLUSIVE like VALIDATE: reads and writes go on. It cannot run in a transaction; the session's lock_timeout bounds its wait."),
     );
     vacuum.statements = vec![format!("VACUUM {}", cx.orphans.child.quoted())];
     vacuum.locks = vec![lock(&cx.child, LockMode::ShareUpdateExclusive)];
     vacuum.lock_retries = Some(cx.playbook.safety.lock_retries);
     vacuum.status = status.clone();
-    vacuum
+    Some(vacuum)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const GB: i64 = 1 << 30;
+
     #[test]
-    fn small_purges_and_small_tables_do_not_vacuum() {
-        assert_eq!(threshold(None), 10_000);
-        assert!(!pays(9_999, None));
-        assert!(pays(10_000, None));
-        // 200,000 rows, about 55 MB: 10,000 rows are enough.
-        assert!(pays(20_000, Some(55 << 20)));
-        assert!(!pays(1_000, Some(55 << 20)));
+    fn auto_never_vacuums_a_small_table_or_after_a_small_purge() {
+        assert_eq!(auto_threshold(None), None);
+        // 200,000 rows, about 55 MB: however many rows went.
+        assert!(!runs(VacuumPolicy::Auto, 100_000, Some(55 << 20)));
+        // 2 GB: 10,000 rows at least.
+        assert_eq!(auto_threshold(Some(2 * GB)), Some(26_214));
+        assert!(!runs(VacuumPolicy::Auto, 9_999, Some(GB)));
+        assert!(runs(VacuumPolicy::Auto, 13_108, Some(GB)));
     }
 
     #[test]
-    fn large_tables_need_a_tenth_of_their_pages() {
-        // 20,000,000 rows, about 5.5 GB: 671,000 pages.
+    fn auto_needs_a_tenth_of_a_large_tables_pages() {
+        // 20,000,000 rows, about 5.5 GB: 704,000 pages.
         let bytes = Some(5_500_i64 << 20);
-        assert_eq!(threshold(bytes), 70_400);
-        assert!(pays(100_000, bytes));
-        assert!(!pays(50_000, bytes));
-        assert!(!pays(1_000, bytes));
+        assert_eq!(auto_threshold(bytes), Some(70_400));
+        assert!(runs(VacuumPolicy::Auto, 100_000, bytes));
+        assert!(!runs(VacuumPolicy::Auto, 1_000, bytes));
+    }
+
+    #[test]
+    fn always_and_never_say_what_they_mean() {
+        assert!(runs(VacuumPolicy::Always, 1, Some(1)));
+        assert!(!runs(VacuumPolicy::Always, 0, Some(GB)));
+        assert!(!runs(VacuumPolicy::Never, 1_000_000, Some(100 * GB)));
     }
 }
