@@ -255,34 +255,37 @@ impl Executor<'_> {
                 params.len()
             )));
         }
-        let started = Instant::now();
-        let (returned, waited) = lock_wait::with_lock_retries(
-            client,
-            self.environment,
-            &step.title,
-            step.lock_retries.unwrap_or(self.read_retries),
-            lock_wait::Watched::Relations(&self.watched),
-            |c| {
-                let bar = tui::spinner(format!("{}: {}", self.environment, step.title));
-                let attempt = self.attempt(c, step, params, prepared);
-                bar.finish_and_clear();
-                attempt.map_err(|(e, sql)| self.fail(&e, &sql, step))
-            },
-        )?;
-        Ok(StepOutcome {
-            retries: waited.retries,
-            blockers: waited.blockers,
-            elapsed: started.elapsed(),
-            returned,
-        })
+        let (returned, mut outcome) = self.with_retries(client, step, |c| {
+            self.attempt(c, step, params, prepared)
+                .map_err(|(e, sql)| self.fail(&e, &sql, step))
+        })?;
+        outcome.returned = returned;
+        Ok(outcome)
     }
 
     /// Runs the step's statements one by one outside any transaction
     /// (VACUUM refuses one), retried on lock timeout like [`Executor::run`];
     /// the session's lock_timeout bounds each wait.
     pub fn run_autocommit(&self, client: &mut Client, step: &Step) -> Result<StepOutcome> {
+        let ((), outcome) = self.with_retries(client, step, |c| {
+            let _running = self.running(c)?;
+            step.statements
+                .iter()
+                .try_for_each(|sql| c.batch_execute(sql).map_err(|e| self.fail(&e, sql, step)))
+        })?;
+        Ok(outcome)
+    }
+
+    /// `work` under the step's lock-timeout retries, with a spinner while
+    /// it runs; the outcome says how long it took and who blocked it.
+    fn with_retries<T>(
+        &self,
+        client: &mut Client,
+        step: &Step,
+        mut work: impl FnMut(&mut Client) -> Result<T>,
+    ) -> Result<(T, StepOutcome)> {
         let started = Instant::now();
-        let ((), waited) = lock_wait::with_lock_retries(
+        let (value, waited) = lock_wait::with_lock_retries(
             client,
             self.environment,
             &step.title,
@@ -290,21 +293,18 @@ impl Executor<'_> {
             lock_wait::Watched::Relations(&self.watched),
             |c| {
                 let bar = tui::spinner(format!("{}: {}", self.environment, step.title));
-                let _running = self.running(c)?;
-                let done = step
-                    .statements
-                    .iter()
-                    .try_for_each(|sql| c.batch_execute(sql).map_err(|e| self.fail(&e, sql, step)));
+                let done = work(c);
                 bar.finish_and_clear();
                 done
             },
         )?;
-        Ok(StepOutcome {
+        let outcome = StepOutcome {
             retries: waited.retries,
             blockers: waited.blockers,
             elapsed: started.elapsed(),
             returned: None,
-        })
+        };
+        Ok((value, outcome))
     }
 
     /// One attempt: BEGIN, the statements, COMMIT. The error carries the statement that failed.
