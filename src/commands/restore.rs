@@ -268,10 +268,11 @@ fn move_rows(
     };
     let mut moved = 0i64;
     let mut batches = 0u32;
-    let mut prepared = crate::execute::Prepared::default();
     loop {
+        // Planned again each batch (not prepared once): the run id decides
+        // how the archive is read, and a generic plan would not know it.
         let outcome = exec
-            .run_prepared(c, step, params, &mut prepared)
+            .run(c, step, params)
             .map_err(|e| explain_batch(e, culprit))?;
         let n: i64 = outcome
             .returned

@@ -17,6 +17,7 @@ use crate::model::LeafState;
 use crate::model::{Inspection, Lookup};
 use crate::plan::{rollback_plan, Observed, Status, Step, StepKind};
 use crate::playbook::{OrphanPolicy, Playbook};
+use crate::render;
 use crate::tui;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use postgres::Client;
@@ -173,7 +174,7 @@ fn rollback_in(
         say,
         options,
         summary,
-        child_bytes: Some(inspection.child.total_bytes),
+        child_bytes: inspection.child.total_bytes,
     }
     .steps(&plan.steps)
     .and_then(|()| {
@@ -444,7 +445,7 @@ struct RollbackRun<'a> {
     options: &'a Options,
     summary: &'a mut Summary,
     /// The child's size (tables, indexes, TOAST): whether VACUUM pays after the purge.
-    child_bytes: Option<i64>,
+    child_bytes: i64,
 }
 
 /// How often the collect -> purge -> verify cycle may repeat: a row whose
@@ -577,32 +578,49 @@ impl RollbackRun<'_> {
         })
     }
 
-    /// VACUUM after the purge when `rollback.vacuum` and its size say so
-    /// (see `plan::vacuum`); otherwise says why not and goes on.
+    /// VACUUM after the purge when `rollback.vacuum` and the child's size
+    /// say so (see `plan::vacuum`); otherwise says why not and goes on. Only
+    /// an optimisation: a failure is reported and VALIDATE goes ahead.
     fn vacuum(&mut self, step: &Step, purged: i64) -> Result<()> {
         let policy = self.playbook.rollback.vacuum;
-        if !vacuum::runs(policy, purged, self.child_bytes) {
+        let bytes = Some(self.child_bytes);
+        if !vacuum::runs(policy, purged, bytes) {
             if purged > 0 {
-                let why = match vacuum::auto_threshold(self.child_bytes) {
-                    Some(t) => format!("{purged} row(s) purged, under the {t} that make it pay"),
-                    None => {
-                        "the child is under 1 GB, where VALIDATE reads the table itself".to_string()
-                    }
+                let why = match vacuum::auto_threshold(bytes) {
+                    Some(t) => format!(
+                        "{} row(s) purged, under the {} that make it pay here",
+                        render::count(purged),
+                        render::count(t)
+                    ),
+                    None => "the child is too small for VALIDATE to gain from it".to_string(),
                 };
                 self.say.line(format!(
-                    "   (no VACUUM before validating: {why}; rollback.vacuum: always forces it)"
+                    "   (no VACUUM before validating: {why}; rollback.vacuum: auto vacuums after {}, always after any purge)",
+                    vacuum::auto_rule()
                 ));
             }
             return Ok(());
         }
         self.say.line(super::step_text(step));
         let exec = self.exec;
-        let took = record_step(self.client, Some(self.run), step, |c| {
+        let done = record_step(self.client, Some(self.run), step, |c| {
             exec.run_autocommit(c, step)
                 .map(|o| (o.elapsed, o.retries, o.blockers, None))
-        })?;
-        self.say
-            .line(format!("   vacuumed in {} ms", took.as_millis()));
+        });
+        match done {
+            Ok(took) => self
+                .say
+                .line(format!("   vacuumed in {} ms", took.as_millis())),
+            Err(e) if e.kind == Kind::Interrupted || interrupt::interrupted() => return Err(e),
+            Err(e) => {
+                // The session's settings may be left as the failed step set them.
+                let _ = self.client.batch_execute("RESET statement_timeout");
+                self.say.line(format!(
+                    "   VACUUM failed, going on to VALIDATE without it (it only makes VALIDATE faster): {}",
+                    e.message
+                ));
+            }
+        }
         Ok(())
     }
 

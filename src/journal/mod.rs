@@ -14,11 +14,13 @@ use chrono::{DateTime, Utc};
 use postgres::Client;
 use serde::Serialize;
 
-/// Who runs fkctl, for the journal: `user@host`. $USER first (the person
-/// behind `sudo` shows there), else the effective uid's name, read from the
-/// password database in-process (spawning `id` cost about 20 ms a run).
+/// Who runs fkctl, for the journal: `user@host`. The person behind `sudo`
+/// first ($SUDO_USER; sudo sets $USER to the target user), then $USER or
+/// $LOGNAME, else the effective uid's name, read from the password database
+/// in-process (spawning `id` cost about 20 ms a run).
 pub fn operator() -> String {
-    let user = std::env::var("USER")
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .filter(|u| !u.is_empty())

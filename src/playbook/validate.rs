@@ -476,7 +476,7 @@ impl Checker<'_> {
                 "auto" => VacuumPolicy::Auto,
                 "always" => VacuumPolicy::Always,
                 "never" => VacuumPolicy::Never,
-                other => return self.error(v.referenced, format!("rollback.vacuum: unknown value {other:?}; expected auto (after a large purge on a table of 1 GB or more), always or never")),
+                other => return self.error(v.referenced, format!("rollback.vacuum: unknown value {other:?}; expected auto (after {}), always or never", crate::kinds::foreign_key::plan::vacuum::auto_rule())),
             },
         };
         Ok(RollbackSettings {
@@ -499,8 +499,10 @@ impl Checker<'_> {
         let fk_only = [
             ("orphans", r.orphans.as_ref().map(|v| v.referenced)),
             ("max_orphans", r.max_orphans.as_ref().map(|v| v.referenced)),
-            ("vacuum", r.vacuum.as_ref().map(|v| v.referenced)),
         ];
+        if let Some(v) = &r.vacuum {
+            return self.error(v.referenced, "rollback.vacuum: only a foreign key's rollback vacuums the child after its purge; a unique constraint's rollback builds its index concurrently and has no such step");
+        }
         if let Some((field, Some(at))) = fk_only.iter().find(|(_, at)| at.is_some()) {
             return self.error(*at, format!("rollback.{field}: a unique constraint has no orphans; say what happens to duplicate rows with rollback.duplicates (archive-delete or abort) and rollback.max_duplicates"));
         }

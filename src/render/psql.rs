@@ -98,7 +98,11 @@ fn step_sql(out: &mut String, step: &Step, playbook: &Playbook, cleanup: &str) {
         return;
     }
     if step.kind == StepKind::VacuumChild {
-        let _ = writeln!(out, "-- fkctl runs this only as rollback.vacuum says (auto: after a large purge on a child of 1 GB or more); by hand it may be skipped on a small table.");
+        let _ = writeln!(
+            out,
+            "-- fkctl runs this only as rollback.vacuum says (auto: after {}); by hand it may be skipped on a small table.",
+            crate::kinds::foreign_key::plan::vacuum::auto_rule()
+        );
     }
     if let Some(c) = &step.before {
         check(out, "before", c);

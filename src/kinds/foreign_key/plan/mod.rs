@@ -626,6 +626,7 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
     });
     purge_step.status = status.clone();
     cascade::extend_purge(cx, &mut purge_step);
+    // After extend_purge, which replaces the statements with the cascade's.
     purge_step
         .statements
         .insert(0, purge::ASYNC_BATCH_COMMIT.to_string());
@@ -962,7 +963,7 @@ mod tests {
             "the census counts the collected list"
         );
         assert!(
-            purge.statements[1].contains("+ 249 RETURNING"),
+            purge.statements[1].contains("n < (SELECT first FROM next) + 250 RETURNING"),
             "a batch takes 250 numbered addresses"
         );
         assert!(purge.statements[1].contains(r#"INSERT INTO "fkctl"."archived_rows""#));
@@ -973,7 +974,12 @@ mod tests {
         assert!(purge.repeat.is_some());
         assert_eq!(
             plan.steps[5].statements,
-            ["VACUUM \"public\".\"ci_pipeline_chat_data\""]
+            [
+                "SET lock_timeout = '250ms'",
+                "SET statement_timeout = 0",
+                "VACUUM (TRUNCATE false) \"public\".\"ci_pipeline_chat_data\"",
+                "RESET statement_timeout"
+            ]
         );
         assert!(!plan.steps[5].transaction, "VACUUM refuses a transaction");
         let validate = &plan.steps[6];

@@ -8,11 +8,12 @@
 //! with 100,000 orphans on half the pages: VALIDATE 43-53 s, against 3 s
 //! after a VACUUM of 6-8 s. On a small table VALIDATE reads the table
 //! itself and gains nothing, and a small purge clears too few pages to
-//! matter, so `auto` vacuums only a large purge on a large table.
+//! matter, so `auto` vacuums only a large purge on a large table. The step
+//! is only an optimisation: when it fails, the rollback goes on to VALIDATE.
 
 use super::{lock, step, Planner};
 use crate::plan::{LockMode, Status, Step, StepKind};
-use crate::playbook::VacuumPolicy;
+use crate::playbook::{duration, VacuumPolicy};
 
 /// `auto`: tables smaller than this (tables, indexes, TOAST) never.
 const MIN_BYTES: i64 = 1 << 30;
@@ -39,6 +40,15 @@ pub fn runs(policy: VacuumPolicy, purged: i64, child_bytes: Option<i64>) -> bool
     }
 }
 
+/// `auto`'s rule in words, for the plan, the messages and the docs.
+pub fn auto_rule() -> String {
+    format!(
+        "a purge of at least {} rows, or of a tenth of the child's size in 8 kB pages (indexes included) if that is more, on a child of {} GB or more",
+        crate::render::count(MIN_ROWS),
+        MIN_BYTES >> 30
+    )
+}
+
 /// The step, planned after the purge unless `rollback.vacuum` is `never`;
 /// the rollback runs it when [`runs`] says so, and says so either way.
 pub(super) fn vacuum_step(cx: &Planner<'_>, status: &Status) -> Option<Step> {
@@ -47,16 +57,33 @@ pub(super) fn vacuum_step(cx: &Planner<'_>, status: &Status) -> Option<Step> {
     let rule = match (policy, cx.observed.is_some(), auto_threshold(bytes)) {
         (VacuumPolicy::Never, ..) => return None,
         (VacuumPolicy::Always, ..) => "after any purge (rollback.vacuum: always)".to_string(),
-        (VacuumPolicy::Auto, true, None) => "only when the purge removed at least 10,000 rows from a child of 1 GB or more (rollback.vacuum: auto); this child is smaller, so it will not run".to_string(),
-        (VacuumPolicy::Auto, true, Some(t)) => format!("only when the purge removed at least {t} rows (rollback.vacuum: auto: 10,000, or a tenth of the child's pages if more, on a child of 1 GB or more)"),
-        (VacuumPolicy::Auto, false, _) => "only when the purge removed at least 10,000 rows, or a tenth of the child's pages if more, from a child of 1 GB or more (rollback.vacuum: auto)".to_string(),
+        (VacuumPolicy::Auto, true, None) => format!(
+            "only after {} (rollback.vacuum: auto); this child is smaller, so it will not run",
+            auto_rule()
+        ),
+        (VacuumPolicy::Auto, true, Some(t)) => format!(
+            "only when the purge removed at least {} rows here (rollback.vacuum: auto: {})",
+            crate::render::count(t),
+            auto_rule()
+        ),
+        (VacuumPolicy::Auto, false, _) => {
+            format!("only after {} (rollback.vacuum: auto)", auto_rule())
+        }
     };
     let mut vacuum = step(
         StepKind::VacuumChild,
         "Vacuum the child after a large purge",
-        &format!("Runs {rule}. Rows deleted across a large table clear the visibility map on each page they were on, and VALIDATE's check, which may read the child's key index alone, then visits the table for every entry on those pages (43 s instead of 3 s measured on 20M rows). VACUUM sets the map again and removes the dead rows, under SHARE UPDATE EXCLUSIVE like VALIDATE: reads and writes go on. It cannot run in a transaction; the session's lock_timeout bounds its wait."),
+        &format!("Runs {rule}. Rows deleted across a large table clear the visibility map on each page they were on, and VALIDATE's check, which may read the child's key index alone, then visits the table for every entry on those pages; VACUUM sets the map again and removes the dead rows. It takes SHARE UPDATE EXCLUSIVE, like VALIDATE: reads and writes go on (TRUNCATE false: it never takes the brief ACCESS EXCLUSIVE lock that shrinking the file would). It cannot run in a transaction, so its timeouts are set for the session and reset after. If it fails, fkctl says so and goes on to VALIDATE."),
     );
-    vacuum.statements = vec![format!("VACUUM {}", cx.orphans.child.quoted())];
+    vacuum.statements = vec![
+        format!(
+            "SET lock_timeout = '{}'",
+            duration::human(cx.playbook.safety.lock_timeout)
+        ),
+        "SET statement_timeout = 0".to_string(),
+        format!("VACUUM (TRUNCATE false) {}", cx.orphans.child.quoted()),
+        "RESET statement_timeout".to_string(),
+    ];
     vacuum.locks = vec![lock(&cx.child, LockMode::ShareUpdateExclusive)];
     vacuum.lock_retries = Some(cx.playbook.safety.lock_retries);
     vacuum.status = status.clone();
