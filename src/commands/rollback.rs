@@ -16,7 +16,7 @@ use crate::kinds::foreign_key::repair as purge;
 use crate::model::LeafState;
 use crate::model::{Inspection, Lookup};
 use crate::plan::{rollback_plan, Observed, Status, Step, StepKind};
-use crate::playbook::{OrphanPolicy, Playbook};
+use crate::playbook::{OrphanPolicy, Playbook, VacuumPolicy};
 use crate::render;
 use crate::tui;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -586,17 +586,19 @@ impl RollbackRun<'_> {
         let bytes = Some(self.child_bytes);
         if !vacuum::runs(policy, purged, bytes) {
             if purged > 0 {
-                let why = match vacuum::auto_threshold(bytes) {
-                    Some(t) => format!(
-                        "{} row(s) purged, under the {} that make it pay here",
+                let why = match (policy, vacuum::auto_threshold(bytes)) {
+                    (VacuumPolicy::Never, _) => "rollback.vacuum is never".to_string(),
+                    (_, Some(t)) => format!(
+                        "{} row(s) purged, under the {} that make it pay on this child",
                         render::count(purged),
                         render::count(t)
                     ),
-                    None => "the child is too small for VALIDATE to gain from it".to_string(),
+                    (_, None) => {
+                        "the child is under 1 GB, where VALIDATE gains nothing from it".to_string()
+                    }
                 };
                 self.say.line(format!(
-                    "   (no VACUUM before validating: {why}; rollback.vacuum: auto vacuums after {}, always after any purge)",
-                    vacuum::auto_rule()
+                    "   (no VACUUM before validating: {why}; rollback.vacuum: always forces one)"
                 ));
             }
             return Ok(());
