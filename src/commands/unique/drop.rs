@@ -4,7 +4,7 @@
 
 use super::{refuse_mismatch, run_step, Session};
 use crate::error::{Error, Result};
-use crate::execute::{guard, interrupt, BindValues};
+use crate::execute::{interrupt, BindValues};
 use crate::journal::Journal;
 use crate::kinds::unique::definition::UniqueDef;
 use crate::kinds::unique::observed::{UniqueInspection, UniqueLookup};
@@ -147,12 +147,7 @@ fn drop_in(
     crate::say!("  connected: {}", session.target.description);
     let playbook: Playbook = session.playbook.clone();
     if !dry_run {
-        guard::lock_change(
-            &mut session.client,
-            &playbook.change,
-            &playbook.constraint,
-            &env,
-        )?;
+        session.lock_change()?;
     }
     let inspection = session.inspect("pre-checks")?;
     let def = session.spec.def.clone();

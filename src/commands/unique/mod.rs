@@ -203,6 +203,17 @@ impl Session {
         )
     }
 
+    /// The change's advisory lock on this database: no second fkctl works
+    /// on the same change here at the same time.
+    pub fn lock_change(&mut self) -> Result<()> {
+        crate::execute::guard::lock_change(
+            &mut self.client,
+            &self.playbook.change,
+            &self.playbook.constraint,
+            &self.environment.name,
+        )
+    }
+
     /// What an executor needs, owned, so that it does not borrow the session.
     pub fn engine(&self) -> (Target, String) {
         (self.target.clone(), self.environment.name.clone())
@@ -218,8 +229,6 @@ pub(super) fn executor<'a>(
 ) -> Result<Executor<'a>> {
     Executor::new(target, env, inspection.watched.clone(), retries)
 }
-
-impl Session {}
 
 /// Refusals any command that changes the constraint makes before acting:
 /// a constraint of another kind under the name, or one that differs from

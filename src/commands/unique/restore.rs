@@ -4,7 +4,7 @@
 
 use super::{run_step, Session};
 use crate::error::{Error, Result};
-use crate::execute::{guard, interrupt, BindValues, Executor};
+use crate::execute::{interrupt, BindValues, Executor};
 use crate::journal::{Journal, Run};
 use crate::kinds::unique::catalog::insertable_columns;
 use crate::kinds::unique::definition::UniqueDef;
@@ -39,12 +39,7 @@ pub fn run(
 fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
     let env = session.env().to_string();
     let playbook = session.playbook.clone();
-    guard::lock_change(
-        &mut session.client,
-        &playbook.change,
-        &playbook.constraint,
-        &env,
-    )?;
+    session.lock_change()?;
     let inspection = session.inspect("pre-checks")?;
     let def = session.spec.def.clone();
     let query = DuplicateQuery::new(&def, inspection.table.partitioned);

@@ -8,7 +8,7 @@
 use super::{count, refuse_mismatch, run_step, Session};
 use crate::error::{Error, Kind, Result};
 use crate::execute::lock_wait::{with_lock_retries, Watched};
-use crate::execute::{guard, interrupt, BindValues, Executor};
+use crate::execute::{interrupt, BindValues, Executor};
 use crate::journal::{Journal, Run};
 use crate::kinds::unique::checks;
 use crate::kinds::unique::definition::{DuplicatePolicy, UniqueDef};
@@ -172,12 +172,7 @@ fn rollback_in(session: &mut Session, options: &Options) -> Result<Summary> {
     let env = session.env().to_string();
     crate::say!("\n== {env} ==\n  connected: {}", session.target.description);
     let playbook = session.playbook.clone();
-    guard::lock_change(
-        &mut session.client,
-        &playbook.change,
-        &playbook.constraint,
-        &env,
-    )?;
+    session.lock_change()?;
     let (def, snapshot) = definition(session, options.use_playbook_definition)?;
     let inspection = session.inspect("pre-checks")?;
     refuse_mismatch(session, &inspection, &def, "to restore")?;
