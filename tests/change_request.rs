@@ -568,19 +568,16 @@ fn the_by_hand_script_runs_in_psql_and_fkctl_restore_takes_its_run() {
         stderr(&ran)
     );
     assert_eq!(scalar_i64(&db, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND convalidated"), 1);
-    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows WHERE run_id LIKE 'by-hand-%' AND action = 'delete'"), orphans);
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM fkctl.archive WHERE run_id LIKE 'by-hand-%' AND action = 'delete'"), orphans);
     let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
     let run_id: String = client
-        .query_one("SELECT min(run_id) FROM fkctl.archived_rows", &[])
+        .query_one("SELECT min(run_id) FROM fkctl.archive", &[])
         .map(|r| r.get(0))
         .unwrap_or_else(|e| panic!("{e}"));
     exec(&db, "INSERT INTO chat_names SELECT * FROM gone");
     let out = run_env("restore", &pb, &db, &["--run", &run_id, "--yes"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
-        0
-    );
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM fkctl.archive"), 0);
 }
 
 /// The criticality counts what the drop turns off at the rate this database

@@ -502,19 +502,14 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
             for sql in &statements {
                 // A batch statement returns how many rows it took off the
                 // list, as text; the loop ends when one takes none.
-                let rows = if sql.contains("$1") {
-                    tx.query(
-                        sql.as_str(),
-                        &[
-                            &"run-1",
-                            &"remove-fk-ci-pipeline-chat-data-chat-names",
-                            &"fk_rails_f300456b63",
-                        ],
-                    )
-                } else {
-                    tx.query(sql.as_str(), &[])
-                }
-                .unwrap_or_else(|e| {
+                // $1 run id, $2 change, $3 constraint: as many as it names.
+                let binds: [&(dyn postgres::types::ToSql + Sync); 3] = [
+                    &"run-1",
+                    &"remove-fk-ci-pipeline-chat-data-chat-names",
+                    &"fk_rails_f300456b63",
+                ];
+                let named = (1..=3).filter(|i| sql.contains(&format!("${i}"))).count();
+                let rows = tx.query(sql.as_str(), &binds[..named]).unwrap_or_else(|e| {
                     panic!("{id}: {}\n{sql}", fkctl::error::describe_postgres(&e).1)
                 });
                 taken = rows
@@ -537,7 +532,7 @@ fn the_rollback_plan_sql_restores_the_constraint_and_archives_every_orphan() {
     }
     let archived = scalar_i64(
         &db,
-        "SELECT count(*) FROM fkctl.archived_rows WHERE run_id = 'run-1'",
+        "SELECT count(*) FROM fkctl.archive WHERE run_id = 'run-1'",
     );
     assert_eq!(archived, orphans_before);
     assert_eq!(

@@ -52,7 +52,7 @@ fn the_demo_tells_the_whole_story_and_cleans_up() {
         assert_eq!(
             count(
                 &production,
-                "SELECT count(*) FROM fkctl.archived_rows WHERE action <> 'dedupe'"
+                "SELECT count(*) FROM fkctl.archive WHERE action <> 'dedupe'"
             ),
             400,
             "run {run}"
@@ -60,7 +60,7 @@ fn the_demo_tells_the_whole_story_and_cleans_up() {
         assert_eq!(
             count(
                 &production,
-                "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'dedupe'"
+                "SELECT count(*) FROM fkctl.archive WHERE action = 'dedupe'"
             ),
             50,
             "run {run}: the UNIQUE chapter's duplicates"
@@ -121,7 +121,7 @@ fn without_a_server_the_demo_starts_two_clusters_and_clean_stops_them() {
     assert_eq!(
         count(
             &production,
-            "SELECT count(*) FROM fkctl.archived_rows WHERE action <> 'dedupe'"
+            "SELECT count(*) FROM fkctl.archive WHERE action <> 'dedupe'"
         ),
         400
     );

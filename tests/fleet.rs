@@ -84,12 +84,12 @@ fn has_fk(db: &TestDatabase) -> bool {
 fn archived_rows(db: &TestDatabase) -> i64 {
     let exists = scalar_i64(
         db,
-        "SELECT count(*) FROM pg_class WHERE oid = to_regclass('fkctl.archived_rows')",
+        "SELECT count(*) FROM pg_class WHERE oid = to_regclass('fkctl.archive')",
     );
     if exists == 0 {
         return 0;
     }
-    scalar_i64(db, "SELECT count(*) FROM fkctl.archived_rows")
+    scalar_i64(db, "SELECT count(*) FROM fkctl.archive")
 }
 
 /// The constraint as the playbook does not describe it.

@@ -65,7 +65,7 @@ fn finish(child: Child) -> Output {
 }
 
 fn archived(s: &Setup) -> i64 {
-    scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows")
+    scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive")
 }
 
 #[test]

@@ -149,7 +149,7 @@ fn an_interactive_rollback_asks_before_the_purge_and_before_validate() {
     let mut session = spawn(&s, &["rollback", &path, "--env", "staging"]);
     expect(&mut session, "Roll back fk_rails_f300456b63 on staging?");
     answer(&mut session, "[y/N]", "y");
-    expect(&mut session, &format!("Delete {orphans} orphaned row(s) of public.ci_pipeline_chat_data on staging, archiving each one in fkctl.archived_rows?"));
+    expect(&mut session, &format!("Delete {orphans} orphaned row(s) of public.ci_pipeline_chat_data on staging, archiving each one in fkctl.archive?"));
     answer(&mut session, "[y/N]", "y");
     expect(&mut session, "Validate fk_rails_f300456b63 on staging now?");
     answer(&mut session, "[y/N]", "y");
@@ -157,7 +157,7 @@ fn an_interactive_rollback_asks_before_the_purge_and_before_validate() {
     assert_eq!(exit_code(&mut session), Some(0));
     assert_eq!(scalar_i64(&s.staging, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND convalidated"), 1);
     assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows"),
+        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive"),
         orphans
     );
 }

@@ -248,7 +248,7 @@ fn drop_then_rollback_of_a_partitioned_child_keeps_writes_flowing() {
     }
     assert_eq!(copies(&db, "true"), 5, "no stray copies");
     assert_eq!(orphans(&db), 0);
-    let archived = scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows");
+    let archived = scalar_i64(&db, "SELECT count(*) FROM fkctl.archive");
     assert_eq!(archived, orphaned);
     assert_eq!(
         scalar_i64(&db, "SELECT count(*) FROM shop.payment") + archived,
@@ -258,7 +258,7 @@ fn drop_then_rollback_of_a_partitioned_child_keeps_writes_flowing() {
     assert_eq!(
         scalar_i64(
             &db,
-            "SELECT count(DISTINCT source_table) FROM fkctl.archived_rows"
+            "SELECT count(DISTINCT source_table) FROM fkctl.archive"
         ),
         3,
         "the purge reached every leaf (the archive names each row's partition)"

@@ -39,7 +39,7 @@ fn prune_keeps_the_snapshot_run_and_what_restore_needs_unless_forced() {
     exec(db, "DELETE FROM chat_names WHERE id <= 3");
     ok(s.run(&["rollback", &pb, "--env", "staging", "--yes"]));
     ok(s.drop(&["--env", "staging", "--yes"]));
-    let archived = scalar_i64(db, "SELECT count(*) FROM fkctl.archived_rows");
+    let archived = scalar_i64(db, "SELECT count(*) FROM fkctl.archive");
     assert!(archived > 0);
     // Nothing is old yet.
     assert_eq!(prune(&s, &["--yes"])["removed"]["runs"], 0);
@@ -77,7 +77,7 @@ fn prune_keeps_the_snapshot_run_and_what_restore_needs_unless_forced() {
         1
     );
     assert_eq!(
-        scalar_i64(db, "SELECT count(*) FROM fkctl.archived_rows"),
+        scalar_i64(db, "SELECT count(*) FROM fkctl.archive"),
         archived
     );
     assert_eq!(
@@ -93,10 +93,7 @@ fn prune_keeps_the_snapshot_run_and_what_restore_needs_unless_forced() {
     let forced = prune(&s, &["--yes", "--force"]);
     assert_eq!(forced["removed"]["runs"], 1, "{forced}");
     assert_eq!(forced["removed"]["archived_rows"], archived);
-    assert_eq!(
-        scalar_i64(db, "SELECT count(*) FROM fkctl.archived_rows"),
-        0
-    );
+    assert_eq!(scalar_i64(db, "SELECT count(*) FROM fkctl.archive"), 0);
     assert_eq!(scalar_i64(db, "SELECT count(*) FROM fkctl.runs"), 1);
 }
 

@@ -70,7 +70,7 @@ impl Case {
             .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stdout(&out)));
         let run_id = summary["run_id"].as_str().unwrap_or_default().to_string();
         assert!(!run_id.is_empty(), "{summary}");
-        let orphans = scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archived_rows");
+        let orphans = scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive");
         assert!(orphans > 100, "{orphans}");
         let kept = scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data");
         if nullify {
@@ -113,7 +113,7 @@ impl Case {
     }
 
     fn archived(&self) -> i64 {
-        scalar_i64(&self.s.staging, "SELECT count(*) FROM fkctl.archived_rows")
+        scalar_i64(&self.s.staging, "SELECT count(*) FROM fkctl.archive")
     }
 
     fn table_rows(&self) -> i64 {
@@ -356,7 +356,7 @@ fn a_batch_the_table_does_not_take_whole_rolls_back() {
     );
     let skipped = scalar_i64(
         &case.s.staging,
-        "SELECT count(*) FROM (SELECT row_data FROM fkctl.archived_rows ORDER BY id LIMIT 50) b WHERE (row_data->>'id')::int8 % 20 = 7",
+        "SELECT count(*) FROM (SELECT row_data FROM fkctl.archive ORDER BY id LIMIT 50) b WHERE (row_data->>'id')::int8 % 20 = 7",
     );
     assert!(
         skipped > 0 && skipped < 50,
@@ -480,22 +480,19 @@ fn a_partitioned_child_gets_its_rows_back_in_their_partitions() {
     );
     let summary = json("rollback", &path, &db, &["--yes"]);
     let run_id = summary["run_id"].as_str().unwrap_or_default().to_string();
-    let archived = scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows");
+    let archived = scalar_i64(&db, "SELECT count(*) FROM fkctl.archive");
     assert!(archived > 100, "{archived}");
     assert!(
         scalar_i64(
             &db,
-            "SELECT count(DISTINCT source_table) FROM fkctl.archived_rows"
+            "SELECT count(DISTINCT source_table) FROM fkctl.archive"
         ) == 2,
         "orphans in both partitions"
     );
     exec(&db, "INSERT INTO shop.customer SELECT * FROM gone");
     let out = run_env("restore", &path, &db, &["--run", &run_id, "--yes"]);
     assert_success(&out);
-    assert_eq!(
-        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
-        0
-    );
+    assert_eq!(scalar_i64(&db, "SELECT count(*) FROM fkctl.archive"), 0);
     assert_eq!(
         scalar_i64(
             &db,
@@ -517,7 +514,7 @@ impl Case {
         scalar_i64(
             &self.s.staging,
             &format!(
-                "SELECT count(*) FROM fkctl.archived_rows WHERE run_id = '{}'",
+                "SELECT count(*) FROM fkctl.archive WHERE run_id = '{}'",
                 self.run_id
             ),
         )
@@ -526,7 +523,7 @@ impl Case {
     /// The archived nullified row with the `n`-th smallest id: (id, old key).
     fn nullified_row(&self, n: i64) -> (i64, i64) {
         let sql = format!(
-            "SELECT (row_data->>'id')::int8, (row_data->>'chat_name_id')::int8 FROM fkctl.archived_rows ORDER BY (row_data->>'id')::int8 OFFSET {n} LIMIT 1"
+            "SELECT (row_data->>'id')::int8, (row_data->>'chat_name_id')::int8 FROM fkctl.archive ORDER BY (row_data->>'id')::int8 OFFSET {n} LIMIT 1"
         );
         let mut client = self.s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
         let row = client
@@ -549,7 +546,7 @@ fn nullified_keys_go_back_and_every_row_equals_its_original() {
     assert_eq!(
         scalar_i64(
             &case.s.staging,
-            "SELECT count(*) FROM fkctl.archived_rows WHERE action = 'nullify' AND identity_columns = ARRAY['id']"
+            "SELECT count(*) FROM fkctl.archive WHERE action = 'nullify' AND identity_columns = ARRAY['id']"
         ),
         case.orphans,
         "each nullified row is archived with the columns that find it again"
@@ -600,7 +597,7 @@ fn a_row_the_application_changed_since_stays_archived_and_unchanged() {
     );
     let orphaned_again = scalar_i64(
         &case.s.staging,
-        &format!("SELECT count(*) FROM fkctl.archived_rows WHERE (row_data->>'chat_name_id')::int8 = {missing_parent} AND (row_data->>'id')::int8 NOT IN ({changed}, {gone})"),
+        &format!("SELECT count(*) FROM fkctl.archive WHERE (row_data->>'chat_name_id')::int8 = {missing_parent} AND (row_data->>'id')::int8 NOT IN ({changed}, {gone})"),
     );
     assert!(orphaned_again > 0);
     let out = case.restore(&[]);
@@ -638,7 +635,7 @@ fn a_row_the_application_changed_since_stays_archived_and_unchanged() {
     assert_eq!(
         scalar_i64(
             &case.s.staging,
-            &format!("SELECT count(*) FROM fkctl.archived_rows WHERE (row_data->>'id')::int8 IN ({changed}, {gone})")
+            &format!("SELECT count(*) FROM fkctl.archive WHERE (row_data->>'id')::int8 IN ({changed}, {gone})")
         ),
         2,
         "their old keys stay archived"
@@ -648,7 +645,7 @@ fn a_row_the_application_changed_since_stays_archived_and_unchanged() {
             &case.s.staging,
             "SELECT count(*) FROM ci_pipeline_chat_data t JOIN before_rows b USING (id)
               WHERE (t.*)::text IS DISTINCT FROM (b.*)::text
-                AND t.id NOT IN (SELECT (row_data->>'id')::int8 FROM fkctl.archived_rows)"
+                AND t.id NOT IN (SELECT (row_data->>'id')::int8 FROM fkctl.archive)"
         ),
         0,
         "every row that left the archive equals its original"
@@ -667,7 +664,7 @@ fn a_unique_index_on_not_null_columns_serves_as_the_row_identity() {
     assert_eq!(
         scalar_i64(
             &case.s.staging,
-            "SELECT count(*) FROM fkctl.archived_rows WHERE identity_columns = ARRAY['pipeline_id']"
+            "SELECT count(*) FROM fkctl.archive WHERE identity_columns = ARRAY['pipeline_id']"
         ),
         case.orphans
     );
@@ -735,5 +732,149 @@ fn nullify_without_a_row_identity_is_refused_before_any_change() {
         ),
         0,
         "no archive written"
+    );
+}
+
+/// The tables of a change's deleted rows (`fkctl.archive_tables`), oldest
+/// first, each with its row count.
+fn typed_tables(db: &TestDatabase) -> Vec<(String, i64)> {
+    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<String> = client
+        .query(
+            "SELECT table_name FROM fkctl.archive_tables ORDER BY created_at, table_name",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let rows = scalar_i64(db, &format!("SELECT count(*) FROM fkctl.{}", quote(&n)));
+            (n, rows)
+        })
+        .collect()
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Deleted rows are kept in a table of the child's own columns. When the
+/// child's columns change between two rollbacks, the rows of the first
+/// stay in their own table (renamed, still registered), the second gets a
+/// new one, and restore files and puts back both runs exactly; an emptied
+/// table of the old shape is dropped and made again instead.
+#[test]
+fn deleted_rows_keep_their_own_shape_across_a_change_of_the_child_s_columns() {
+    let case = Case::rolled_back("rs_typed_shape", "");
+    let first = typed_tables(&case.s.staging);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        first[0].1, case.orphans,
+        "the run's rows are in the table of the child's shape"
+    );
+    assert_eq!(
+        scalar_i64(&case.s.staging, "SELECT count(*) FROM fkctl.archived_rows"),
+        0,
+        "nothing in the general archive"
+    );
+    // The child gains a column; a second drop and rollback orphan other rows.
+    exec(
+        &case.s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ADD COLUMN note text NOT NULL DEFAULT 'kept';
+         ALTER TABLE before_rows ADD COLUMN note text NOT NULL DEFAULT 'kept';",
+    );
+    let out = case.s.drop(&["--env", "staging", "--yes"]);
+    assert!(out.status.success(), "second drop: {}", stderr(&out));
+    exec(
+        &case.s.staging,
+        "CREATE TABLE deleted_again AS SELECT * FROM chat_names WHERE id % 10 = 3;
+         DELETE FROM chat_names WHERE id % 10 = 3;",
+    );
+    let path = case.s.playbook.display().to_string();
+    let out = case.s.run(&[
+        "rollback", &path, "--env", "staging", "--yes", "--output", "json",
+    ]);
+    assert!(out.status.success(), "second rollback: {}", stderr(&out));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let second_run = summary["run_id"].as_str().unwrap_or_default().to_string();
+    let tables = typed_tables(&case.s.staging);
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    assert!(
+        tables[0].0.starts_with(&format!("{}_", first[0].0)),
+        "the first table was renamed and kept: {tables:?}"
+    );
+    assert_eq!(tables[0].1, case.orphans, "with the first run's rows");
+    assert_eq!(
+        tables[1].0, first[0].0,
+        "the second run has a new table under the name"
+    );
+    let second = tables[1].1;
+    assert!(second > 0);
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            &format!(
+                "SELECT count(*) FROM fkctl.{} WHERE note = 'kept'",
+                quote(&tables[1].0)
+            )
+        ),
+        second,
+        "the new table has the new column"
+    );
+    assert_eq!(
+        case.archived(),
+        case.orphans + second,
+        "the view shows both"
+    );
+    // Parents back; both runs restored.
+    exec(
+        &case.s.staging,
+        "INSERT INTO chat_names SELECT * FROM deleted_again",
+    );
+    assert_success(&case.restore(&[]));
+    let out = case.s.run(&[
+        "restore",
+        &path,
+        "--env",
+        "staging",
+        "--run",
+        &second_run,
+        "--yes",
+    ]);
+    assert_success(&out);
+    assert_eq!(case.archived(), 0);
+    assert_eq!(case.table_rows(), case.rows);
+    assert_eq!(
+        case.differing_rows("id, pipeline_id, chat_name_id, response_url, note"),
+        0,
+        "every row as it was"
+    );
+    // Emptied tables of the old shape: the next rollback drops and makes it again.
+    exec(
+        &case.s.staging,
+        "ALTER TABLE ci_pipeline_chat_data DROP COLUMN note",
+    );
+    let out = case.s.drop(&["--env", "staging", "--yes"]);
+    assert!(out.status.success(), "third drop: {}", stderr(&out));
+    exec(&case.s.staging, "DELETE FROM chat_names WHERE id % 10 = 3");
+    let out = case
+        .s
+        .run(&["rollback", &path, "--env", "staging", "--yes"]);
+    assert!(out.status.success(), "third rollback: {}", stderr(&out));
+    let tables = typed_tables(&case.s.staging);
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    assert_eq!(
+        tables[1],
+        (first[0].0.clone(), second),
+        "same name, the old shape's table dropped and made again"
+    );
+    assert_eq!(
+        scalar_i64(&case.s.staging, &format!("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'fkctl' AND table_name = '{}' AND column_name = 'note'", tables[1].0)),
+        0,
+        "without the dropped column"
     );
 }

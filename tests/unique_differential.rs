@@ -211,7 +211,8 @@ fn the_census_is_what_create_unique_index_judges() {
     let icu = client
         .batch_execute("CREATE COLLATION fkctl_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
         .is_ok();
-    for sql in fkctl::kinds::foreign_key::repair::create_archive_sql(&Ident::from_catalog("fkctl"))
+    for sql in
+        fkctl::kinds::foreign_key::repair::create_archive_sql(&Ident::from_catalog("fkctl"), None)
     {
         client.batch_execute(&sql).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -9,9 +9,10 @@ use crate::cli::args::Connection;
 use crate::error::{Error, Result};
 use crate::execute::guard;
 use crate::journal::Journal;
-use crate::kinds::foreign_key::repair::archive_table;
+use crate::kinds::foreign_key::repair::{archive_table, typed};
 use crate::pg::Cell;
-use crate::sql::journal::{prune_preview_sql, prune_sql};
+use crate::sql::ident::Ident;
+use crate::sql::journal::{prune_preview_sql, prune_sql, ArchiveTables};
 use crate::tui;
 use postgres::Client;
 use serde::Serialize;
@@ -106,13 +107,29 @@ fn prune(
 ) -> Result<Counts> {
     let env = environment.name.as_str();
     let schema = &playbook.journal_schema;
-    let archive = archive_table(schema).quoted();
-    let with_archive: bool = crate::pg::relation_exists(client, &archive)?;
+    let read = crate::journal::archive::readable(client, schema)?;
+    let mut hold = Vec::new();
+    let general = archive_table(schema).quoted();
+    if crate::pg::relation_exists(client, &general)? {
+        hold.push((general, Ident::from_catalog("run_id")));
+    }
+    for t in crate::journal::archive::typed_tables(
+        client,
+        schema,
+        &playbook.change,
+        &playbook.constraint.name,
+    )? {
+        hold.push((t.quoted(), typed::run_column()));
+    }
+    let archive = ArchiveTables {
+        read: read.as_deref(),
+        hold,
+    };
     let age = options.older_than.as_secs_f64();
     let change = playbook.change.as_str();
     let preview = counts(
         client,
-        &prune_preview_sql(schema, with_archive),
+        &prune_preview_sql(schema, &archive),
         change,
         age,
         options.force,
@@ -137,7 +154,7 @@ fn prune(
     if !options.yes && !confirm(environment)? {
         return Err(Error::declined("at your request; nothing was removed"));
     }
-    let sql = prune_sql(schema, with_archive);
+    let sql = prune_sql(schema, &archive);
     let mut tx = client
         .transaction()
         .map_err(|e| Error::from_postgres(&e, "BEGIN"))?;
@@ -155,7 +172,7 @@ fn prune(
         .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
     let left = counts(
         client,
-        &prune_preview_sql(schema, with_archive),
+        &prune_preview_sql(schema, &archive),
         change,
         age,
         options.force,

@@ -614,6 +614,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
     let mut nothing = false;
     let result = (|| -> Result<()> {
         let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
+        file_typed_rows(&mut client, &playbook, env)?;
         let Some(resolved) = resolve_run(&mut client, &playbook, run_id)? else {
             crate::say!(
                 "{env}: nothing of change {} is waiting in the archive; nothing to restore",
@@ -654,6 +655,28 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         super::write_json(&report)?;
     }
     result.map_err(|e| label(e, env, "restore"))
+}
+
+/// The change's deleted rows kept in tables of the child's shape go into
+/// the general archive first, where every restore reads (under the change's
+/// lock, so no rollback adds rows meanwhile). fkctl's own tables only: no
+/// row of the application's tables moves.
+fn file_typed_rows(client: &mut Client, playbook: &Playbook, env: &str) -> Result<()> {
+    guard::lock_change(client, &playbook.change, &playbook.constraint, env)?;
+    let schema = &playbook.journal_schema;
+    let filed = crate::journal::archive::file_typed(
+        client,
+        schema,
+        &playbook.change,
+        &playbook.constraint.name,
+    )?;
+    if filed > 0 {
+        crate::say!(
+            "{env}: {filed} archived row(s) filed into {} for the restore",
+            purge::archive_table(schema)
+        );
+    }
+    Ok(())
 }
 
 /// `--run latest`: the newest run of this change that still has rows in

@@ -427,11 +427,10 @@ fn verify_restored(
 }
 
 fn archived(client: &mut Client, playbook: &Playbook, run: &Run) -> Result<i64> {
-    let table = purge::archive_table(&playbook.journal_schema).quoted();
     // With no orphan to purge, the archive may never have been created.
-    if !crate::pg::relation_exists(client, &table)? {
+    let Some(table) = crate::journal::archive::readable(client, &playbook.journal_schema)? else {
         return Ok(0);
-    }
+    };
     let sql = format!("SELECT count(*) FROM {table} WHERE run_id = $1");
     crate::pg::query_scalar(client, sql.as_str(), &[&run.id])
 }
@@ -785,7 +784,7 @@ impl RollbackRun<'_> {
                 "Delete"
             },
             self.playbook.constraint.table,
-            purge::archive_table(&self.playbook.journal_schema)
+            purge::typed::view(&self.playbook.journal_schema)
         );
         tui::confirm(&question)
     }

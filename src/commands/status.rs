@@ -46,10 +46,8 @@ fn retention(
     if !journal.exists(client)? {
         return Ok(None);
     }
-    let archive =
-        crate::kinds::foreign_key::repair::archive_table(&playbook.journal_schema).quoted();
-    let with_archive: bool = crate::pg::relation_exists(client, &archive)?;
-    let sql = crate::sql::journal::retention_sql(&playbook.journal_schema, with_archive);
+    let archive = crate::journal::archive::readable(client, &playbook.journal_schema)?;
+    let sql = crate::sql::journal::retention_sql(&playbook.journal_schema, archive.as_deref());
     let row = client
         .query_one(sql.as_str(), &[&playbook.change])
         .map_err(|e| Error::from_postgres(&e, &sql))?;

@@ -5,6 +5,8 @@
 //! a run killed mid-step leaves a step with no outcome, which the next run and
 //! `fkctl status` report as interrupted.
 
+pub mod archive;
+
 use crate::error::{Error, Result};
 use crate::kinds::foreign_key::definition::ForeignKeyDef;
 use crate::pg::Cell;

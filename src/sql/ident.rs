@@ -259,6 +259,23 @@ pub fn quote_literal(value: &str) -> String {
     out
 }
 
+/// A dollar-quote tag that does not occur in `body` (a quoted identifier
+/// may contain `$`, so a fixed tag could end the body early).
+pub fn dollar_tag(body: &str) -> String {
+    let mut n = 0;
+    loop {
+        let tag = if n == 0 {
+            "$fkctl$".to_string()
+        } else {
+            format!("$fkctl{n}$")
+        };
+        if !body.contains(&tag) {
+            return tag;
+        }
+        n += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +356,12 @@ mod tests {
     fn literals_double_single_quotes() {
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal(r"a\b"), r"'a\b'");
+    }
+
+    #[test]
+    fn the_dollar_tag_never_occurs_in_the_body() {
+        assert_eq!(dollar_tag("plain"), "$fkctl$");
+        assert_eq!(dollar_tag("a $fkctl$ b"), "$fkctl1$");
+        assert_eq!(dollar_tag("$fkctl$ $fkctl1$"), "$fkctl2$");
     }
 }

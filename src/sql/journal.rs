@@ -44,14 +44,12 @@ pub fn complete_sql() -> &'static str {
 /// started) before the cutoff, not the run whose snapshot a rollback
 /// restores, and, unless forced, none whose archived rows a `restore` may
 /// still need. Parameters: $1 change, $2 age in seconds, $3 force.
-fn prunable_runs(schema: &Ident, with_archive: bool) -> String {
-    let keep_archived = if with_archive {
-        format!(
-            " AND ($3 OR NOT EXISTS (SELECT 1 FROM {} a WHERE a.run_id = r.run_id))",
-            table(schema, "archived_rows")
-        )
-    } else {
-        " AND $3 IS NOT NULL".to_string()
+fn prunable_runs(schema: &Ident, archive: Option<&str>) -> String {
+    let keep_archived = match archive {
+        Some(a) => {
+            format!(" AND ($3 OR NOT EXISTS (SELECT 1 FROM {a} a WHERE a.run_id = r.run_id))")
+        }
+        None => " AND $3 IS NOT NULL".to_string(),
     };
     format!(
         "old AS (SELECT r.run_id FROM {} r WHERE r.change = $1 AND coalesce(r.finished_at, r.started_at) < now() - make_interval(secs => $2) AND r.run_id NOT IN (SELECT s.run_id FROM {} s WHERE s.change = $1){keep_archived})",
@@ -60,39 +58,48 @@ fn prunable_runs(schema: &Ident, with_archive: bool) -> String {
     )
 }
 
+/// Where a prune finds archived rows: `read`, every archived row (the view
+/// over all archive tables, or the general archive alone); and the tables it
+/// removes them from, each with its run column.
+pub struct ArchiveTables<'a> {
+    pub read: Option<&'a str>,
+    pub hold: Vec<(String, Ident)>,
+}
+
 /// What a prune would remove: runs, their steps, their archived rows.
-pub fn prune_preview_sql(schema: &Ident, with_archive: bool) -> String {
-    let archived = if with_archive {
-        format!(
-            "(SELECT count(*) FROM {} a WHERE a.run_id IN (SELECT run_id FROM old))",
-            table(schema, "archived_rows")
-        )
-    } else {
-        "0::int8".to_string()
+pub fn prune_preview_sql(schema: &Ident, archive: &ArchiveTables<'_>) -> String {
+    let archived = match archive.read {
+        Some(a) => {
+            format!("(SELECT count(*) FROM {a} a WHERE a.run_id IN (SELECT run_id FROM old))")
+        }
+        None => "0::int8".to_string(),
     };
     format!(
         "WITH {} SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM {} s WHERE s.run_id IN (SELECT run_id FROM old)), {archived}",
-        prunable_runs(schema, with_archive),
+        prunable_runs(schema, archive.read),
         table(schema, "steps")
     )
 }
 
 /// Removes them in one statement; returns the same three counts.
-pub fn prune_sql(schema: &Ident, with_archive: bool) -> String {
-    let (archive_cte, archived) = if with_archive {
-        (
-            format!(
-                ", gone_archive AS (DELETE FROM {} a WHERE a.run_id IN (SELECT run_id FROM old) RETURNING 1)",
-                table(schema, "archived_rows")
-            ),
-            "(SELECT count(*) FROM gone_archive)",
-        )
+pub fn prune_sql(schema: &Ident, archive: &ArchiveTables<'_>) -> String {
+    let mut ctes = String::new();
+    let mut counts = Vec::new();
+    for (i, (held_in, run)) in archive.hold.iter().enumerate() {
+        ctes.push_str(&format!(
+            ", gone_archive_{i} AS (DELETE FROM {held_in} a WHERE a.{} IN (SELECT run_id FROM old) RETURNING 1)",
+            run.quoted()
+        ));
+        counts.push(format!("(SELECT count(*) FROM gone_archive_{i})"));
+    }
+    let archived = if counts.is_empty() {
+        "0::int8".to_string()
     } else {
-        (String::new(), "0::int8")
+        counts.join(" + ")
     };
     format!(
-        "WITH {}, gone_steps AS (DELETE FROM {} s WHERE s.run_id IN (SELECT run_id FROM old) RETURNING 1), gone_runs AS (DELETE FROM {} r WHERE r.run_id IN (SELECT run_id FROM old) RETURNING 1){archive_cte} SELECT (SELECT count(*) FROM gone_runs), (SELECT count(*) FROM gone_steps), {archived}",
-        prunable_runs(schema, with_archive),
+        "WITH {}, gone_steps AS (DELETE FROM {} s WHERE s.run_id IN (SELECT run_id FROM old) RETURNING 1), gone_runs AS (DELETE FROM {} r WHERE r.run_id IN (SELECT run_id FROM old) RETURNING 1){ctes} SELECT (SELECT count(*) FROM gone_runs), (SELECT count(*) FROM gone_steps), {archived}",
+        prunable_runs(schema, archive.read),
         table(schema, "steps"),
         table(schema, "runs")
     )
@@ -100,14 +107,12 @@ pub fn prune_sql(schema: &Ident, with_archive: bool) -> String {
 
 /// What the journal and the archive hold for a change: runs and the oldest,
 /// archived rows waiting for a restore and the oldest. $1 change.
-pub fn retention_sql(schema: &Ident, with_archive: bool) -> String {
-    let archive = if with_archive {
-        format!(
-            "(SELECT count(*) FROM {a} WHERE change = $1), (SELECT min(archived_at)::text FROM {a} WHERE change = $1)",
-            a = table(schema, "archived_rows")
-        )
-    } else {
-        "0::int8, NULL::text".to_string()
+pub fn retention_sql(schema: &Ident, archive: Option<&str>) -> String {
+    let archive = match archive {
+        Some(a) => format!(
+            "(SELECT count(*) FROM {a} WHERE change = $1), (SELECT min(archived_at)::text FROM {a} WHERE change = $1)"
+        ),
+        None => "0::int8, NULL::text".to_string(),
     };
     format!(
         "SELECT (SELECT count(*) FROM {r} WHERE change = $1), (SELECT min(started_at)::text FROM {r} WHERE change = $1), {archive}",

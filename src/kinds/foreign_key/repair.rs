@@ -13,6 +13,7 @@ use crate::sql::ident::{quote_literal, Ident, QualifiedName};
 use serde::Serialize;
 
 pub mod cascade;
+pub mod typed;
 
 /// Which archived rows of run `$1` a restore reads: those of one action,
 /// and for a cascade level those of its table (`source_table` as the purge
@@ -66,8 +67,10 @@ pub fn archive_table(schema: &Ident) -> QualifiedName {
     QualifiedName::new(schema.clone(), Ident::from_catalog(ARCHIVE_TABLE))
 }
 
-pub fn create_archive_sql(schema: &Ident) -> Vec<String> {
-    vec![
+/// The general archive, the registry of tables of deleted rows (with
+/// `typed`'s, when a rollback deletes into one), and the view over all.
+pub fn create_archive_sql(schema: &Ident, typed: Option<&typed::Typed<'_>>) -> Vec<String> {
+    let mut sql = vec![
         format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY (CACHE 1000) PRIMARY KEY, run_id text NOT NULL, change text NOT NULL, constraint_name text NOT NULL, source_table text NOT NULL, action text NOT NULL, row_data jsonb NOT NULL, archived_at timestamptz NOT NULL DEFAULT now())",
@@ -79,7 +82,13 @@ pub fn create_archive_sql(schema: &Ident) -> Vec<String> {
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS identity_columns text[]",
             archive_table(schema).quoted()
         ),
-    ]
+        typed::registry_sql(schema),
+    ];
+    if let Some(typed) = typed {
+        sql.extend(typed::prepare_sql(schema, typed));
+    }
+    sql.push(typed::view_sql(schema));
+    sql
 }
 
 /// One scan of the child: the address of every orphan, numbered, with an

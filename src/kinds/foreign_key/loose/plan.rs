@@ -58,7 +58,8 @@ pub fn install_step(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Opt
         "While the constraint is gone, a statement trigger on the parent (and on each of its partitions) queues the keys of deleted parent rows, and the old keys of rows whose key changed, in the deleting transaction; fkctl cleanup then does to their child rows what the constraint did, archived. The DROP below runs only once the catalog shows every trigger.",
     );
     // The archive too: cleanups running side by side must not race to create it.
-    let mut ddl = crate::kinds::foreign_key::repair::create_archive_sql(&playbook.journal_schema);
+    let mut ddl =
+        crate::kinds::foreign_key::repair::create_archive_sql(&playbook.journal_schema, None);
     ddl.extend(create_queue_sql(&objects, fk).into_iter().skip(1));
     ddl.push(super::capture_function_sql(&objects, fk));
     let found = loose_state(observed)

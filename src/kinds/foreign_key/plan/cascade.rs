@@ -188,6 +188,11 @@ pub(super) fn extend_archive(cx: &Planner<'_>, step: &mut Step) {
     }
 }
 
+/// Deleting the child's orphans fires other tables' ON DELETE actions.
+pub(super) fn fires(cx: &Planner<'_>) -> bool {
+    levels(cx).is_some_and(|l| !l.is_empty())
+}
+
 fn levels<'a>(cx: &Planner<'a>) -> Option<&'a [CascadeLevel]> {
     if cx.playbook.rollback.orphans != OrphanPolicy::ArchiveDelete {
         return None;

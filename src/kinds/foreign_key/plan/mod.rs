@@ -54,6 +54,22 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
+    /// Where deleted orphans are archived when not in the general archive:
+    /// a table of the child's own columns (see `repair::typed`). Nullified
+    /// rows and a purge that fires a cascade use the general archive.
+    fn typed_archive(&self) -> Option<crate::sql::ident::QualifiedName> {
+        let fk = &self.playbook.constraint;
+        (self.playbook.rollback.orphans == OrphanPolicy::ArchiveDelete && !cascade::fires(self))
+            .then(|| {
+                purge::typed::table(
+                    &self.playbook.journal_schema,
+                    &self.playbook.change,
+                    &fk.name,
+                    &self.orphans.child,
+                )
+            })
+    }
+
     fn new(playbook: &'a Playbook, observed: Option<&'a Observed<'a>>) -> Planner<'a> {
         let fk = &playbook.constraint;
         let mut notes = Vec::new();
@@ -584,11 +600,24 @@ fn listed_census_step(cx: &Planner<'_>, status: &Status) -> Step {
 fn archive_step(cx: &Planner<'_>, status: &Status) -> Step {
     let mut archive = step(
         StepKind::PrepareArchive,
-        "Create fkctl's archive table if missing",
+        "Create fkctl's archive tables if missing",
         "Every purged row is written here, whole, in the same statement that removes it.",
     );
-    archive.statements = purge::create_archive_sql(&cx.playbook.journal_schema);
+    let fk = &cx.playbook.constraint;
+    let typed = cx.typed_archive().map(|table| purge::typed::Typed {
+        table,
+        change: &cx.playbook.change,
+        constraint: &fk.name,
+        child: &cx.orphans.child,
+    });
+    archive.statements = purge::create_archive_sql(&cx.playbook.journal_schema, typed.as_ref());
     cascade::extend_archive(cx, &mut archive);
+    if let Some(typed) = &typed {
+        archive.why = format!("Every purged row is written to {}, a table of the child's own columns (so copying a row costs little), in the same statement that removes it; the view {} shows it with every other archived row.", typed.table, purge::typed::view(&cx.playbook.journal_schema));
+        // The view is rebuilt with the new table: one transaction, so
+        // nobody sees it missing.
+        archive.transaction = true;
+    }
     archive.status = status.clone();
     archive
 }
@@ -601,6 +630,12 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
             StepKind::NullifyOrphans,
             "Set orphaned keys to NULL, archiving each row first",
             purge::nullify_batch_sql(&cx.orphans, batch, schema, cx.identity()),
+        )
+    } else if let Some(table) = cx.typed_archive() {
+        (
+            StepKind::PurgeOrphans,
+            "Delete orphaned rows, archiving each one",
+            purge::typed::delete_batch_sql(&cx.orphans, batch, &table),
         )
     } else {
         (
@@ -616,8 +651,20 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
     );
     purge_step.transaction = true;
     purge_step.statements = vec![sql];
-    purge_step.binds = vec![Bind::RunId, Bind::Change, Bind::ConstraintName];
-    purge_step.repeat = Some(format!("per batch of up to {batch} rows until a batch takes none (each returns how many it took off the list); $1 = run id, $2 = change, $3 = constraint name"));
+    let typed = cx.typed_archive().is_some();
+    purge_step.binds = if typed {
+        vec![Bind::RunId]
+    } else {
+        vec![Bind::RunId, Bind::Change, Bind::ConstraintName]
+    };
+    purge_step.repeat = Some(format!(
+        "per batch of up to {batch} rows until a batch takes none (each returns how many it took off the list); {}",
+        if typed {
+            "$1 = run id"
+        } else {
+            "$1 = run id, $2 = change, $3 = constraint name"
+        }
+    ));
     purge_step.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
     purge_step.after = Some(Check {
         what: "every listed row was handled".into(),
@@ -966,7 +1013,11 @@ mod tests {
             purge.statements[1].contains("n < (SELECT first FROM next) + 250 RETURNING"),
             "a batch takes 250 numbered addresses"
         );
-        assert!(purge.statements[1].contains(r#"INSERT INTO "fkctl"."archived_rows""#));
+        assert!(
+            purge.statements[1].contains(r#"INSERT INTO "fkctl"."deleted_rows_"#),
+            "deleted rows go to the table of the child's shape"
+        );
+        assert_eq!(purge.binds, [Bind::RunId], "the statement's one parameter");
         assert_eq!(
             purge.statements[0], "SET LOCAL synchronous_commit = off",
             "a batch is atomic: its commit need not wait for the flush"

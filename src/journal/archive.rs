@@ -1,0 +1,85 @@
+//! Reading fkctl's archive whichever table holds a row: the general
+//! archive (`archived_rows`, jsonb) or a change's table of deleted rows in
+//! the child's own shape (`kinds::foreign_key::repair::typed`).
+
+use crate::error::{Error, Kind, Result};
+use crate::kinds::foreign_key::repair::{archive_table, typed};
+use crate::pg::Cell;
+use crate::sql::ident::{Ident, QualifiedName};
+use postgres::Client;
+
+/// What to count archived rows in: the view over every archive table when
+/// a rollback has made one, else the general archive, else nothing (no
+/// rollback archived anything here).
+pub fn readable(client: &mut Client, schema: &Ident) -> Result<Option<String>> {
+    for table in [typed::view(schema), archive_table(schema)] {
+        let quoted = table.quoted();
+        if crate::pg::relation_exists(client, &quoted)? {
+            return Ok(Some(quoted));
+        }
+    }
+    Ok(None)
+}
+
+/// The tables that keep the deleted rows of a change and constraint (more
+/// than one when the child's columns changed between rollbacks).
+pub fn typed_tables(
+    client: &mut Client,
+    schema: &Ident,
+    change: &str,
+    constraint: &Ident,
+) -> Result<Vec<QualifiedName>> {
+    if !crate::pg::relation_exists(client, &typed::registry(schema).quoted())? {
+        return Ok(Vec::new());
+    }
+    let sql = typed::tables_sql(schema);
+    client
+        .query(sql.as_str(), &[&change, &constraint.as_str()])
+        .map_err(|e| Error::from_postgres(&e, &sql))?
+        .iter()
+        .map(|r| {
+            Ok(QualifiedName::new(
+                schema.clone(),
+                Ident::from_catalog(r.cell::<String>(0, &sql)?),
+            ))
+        })
+        .collect()
+}
+
+/// Files every row of the change's typed tables into the general archive,
+/// one transaction per table, where a restore reads them: the rows that
+/// left must be the rows that arrived, and the table must be empty after,
+/// or nothing moves. Returns the rows filed.
+pub fn file_typed(
+    client: &mut Client,
+    schema: &Ident,
+    change: &str,
+    constraint: &Ident,
+) -> Result<i64> {
+    let mut filed = 0;
+    for table in typed_tables(client, schema, change, constraint)? {
+        let sql = typed::file_sql(schema, &table);
+        let mut tx = client
+            .transaction()
+            .map_err(|e| Error::from_postgres(&e, "BEGIN"))?;
+        tx.batch_execute("SET LOCAL lock_timeout = '500ms'")
+            .map_err(|e| Error::from_postgres(&e, "SET LOCAL lock_timeout"))?;
+        let row = tx
+            .query_one(sql.as_str(), &[&change, &constraint.as_str()])
+            .map_err(|e| Error::from_postgres(&e, &sql))?;
+        let (left, arrived): (i64, i64) = (row.cell(0, &sql)?, row.cell(1, &sql)?);
+        let count = format!("SELECT count(*) FROM {}", table.quoted());
+        let still: i64 = crate::pg::query_scalar(&mut tx, count.as_str(), &[])?;
+        if left != arrived || still != 0 {
+            return Err(Error::new(
+                Kind::Internal,
+                format!("filing the rows of {table} into {}: {left} row(s) left, {arrived} arrived, {still} still there; rolled back, nothing moved", archive_table(schema)),
+            )
+            .next("run the same command again; if it says the same, compare the two tables by hand"));
+        }
+        tx.commit()
+            .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
+        filed += arrived;
+    }
+    Ok(filed)
+}

@@ -1,0 +1,271 @@
+//! The child's deleted rows kept in a table of the child's own shape.
+//!
+//! Writing each purged row as jsonb into the general archive cost about as
+//! much as the DELETE itself (building the jsonb, five text columns and an
+//! index entry per row): measured at 20,000 rows, 139 ms against 40 ms for a
+//! copy of the row into `(LIKE child)`. So a rollback that deletes orphans
+//! (and fires no cascade) archives them into one table per change and
+//! constraint, `deleted_rows_<hash>`, with three columns of fkctl's first:
+//! the run, the partition the row was in, and when. `restore` first files a
+//! run's rows from there into the general archive (the same statement
+//! deletes them here and inserts them there, counted), then reads them
+//! as it reads every archived row.
+//!
+//! The registry (`archive_tables`) says which change each such table serves,
+//! and the view `archive` shows every archived row in the general archive's
+//! columns, whichever table holds it: what a person, `status` and `prune`
+//! read.
+
+use super::archive_table;
+use crate::sql::ident::{quote_literal, Ident, QualifiedName};
+
+const REGISTRY: &str = "archive_tables";
+const VIEW: &str = "archive";
+/// The columns fkctl adds before the child's own, in this order. Spaces
+/// keep them clear of any application column name.
+const RUN: &str = "fkctl run";
+const SOURCE: &str = "fkctl source";
+const AT: &str = "fkctl archived at";
+
+fn fkctl_columns() -> String {
+    format!(
+        "ARRAY[{}, {}, {}]::text[]",
+        quote_literal(RUN),
+        quote_literal(SOURCE),
+        quote_literal(AT)
+    )
+}
+
+pub fn registry(schema: &Ident) -> QualifiedName {
+    QualifiedName::new(schema.clone(), Ident::from_catalog(REGISTRY))
+}
+
+/// Every archived row, whichever table holds it.
+pub fn view(schema: &Ident) -> QualifiedName {
+    QualifiedName::new(schema.clone(), Ident::from_catalog(VIEW))
+}
+
+/// 64-bit FNV-1a: a stable, short name for a change's table (the registry
+/// says what it is).
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The table that keeps the deleted rows of `child` for one change and
+/// constraint.
+pub fn table(
+    schema: &Ident,
+    change: &str,
+    constraint: &Ident,
+    child: &QualifiedName,
+) -> QualifiedName {
+    let hash = fnv1a(&[change, constraint.as_str(), &child.display()]);
+    QualifiedName::new(
+        schema.clone(),
+        Ident::from_catalog(format!("deleted_rows_{hash:016x}")),
+    )
+}
+
+pub fn registry_sql(schema: &Ident) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, change text NOT NULL, constraint_name text NOT NULL, source_table text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+        registry(schema).quoted()
+    )
+}
+
+/// Rebuilds the view over the general archive and every registered table.
+/// Under a transaction-level advisory lock: two changes' rollbacks may
+/// rebuild it at the same moment.
+pub fn view_sql(schema: &Ident) -> String {
+    let general = format!(
+        "SELECT id, run_id, change, constraint_name, source_table, action, row_data, archived_at, identity_columns FROM {}",
+        archive_table(schema).quoted()
+    );
+    let each = format!(
+        "SELECT NULL::bigint, a.%2$I, %3$L::text, %4$L::text, a.%5$I::regclass::text, 'delete'::text, to_jsonb(a) - {}, a.%6$I, NULL::text[] FROM %1$s a",
+        fkctl_columns()
+    );
+    let body = format!(
+        "BEGIN PERFORM pg_advisory_xact_lock(hashtext('fkctl archive view')); EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', {view}, concat_ws(' UNION ALL ', {general}, (SELECT string_agg(format({each}, quote_ident({schema}) || '.' || quote_ident(r.table_name), {run}, r.change, r.constraint_name, {source}, {at}), ' UNION ALL ' ORDER BY r.created_at, r.table_name) FROM {registry} r WHERE to_regclass(quote_ident({schema}) || '.' || quote_ident(r.table_name)) IS NOT NULL))); END",
+        view = quote_literal(&view(schema).quoted()),
+        general = quote_literal(&general),
+        each = quote_literal(&each),
+        schema = quote_literal(schema.as_str()),
+        run = quote_literal(RUN),
+        source = quote_literal(SOURCE),
+        at = quote_literal(AT),
+        registry = registry(schema).quoted(),
+    );
+    do_block(&body)
+}
+
+fn do_block(body: &str) -> String {
+    let tag = crate::sql::ident::dollar_tag(body);
+    format!("DO {tag} {body} {tag}")
+}
+
+/// `name type NOT NULL` of each live column of `relation`, in order,
+/// without fkctl's own: what must match for a row to be copied as it is.
+fn shape(relation: &str) -> String {
+    format!(
+        "(SELECT array_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN ' NOT NULL' ELSE '' END ORDER BY attnum) FROM pg_catalog.pg_attribute WHERE attrelid = {relation} AND attnum > 0 AND NOT attisdropped AND NOT attname = ANY ({}))",
+        fkctl_columns()
+    )
+}
+
+/// The table of one change's deleted rows, and what it serves.
+pub struct Typed<'a> {
+    pub table: QualifiedName,
+    pub change: &'a str,
+    pub constraint: &'a Ident,
+    pub child: &'a QualifiedName,
+}
+
+/// Creates the table if missing and registers it (after the registry
+/// exists, before the view is rebuilt: see `super::create_archive_sql`). A
+/// table left from an earlier run whose columns no longer match the child's
+/// (the child changed since) is dropped when empty, else renamed with the
+/// time and kept, so that rows are always copied into a table of their own
+/// shape. (The view goes with a dropped table; it is built again later in
+/// the same transaction.) Dynamic SQL throughout: PL/pgSQL would otherwise
+/// resolve the table's name before the check that it exists.
+pub fn prepare_sql(schema: &Ident, typed: &Typed<'_>) -> Vec<String> {
+    let table = &typed.table;
+    let quoted = quote_literal(&table.quoted());
+    let name = quote_literal(table.name.as_str());
+    let body = format!(
+        "DECLARE kept text; holds boolean; BEGIN IF to_regclass({quoted}) IS NOT NULL AND {} IS DISTINCT FROM {} THEN EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', {quoted}) INTO holds; IF holds THEN kept := {name} || '_' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISS'); EXECUTE format('ALTER TABLE %s RENAME TO %I', {quoted}, kept); UPDATE {registry} SET table_name = kept WHERE table_name = {name}; ELSE EXECUTE format('DROP VIEW IF EXISTS %s', {view}); EXECUTE format('DROP TABLE %s', {quoted}); DELETE FROM {registry} WHERE table_name = {name}; END IF; END IF; END",
+        shape(&format!("to_regclass({quoted})")),
+        shape(&format!("to_regclass({})", quote_literal(&typed.child.quoted()))),
+        registry = registry(schema).quoted(),
+        view = quote_literal(&view(schema).quoted()),
+    );
+    vec![
+        do_block(&body),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({} text NOT NULL, {} timestamptz NOT NULL, {} oid NOT NULL, LIKE {})",
+            table.quoted(),
+            Ident::from_catalog(RUN).quoted(),
+            Ident::from_catalog(AT).quoted(),
+            Ident::from_catalog(SOURCE).quoted(),
+            typed.child.quoted()
+        ),
+        format!(
+            "INSERT INTO {} (table_name, change, constraint_name, source_table) VALUES ({name}, {}, {}, {}) ON CONFLICT (table_name) DO NOTHING",
+            registry(schema).quoted(),
+            quote_literal(typed.change),
+            quote_literal(typed.constraint.as_str()),
+            quote_literal(&typed.child.display())
+        ),
+    ]
+}
+
+/// Deletes one batch and copies every deleted row, whole, into `table`, in
+/// one statement. Parameter: $1 run id.
+pub fn delete_batch_sql(
+    query: &super::OrphanQuery,
+    batch_size: u32,
+    table: &QualifiedName,
+) -> String {
+    format!(
+        "WITH {}, purged AS (DELETE FROM {} WHERE {} AND {} RETURNING now(), fk.tableoid, fk.*), archived AS (INSERT INTO {} SELECT $1, purged.* FROM purged) {}",
+        super::take_batch(batch_size),
+        query.child_from(),
+        super::batch_rows(query, "batch"),
+        query.predicate(),
+        table.quoted(),
+        super::TAKEN
+    )
+}
+
+/// The tables of a change's deleted rows: $1 change, $2 constraint.
+pub fn tables_sql(schema: &Ident) -> String {
+    format!(
+        "SELECT table_name FROM {} WHERE change = $1 AND constraint_name = $2 AND to_regclass(quote_ident({}) || '.' || quote_ident(table_name)) IS NOT NULL ORDER BY created_at, table_name",
+        registry(schema).quoted(),
+        quote_literal(schema.as_str())
+    )
+}
+
+/// Moves every row of `table` into the general archive as jsonb, in one
+/// statement; returns the rows that left and the rows that arrived.
+/// Parameters: $1 change, $2 constraint name.
+pub fn file_sql(schema: &Ident, table: &QualifiedName) -> String {
+    format!(
+        "WITH moved AS (DELETE FROM {} a RETURNING a.*), filed AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, archived_at) SELECT m.{}, $1, $2, m.{}::regclass::text, 'delete', to_jsonb(m) - {}, m.{} FROM moved m RETURNING 1) SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM filed)",
+        table.quoted(),
+        archive_table(schema).quoted(),
+        Ident::from_catalog(RUN).quoted(),
+        Ident::from_catalog(SOURCE).quoted(),
+        fkctl_columns(),
+        Ident::from_catalog(AT).quoted(),
+    )
+}
+
+/// The rows a table holds, and its run column: what prune removes.
+pub fn run_column() -> Ident {
+    Ident::from_catalog(RUN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child() -> QualifiedName {
+        QualifiedName::new(
+            Ident::from_catalog("public"),
+            Ident::from_catalog("ci_pipeline_chat_data"),
+        )
+    }
+
+    #[test]
+    fn each_change_and_constraint_has_its_own_table() {
+        let s = Ident::from_catalog("fkctl");
+        let fk = Ident::from_catalog("fk_chat");
+        let a = table(&s, "drop-fk", &fk, &child());
+        assert_eq!(a, table(&s, "drop-fk", &fk, &child()));
+        assert_ne!(a, table(&s, "drop-fk-2", &fk, &child()));
+        assert_ne!(
+            a,
+            table(&s, "drop-fk", &Ident::from_catalog("fk_other"), &child())
+        );
+        assert!(a.name.as_str().starts_with("deleted_rows_"));
+        assert!(a.name.as_str().len() + 15 < 63, "room for the kept suffix");
+    }
+
+    #[test]
+    fn the_batch_copies_the_row_after_fkctl_s_columns_in_their_order() {
+        let schema = Ident::from_catalog("fkctl");
+        let constraint = Ident::from_catalog("k");
+        let sql = prepare_sql(
+            &schema,
+            &Typed {
+                table: table(&schema, "c", &constraint, &child()),
+                change: "c",
+                constraint: &constraint,
+                child: &child(),
+            },
+        );
+        let create = sql
+            .iter()
+            .find(|s| s.starts_with("CREATE TABLE IF NOT EXISTS \"fkctl\".\"deleted_rows_"))
+            .map(String::as_str)
+            .unwrap_or_default();
+        let order = [
+            "\"fkctl run\"",
+            "\"fkctl archived at\"",
+            "\"fkctl source\"",
+            "LIKE",
+        ];
+        let at: Vec<usize> = order.iter().filter_map(|c| create.find(c)).collect();
+        assert_eq!(at.len(), 4, "{create}");
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{create}");
+    }
+}
