@@ -47,7 +47,7 @@ fn purging_backend(s: &Setup) -> i32 {
     loop {
         let pid = scalar_i64(
             &s.staging,
-            "SELECT coalesce(max(pid), 0)::int8 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'fkctl' AND state = 'active' AND query LIKE '%DELETE FROM%fkctl_orphan_rows%'",
+            "SELECT coalesce(max(pid), 0)::int8 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'fkctl' AND state = 'active' AND query LIKE '%fkctl_orphan_next%DELETE FROM%'",
         );
         if pid > 0 {
             return pid as i32;

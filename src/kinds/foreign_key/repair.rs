@@ -115,16 +115,16 @@ pub fn collect_sql(query: &OrphanQuery) -> Vec<String> {
     ]
 }
 
-/// Takes the next `batch_size` addresses off the list: the numbers from
-/// the one kept in `LIST_NEXT`, advanced in the same statement. An index
-/// range from a known start reads only the batch's own entries; starting
-/// from the lowest number still listed walked past every dead entry of the
-/// batches before (and an `IN (... LIMIT n)` hashed the whole remaining
-/// list): both grew with the orphans. A batch that rolls back puts both
-/// the addresses and the number back.
+/// Takes the next `batch_size` addresses of the list: the numbers from the
+/// one kept in `LIST_NEXT`, advanced in the same statement. The list itself
+/// is only read (removing each taken address cost about a seventh of the
+/// purge at 100,000 orphans): the kept number is the progress. An index
+/// range from a known start reads only the batch's own entries (an
+/// `IN (... LIMIT n)` hashed the whole remaining list every batch, quadratic
+/// in the orphans). A batch that rolls back puts the number back.
 fn take_batch(batch_size: u32) -> String {
     format!(
-        "next AS (UPDATE {LIST_NEXT} SET n = n + {batch_size} RETURNING n - {batch_size} AS first), batch AS (DELETE FROM {ORPHAN_LIST} WHERE n >= (SELECT first FROM next) AND n < (SELECT first FROM next) + {batch_size} RETURNING rel, row_id)"
+        "next AS (UPDATE {LIST_NEXT} SET n = n + {batch_size} RETURNING n - {batch_size} AS first), batch AS (SELECT rel, row_id FROM {ORPHAN_LIST} WHERE n >= (SELECT first FROM next) AND n < (SELECT first FROM next) + {batch_size})"
     )
 }
 
@@ -198,7 +198,7 @@ pub fn nullify_batch_sql(
 
 /// How many listed orphan addresses are still to be handled.
 pub fn remaining_listed_sql() -> String {
-    format!("SELECT count(*) FROM {ORPHAN_LIST}")
+    format!("SELECT count(*) FROM {ORPHAN_LIST} WHERE n >= (SELECT n FROM {LIST_NEXT})")
 }
 
 /// How many rows of `set` the archive still holds: what a restore checks

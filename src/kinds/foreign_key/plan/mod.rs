@@ -1010,7 +1010,7 @@ mod tests {
             "the census counts the collected list"
         );
         assert!(
-            purge.statements[1].contains("n < (SELECT first FROM next) + 250 RETURNING"),
+            purge.statements[1].contains("n < (SELECT first FROM next) + 250)"),
             "a batch takes 250 numbered addresses"
         );
         assert!(
