@@ -196,9 +196,11 @@ pub fn nullify_batch_sql(
     )
 }
 
-/// How many listed orphan addresses are still to be handled.
+/// How many listed orphan addresses are still to be handled: the list is
+/// numbered 1..N without gaps (row_number), so it is N less the numbers
+/// taken, read from the index rather than counted row by row.
 pub fn remaining_listed_sql() -> String {
-    format!("SELECT count(*) FROM {ORPHAN_LIST} WHERE n >= (SELECT n FROM {LIST_NEXT})")
+    format!("SELECT greatest(coalesce((SELECT max(n) FROM {ORPHAN_LIST}), 0) - (SELECT n FROM {LIST_NEXT}) + 1, 0)::int8")
 }
 
 /// How many rows of `set` the archive still holds: what a restore checks
