@@ -22,14 +22,6 @@ INSERT INTO children SELECT g, g, 'c' || g FROM generate_series(1, 100) g;
 INSERT INTO grandchildren SELECT g, 1 + (g - 1) % 100, jsonb_build_object('n', g) FROM generate_series(1, 300) g;
 ";
 
-fn query_text(db: &TestDatabase, sql: &str) -> String {
-    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
-    client
-        .query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
-        .get(0)
-}
-
 struct Tree {
     db: TestDatabase,
     _dir: TempDir,
@@ -123,7 +115,7 @@ fn grandchildren_deleted_by_the_cascade_are_archived_and_restored_exactly() {
     );
     let run_id = t.count("SELECT count(DISTINCT run_id) FROM fkctl.archived_rows");
     assert_eq!(run_id, 1);
-    let run_id = query_text(&t.db, "SELECT min(run_id) FROM fkctl.archived_rows");
+    let run_id = scalar_text(&t.db, "SELECT min(run_id) FROM fkctl.archived_rows");
     assert_eq!(t.count("SELECT count(*) FROM children"), 90);
     assert_eq!(t.count("SELECT count(*) FROM grandchildren"), 270);
     assert_eq!(t.archived("delete"), 10);

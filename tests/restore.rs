@@ -22,14 +22,6 @@ struct Case {
     rows: i64,
 }
 
-fn text(db: &TestDatabase, sql: &str) -> String {
-    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
-    client
-        .query_one(sql, &[])
-        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
-        .get(0)
-}
-
 fn server_version(db: &TestDatabase) -> i64 {
     scalar_i64(db, "SELECT current_setting('server_version_num')::int8")
 }
@@ -148,7 +140,7 @@ impl Case {
 
     /// The journal's detail of the restore step that succeeded.
     fn restore_detail(&self) -> String {
-        text(
+        scalar_text(
             &self.s.staging,
             "SELECT s.detail FROM fkctl.steps s JOIN fkctl.runs r USING (run_id)
               WHERE r.operation = 'restore' AND s.step = 'restore-rows' AND s.outcome = 'ok'",
@@ -562,7 +554,7 @@ fn nullified_keys_go_back_and_every_row_equals_its_original() {
         "whole rows equal the originals"
     );
     assert!(present(&case.s.staging));
-    let detail = text(
+    let detail = scalar_text(
         &case.s.staging,
         "SELECT s.detail FROM fkctl.steps s JOIN fkctl.runs r USING (run_id)
           WHERE r.operation = 'restore' AND s.step = 'restore-keys' AND s.outcome = 'ok'",

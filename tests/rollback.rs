@@ -553,3 +553,143 @@ fn purge_batches_find_their_rows_by_tid_never_by_scanning_the_child() {
         );
     }
 }
+
+/// The plan's SQL of step `id` (`fkctl plan --rollback --output json`).
+fn rollback_sql(s: &Setup, id: &str) -> Vec<String> {
+    let path = s.playbook.display().to_string();
+    let out = s.run(&[
+        "plan",
+        &path,
+        "--env",
+        "staging",
+        "--rollback",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+    plan["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == id))
+        .and_then(|s| s["statements"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Deleted rows are copied by position into a table of the child's shape.
+/// A column dropped between two batches must stop the purge (the batch
+/// rolls back whole), never shift values into the wrong columns. Run with
+/// the plan's own statements, batch by batch, the column dropped in between.
+#[test]
+fn a_column_dropped_between_two_batches_stops_the_purge_and_loses_nothing() {
+    let s = setup("rb_shape_mid_run", "{ batch_size: 100 }");
+    let (orphans, rows) = drop_and_orphan(&s, 10);
+    assert!(orphans > 200, "{orphans}");
+    let batch = rollback_sql(&s, "purge-orphans");
+    let mut c = s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
+    for step in ["collect-orphans", "prepare-archive"] {
+        let mut tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        for statement in rollback_sql(&s, step) {
+            tx.batch_execute(&statement)
+                .unwrap_or_else(|e| panic!("{e}\n{statement}"));
+        }
+        tx.commit().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let run_batch = |c: &mut postgres::Client| -> Result<(), postgres::Error> {
+        let mut tx = c.transaction()?;
+        tx.batch_execute(&batch[0])?;
+        tx.query(batch[1].as_str(), &[&"run-1"])?;
+        tx.commit()
+    };
+    run_batch(&mut c).unwrap_or_else(|e| panic!("{}", fkctl::error::describe_postgres(&e).1));
+    let typed = scalar_text(
+        &s.staging,
+        "SELECT 'fkctl.' || quote_ident(table_name) FROM fkctl.archive_tables",
+    );
+    assert_eq!(
+        scalar_i64(&s.staging, &format!("SELECT count(*) FROM {typed}")),
+        100
+    );
+    // The application drops the last column: the INSERT would still parse
+    // (a missing last value is NULL), so only the batch's own check stops it.
+    // (A column dropped before others of another type fails to parse.)
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data DROP COLUMN response_url",
+    );
+    let err = run_batch(&mut c).expect_err("the batch after the drop must fail");
+    let said = fkctl::error::describe_postgres(&err).1;
+    assert!(said.contains("changed during the rollback"), "{said}");
+    assert_eq!(
+        scalar_i64(&s.staging, &format!("SELECT count(*) FROM {typed}")),
+        100,
+        "the failed batch archived nothing"
+    );
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + 100,
+        rows,
+        "and deleted nothing: every row is in its table or the archive"
+    );
+    // A new run makes a new table of the new shape and finishes the job.
+    drop(c);
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive_tables"),
+        2,
+        "the first table kept (it holds rows), a new one made"
+    );
+    assert_eq!(archived(&s.staging), orphans);
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
+        rows
+    );
+}
+
+/// A child with a column of the application's own type (an enum) keeps its
+/// deleted rows in the general archive, as jsonb: fkctl's tables must not
+/// depend on the type, so the application can still change or drop it.
+#[test]
+fn a_child_with_an_application_type_is_archived_as_jsonb_and_the_type_stays_droppable() {
+    let s = setup("rb_enum_child", "{}");
+    exec(
+        &s.staging,
+        "CREATE TYPE mood AS ENUM ('calm', 'busy');
+         ALTER TABLE ci_pipeline_chat_data ADD COLUMN m mood NOT NULL DEFAULT 'busy';",
+    );
+    let (orphans, _) = drop_and_orphan(&s, 10);
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.archived_rows WHERE row_data->>'m' = 'busy'"
+        ),
+        orphans,
+        "every orphan archived as jsonb, with its value"
+    );
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive_tables"),
+        0,
+        "no table of the child's shape"
+    );
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN m DROP DEFAULT, ALTER COLUMN m TYPE text; DROP TYPE mood;",
+    );
+    let plan = s.run(&[
+        "plan",
+        &s.playbook.display().to_string(),
+        "--env",
+        "staging",
+        "--rollback",
+    ]);
+    assert!(
+        stdout(&plan).contains("deleted_rows_"),
+        "with the type gone, the table of the child's shape again: {}",
+        stdout(&plan)
+    );
+}

@@ -205,6 +205,7 @@ pub fn inspect_to(
         cascade: Default::default(),
         child_indexes: Vec::new(),
         child_identity: None,
+        child_not_copyable: Vec::new(),
         leaves: Vec::new(),
         sessions: Vec::new(),
         watched,
@@ -236,6 +237,11 @@ fn surroundings(
     let attnums: Vec<i16> = i.child_columns.iter().map(|c| c.attnum).collect();
     i.child_indexes = indexes::on_columns(tx, child, &attnums)?;
     i.child_identity = relations::row_identity(tx, child)?;
+    i.child_not_copyable = relations::not_copyable(
+        tx,
+        child,
+        &crate::kinds::foreign_key::repair::typed::RESERVED,
+    )?;
     if i.child.partitioned {
         i.leaves = partitions::leaves(tx, version, child, i.parent.oid, fk)?;
     }

@@ -160,6 +160,41 @@ SELECT ARRAY(SELECT a.attname::text
  ORDER BY i.indisprimary DESC, i.indisreplident DESC, i.indnkeyatts, i.indexrelid
  LIMIT 1";
 
+// Columns whose values a table of fkctl's should not copy as they are: a
+// type (or array element type, or collation) outside pg_catalog would make
+// fkctl's table depend on the application's (DROP TYPE would fail, or with
+// CASCADE drop archived values), and fkctl's own column names would clash.
+const NOT_COPYABLE_SQL: &str = "\
+SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+  FROM pg_attribute a
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+  LEFT JOIN pg_collation co ON co.oid = a.attcollation
+ WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+   AND (t.typnamespace <> 'pg_catalog'::regnamespace
+        OR e.typnamespace <> 'pg_catalog'::regnamespace
+        OR co.collnamespace <> 'pg_catalog'::regnamespace
+        OR a.attname = ANY($2::text[]))
+ ORDER BY a.attnum";
+
+/// The columns of `relation` that stop its rows being copied into a table
+/// of its own shape, as `name (type)`; `reserved` are fkctl's column names.
+pub fn not_copyable(
+    client: &mut impl GenericClient,
+    relation: u32,
+    reserved: &[&str],
+) -> Result<Vec<String>> {
+    let reserved: Vec<String> = reserved.iter().map(|r| r.to_string()).collect();
+    query(client, NOT_COPYABLE_SQL, &[&relation, &reserved])?
+        .iter()
+        .map(|row| {
+            let name: String = row.cell(0, NOT_COPYABLE_SQL)?;
+            let type_name: String = row.cell(1, NOT_COPYABLE_SQL)?;
+            Ok(format!("{} ({type_name})", Ident::from_catalog(name)))
+        })
+        .collect()
+}
+
 /// The columns that identify one row of `relation` (see `Inspection::child_identity`).
 pub fn row_identity(client: &mut impl GenericClient, relation: u32) -> Result<Option<Vec<Ident>>> {
     let rows = query(client, IDENTITY_SQL, &[&relation])?;

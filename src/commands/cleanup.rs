@@ -235,8 +235,6 @@ impl Worker<'_> {
         let fail =
             |e: postgres::Error, sql: &str| Error::from_postgres(&e, sql).with("environment", env);
         let mut tx = self.client.transaction().map_err(|e| fail(e, "BEGIN"))?;
-        let lock = "SELECT pg_advisory_xact_lock(hashtext('fkctl: create the archive'))";
-        tx.batch_execute(lock).map_err(|e| fail(e, lock))?;
         for sql in create_archive_sql(schema, None) {
             tx.batch_execute(&sql).map_err(|e| fail(e, &sql))?;
         }

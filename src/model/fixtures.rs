@@ -262,6 +262,7 @@ pub fn inspection(
         },
         child_indexes: tables.child_indexes,
         child_identity: tables.child_identity,
+        child_not_copyable: Vec::new(),
         leaves,
         sessions: Vec::new(),
         watched,

@@ -53,6 +53,11 @@ pub struct Inspection {
     /// else a unique index on NOT NULL columns only (no partial or expression
     /// index). None when the child has no such key.
     pub child_identity: Option<Vec<Ident>>,
+    /// The child's columns that keep its deleted rows out of a table of its
+    /// own shape (`repair::typed`), as `name (type)`: types, array element
+    /// types or collations outside pg_catalog, or fkctl's column names.
+    /// Empty when its rows can be copied as they are.
+    pub child_not_copyable: Vec<String>,
     /// The child's leaf partitions and their own copies of the constraint
     /// (empty when the child is not partitioned).
     pub leaves: Vec<Leaf>,

@@ -25,6 +25,15 @@ pub fn exec(db: &TestDatabase, sql: &str) {
     }
 }
 
+/// The one text value `sql` returns.
+pub fn scalar_text(db: &TestDatabase, sql: &str) -> String {
+    let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    client
+        .query_one(sql, &[])
+        .unwrap_or_else(|e| panic!("{e}\n{sql}"))
+        .get(0)
+}
+
 pub fn scalar_i64(db: &TestDatabase, sql: &str) -> i64 {
     let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
     client

@@ -68,9 +68,11 @@ pub fn archive_table(schema: &Ident) -> QualifiedName {
 }
 
 /// The general archive, the registry of tables of deleted rows (with
-/// `typed`'s, when a rollback deletes into one), and the view over all.
+/// `typed`'s, when a rollback deletes into one), and the view over all:
+/// one transaction, under `typed::LOCK_SQL`.
 pub fn create_archive_sql(schema: &Ident, typed: Option<&typed::Typed<'_>>) -> Vec<String> {
     let mut sql = vec![
+        typed::LOCK_SQL.to_string(),
         format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (id bigint GENERATED ALWAYS AS IDENTITY (CACHE 1000) PRIMARY KEY, run_id text NOT NULL, change text NOT NULL, constraint_name text NOT NULL, source_table text NOT NULL, action text NOT NULL, row_data jsonb NOT NULL, archived_at timestamptz NOT NULL DEFAULT now())",

@@ -56,10 +56,17 @@ struct Planner<'a> {
 impl<'a> Planner<'a> {
     /// Where deleted orphans are archived when not in the general archive:
     /// a table of the child's own columns (see `repair::typed`). Nullified
-    /// rows and a purge that fires a cascade use the general archive.
+    /// rows, a purge that fires a cascade, and a child with columns of the
+    /// application's own types use the general archive (a plan without a
+    /// catalog assumes the table).
     fn typed_archive(&self) -> Option<crate::sql::ident::QualifiedName> {
         let fk = &self.playbook.constraint;
-        (self.playbook.rollback.orphans == OrphanPolicy::ArchiveDelete && !cascade::fires(self))
+        let copyable = self
+            .observed
+            .is_none_or(|o| o.inspection.child_not_copyable.is_empty());
+        (self.playbook.rollback.orphans == OrphanPolicy::ArchiveDelete
+            && !cascade::fires(self)
+            && copyable)
             .then(|| {
                 purge::typed::table(
                     &self.playbook.journal_schema,
@@ -612,12 +619,21 @@ fn archive_step(cx: &Planner<'_>, status: &Status) -> Step {
     });
     archive.statements = purge::create_archive_sql(&cx.playbook.journal_schema, typed.as_ref());
     cascade::extend_archive(cx, &mut archive);
+    let view = purge::typed::view(&cx.playbook.journal_schema);
+    let not_copyable = cx
+        .observed
+        .map(|o| o.inspection.child_not_copyable.as_slice())
+        .unwrap_or_default();
     if let Some(typed) = &typed {
-        archive.why = format!("Every purged row is written to {}, a table of the child's own columns (so copying a row costs little), in the same statement that removes it; the view {} shows it with every other archived row.", typed.table, purge::typed::view(&cx.playbook.journal_schema));
-        // The view is rebuilt with the new table: one transaction, so
-        // nobody sees it missing.
-        archive.transaction = true;
+        archive.why = format!("Every purged row is written to {}, a table of the child's own columns (so copying a row costs little), in the same statement that removes it; the view {view} shows it with every other archived row.", typed.table);
+    } else if !not_copyable.is_empty()
+        && cx.playbook.rollback.orphans == OrphanPolicy::ArchiveDelete
+    {
+        archive.why = format!("Every purged row is written here, whole, as jsonb, in the same statement that removes it; not to a table of the child's own columns, since {} would make fkctl's table depend on the application's types (or clash with fkctl's column names). The view {view} shows every archived row.", not_copyable.join(", "));
     }
+    // One transaction under the archive lock: the view is rebuilt with any
+    // new table, and nobody sees it missing.
+    archive.transaction = true;
     archive.status = status.clone();
     archive
 }

@@ -3,13 +3,17 @@
 //! Writing each purged row as jsonb into the general archive cost about as
 //! much as the DELETE itself (building the jsonb, five text columns and an
 //! index entry per row): measured at 20,000 rows, 139 ms against 40 ms for a
-//! copy of the row into `(LIKE child)`. So a rollback that deletes orphans
-//! (and fires no cascade) archives them into one table per change and
-//! constraint, `deleted_rows_<hash>`, with three columns of fkctl's first:
-//! the run, the partition the row was in, and when. `restore` first files a
-//! run's rows from there into the general archive (the same statement
-//! deletes them here and inserts them there, counted), then reads them
-//! as it reads every archived row.
+//! copy of the row into a table of the child's columns. So a rollback that
+//! deletes orphans (and fires no cascade) archives them into one table per
+//! change and constraint, `deleted_rows_<hash>`, with three columns of
+//! fkctl's first: the run, when, and the partition the row was in.
+//!
+//! Only for a child whose column types and collations are all PostgreSQL's
+//! own (`pg_catalog`): fkctl's table must not depend on the application's
+//! types, or a later DROP TYPE would fail (see
+//! `Inspection::child_not_copyable`). `restore` first files a run's rows
+//! from there into the general archive (one statement deletes them here and
+//! inserts them there, counted), then reads them as every archived row.
 //!
 //! The registry (`archive_tables`) says which change each such table serves,
 //! and the view `archive` shows every archived row in the general archive's
@@ -26,6 +30,8 @@ const VIEW: &str = "archive";
 const RUN: &str = "fkctl run";
 const SOURCE: &str = "fkctl source";
 const AT: &str = "fkctl archived at";
+/// fkctl's column names, which a child's own columns must not use.
+pub const RESERVED: [&str; 3] = [RUN, AT, SOURCE];
 
 fn fkctl_columns() -> String {
     format!(
@@ -80,20 +86,19 @@ pub fn registry_sql(schema: &Ident) -> String {
     )
 }
 
-/// Rebuilds the view over the general archive and every registered table.
-/// Under a transaction-level advisory lock: two changes' rollbacks may
-/// rebuild it at the same moment.
+/// Rebuilds the view over the general archive and every registered table
+/// (under `LOCK_SQL`, taken first: see `super::create_archive_sql`).
 pub fn view_sql(schema: &Ident) -> String {
     let general = format!(
         "SELECT id, run_id, change, constraint_name, source_table, action, row_data, archived_at, identity_columns FROM {}",
         archive_table(schema).quoted()
     );
     let each = format!(
-        "SELECT NULL::bigint, a.%2$I, %3$L::text, %4$L::text, a.%5$I::regclass::text, 'delete'::text, to_jsonb(a) - {}, a.%6$I, NULL::text[] FROM %1$s a",
+        "SELECT NULL::bigint, a.%2$I, %3$L::text, %4$L::text, a.%5$I, 'delete'::text, to_jsonb(a) - {}, a.%6$I, NULL::text[] FROM %1$s a",
         fkctl_columns()
     );
     let body = format!(
-        "BEGIN PERFORM pg_advisory_xact_lock(hashtext('fkctl archive view')); EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', {view}, concat_ws(' UNION ALL ', {general}, (SELECT string_agg(format({each}, quote_ident({schema}) || '.' || quote_ident(r.table_name), {run}, r.change, r.constraint_name, {source}, {at}), ' UNION ALL ' ORDER BY r.created_at, r.table_name) FROM {registry} r WHERE to_regclass(quote_ident({schema}) || '.' || quote_ident(r.table_name)) IS NOT NULL))); END",
+        "BEGIN EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', {view}, concat_ws(' UNION ALL ', {general}, (SELECT string_agg(format({each}, quote_ident({schema}) || '.' || quote_ident(r.table_name), {run}, r.change, r.constraint_name, {source}, {at}), ' UNION ALL ' ORDER BY r.created_at, r.table_name) FROM {registry} r WHERE to_regclass(quote_ident({schema}) || '.' || quote_ident(r.table_name)) IS NOT NULL))); END",
         view = quote_literal(&view(schema).quoted()),
         general = quote_literal(&general),
         each = quote_literal(&each),
@@ -111,14 +116,19 @@ fn do_block(body: &str) -> String {
     format!("DO {tag} {body} {tag}")
 }
 
-/// `name type NOT NULL` of each live column of `relation`, in order,
-/// without fkctl's own: what must match for a row to be copied as it is.
+/// `name type` of each live column of `relation`, in order, without
+/// fkctl's own: what must match for a row to be copied as it is.
 fn shape(relation: &str) -> String {
     format!(
-        "(SELECT array_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN ' NOT NULL' ELSE '' END ORDER BY attnum) FROM pg_catalog.pg_attribute WHERE attrelid = {relation} AND attnum > 0 AND NOT attisdropped AND NOT attname = ANY ({}))",
+        "(SELECT array_agg(quote_ident(attname) || ' ' || format_type(atttypid, atttypmod) ORDER BY attnum) FROM pg_catalog.pg_attribute WHERE attrelid = {relation} AND attnum > 0 AND NOT attisdropped AND NOT attname = ANY ({}))",
         fkctl_columns()
     )
 }
+
+/// Taken first by every transaction that creates archive tables or
+/// rebuilds the view: two changes' rollbacks (or cleanups) at once must
+/// neither race on CREATE ... IF NOT EXISTS nor deadlock on the view.
+pub const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtext('fkctl: create the archive'))";
 
 /// The table of one change's deleted rows, and what it serves.
 pub struct Typed<'a> {
@@ -149,8 +159,11 @@ pub fn prepare_sql(schema: &Ident, typed: &Typed<'_>) -> Vec<String> {
     );
     vec![
         do_block(&body),
+        // CREATE TABLE AS, not LIKE: the child's column names, types and
+        // collations without its NOT NULLs (a NOT VALID one on PostgreSQL
+        // 18 would refuse the very rows it lets through) or defaults.
         format!(
-            "CREATE TABLE IF NOT EXISTS {} ({} text NOT NULL, {} timestamptz NOT NULL, {} oid NOT NULL, LIKE {})",
+            "CREATE TABLE IF NOT EXISTS {} AS SELECT NULL::text AS {}, NULL::timestamptz AS {}, NULL::text AS {}, fk.* FROM {} fk WITH NO DATA",
             table.quoted(),
             Ident::from_catalog(RUN).quoted(),
             Ident::from_catalog(AT).quoted(),
@@ -168,14 +181,31 @@ pub fn prepare_sql(schema: &Ident, typed: &Typed<'_>) -> Vec<String> {
 }
 
 /// Deletes one batch and copies every deleted row, whole, into `table`, in
-/// one statement. Parameter: $1 run id.
+/// one statement. The copy is by position, so the statement first checks
+/// that the child still has the table's columns: the statement's lock on
+/// the child keeps them from changing while it runs, but a column dropped
+/// between two batches would otherwise shift every later value into the
+/// column before it (PostgreSQL replans the statement with the new `fk.*`).
+/// Then the batch fails, rolls back whole, and a new run makes a new table.
+/// Parameter: $1 run id.
 pub fn delete_batch_sql(
     query: &super::OrphanQuery,
     batch_size: u32,
     table: &QualifiedName,
 ) -> String {
+    let child_shape = shape(&format!(
+        "{}::regclass",
+        quote_literal(&query.child.quoted())
+    ));
+    // The message reads the catalog, so that the planner cannot fold the
+    // failing cast into an error before the CASE is decided.
+    let same_columns = format!(
+        "CASE WHEN {child_shape} IS NOT DISTINCT FROM {} THEN true ELSE ('fkctl: the columns of ' || {} || ' changed during the rollback (now ' || array_to_string({child_shape}, ', ') || '); the batch is rolled back')::int::bool END",
+        shape(&format!("{}::regclass", quote_literal(&table.quoted()))),
+        quote_literal(&query.child.display()),
+    );
     format!(
-        "WITH {}, purged AS (DELETE FROM {} WHERE {} AND {} RETURNING now(), fk.tableoid, fk.*), archived AS (INSERT INTO {} SELECT $1, purged.* FROM purged) {}",
+        "WITH {}, purged AS (DELETE FROM {} WHERE {} AND {} RETURNING now(), fk.tableoid::regclass::text, fk.*), archived AS (INSERT INTO {} SELECT $1, purged.* FROM purged WHERE {same_columns}) {}",
         super::take_batch(batch_size),
         query.child_from(),
         super::batch_rows(query, "batch"),
@@ -199,7 +229,7 @@ pub fn tables_sql(schema: &Ident) -> String {
 /// Parameters: $1 change, $2 constraint name.
 pub fn file_sql(schema: &Ident, table: &QualifiedName) -> String {
     format!(
-        "WITH moved AS (DELETE FROM {} a RETURNING a.*), filed AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, archived_at) SELECT m.{}, $1, $2, m.{}::regclass::text, 'delete', to_jsonb(m) - {}, m.{} FROM moved m RETURNING 1) SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM filed)",
+        "WITH moved AS (DELETE FROM {} a RETURNING a.*), filed AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, archived_at) SELECT m.{}, $1, $2, m.{}, 'delete', to_jsonb(m) - {}, m.{} FROM moved m RETURNING 1) SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM filed)",
         table.quoted(),
         archive_table(schema).quoted(),
         Ident::from_catalog(RUN).quoted(),
@@ -262,10 +292,20 @@ mod tests {
             "\"fkctl run\"",
             "\"fkctl archived at\"",
             "\"fkctl source\"",
-            "LIKE",
+            "fk.*",
         ];
         let at: Vec<usize> = order.iter().filter_map(|c| create.find(c)).collect();
         assert_eq!(at.len(), 4, "{create}");
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{create}");
+        // The batch fills them in the same order: run, time, partition, row.
+        let query = crate::kinds::foreign_key::violations::OrphanQuery::from_definition(
+            &crate::model::fixtures::seed_playbook().constraint,
+        );
+        let batch = delete_batch_sql(&query, 10, &table(&schema, "c", &constraint, &child()));
+        assert!(
+            batch.contains("RETURNING now(), fk.tableoid::regclass::text, fk.*)")
+                && batch.contains("SELECT $1, purged.* FROM purged"),
+            "{batch}"
+        );
     }
 }
