@@ -489,37 +489,14 @@ fn purge_batches_find_their_rows_by_tid_never_by_scanning_the_child() {
         // row, as when the old join on ctid degraded).
         exec(&s.staging, "ANALYZE");
         drop_and_orphan(&s, 10);
-        let path = s.playbook.display().to_string();
-        let out = s.run(&[
-            "plan",
-            &path,
-            "--env",
-            "staging",
-            "--rollback",
-            "--output",
-            "json",
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let plan: serde_json::Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
-        let steps = plan["steps"].as_array().cloned().unwrap_or_default();
-        let sql_of = |id: &str| -> Vec<String> {
-            steps
-                .iter()
-                .find(|s| s["id"] == id)
-                .and_then(|s| s["statements"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        };
+        let sql_of = |id: &str| rollback_sql(&s, id);
         let batch_id = if policy == "nullify" {
             "nullify-orphans"
         } else {
             "purge-orphans"
         };
         let batch = sql_of(batch_id).pop().unwrap_or_default();
-        assert!(!batch.is_empty(), "{plan}");
+        assert!(!batch.is_empty(), "no {batch_id} step");
         let mut c = s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
         for statement in sql_of("collect-orphans") {
             c.batch_execute(&statement)
