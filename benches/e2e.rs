@@ -449,13 +449,17 @@ fn fleet(_: &Bench) {
 
 /// The benchmark's tables: `children` rows, 5% NULL keys, `orphans` of
 /// them pointing at no parent, an index on the key, and a copy of the
-/// orphans (`reset` puts them back between runs).
+/// orphans (`reset` puts them back between runs). fkctl's schema goes
+/// too: an earlier measurement's journal and loose replacement would be
+/// copied into every run's database (a rollback then drains and removes
+/// the replacement, and the journal holds other runs' steps).
 fn build(db: &TestDatabase, parents: i64, children: i64, orphans: i64) {
     let t = Instant::now();
     exec(
         db,
         &format!(
             "DROP TABLE IF EXISTS child, parent, orphan_rows;
+         DROP SCHEMA IF EXISTS fkctl CASCADE;
          CREATE TABLE parent (id bigint PRIMARY KEY, name text);
          CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint, payload text);
          INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, {p}) g;
@@ -498,9 +502,13 @@ fn purge_linear(b: &Bench) {
             assert!(ok, "fkctl rollback failed");
             let ms = scalar(
                 &run,
-                "SELECT (sum(extract(epoch FROM finished_at - started_at)) * 1000000)::bigint FROM fkctl.steps WHERE step IN ('collect-orphans', 'purge-orphans')",
+                "SELECT (sum(extract(epoch FROM finished_at - started_at)) * 1000000)::bigint FROM fkctl.steps WHERE step IN ('collect-orphans', 'purge-orphans') AND run_id = (SELECT max(run_id) FROM fkctl.runs WHERE operation = 'rollback')",
             );
             ours.push(ms as f64 / 1e6);
+            if std::env::var_os("FKCTL_BENCH_STEPS").is_some() {
+                let steps: String = run.connect().unwrap_or_else(|e| panic!("{e}")).query_one("SELECT string_agg(step || ' ' || round(extract(epoch FROM finished_at - started_at) * 1000) || ' ms', ', ' ORDER BY id) FROM fkctl.steps WHERE run_id = (SELECT max(run_id) FROM fkctl.runs WHERE operation = 'rollback')", &[]).unwrap_or_else(|e| panic!("{e}")).get(0);
+                println!("steps      {steps}");
+            }
             drop(run);
             let run = fresh_copy(db);
             let mut c = run.connect().unwrap_or_else(|e| panic!("{e}"));
