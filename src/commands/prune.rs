@@ -99,6 +99,28 @@ fn confirm(environment: &crate::playbook::Environment) -> Result<bool> {
     }
 }
 
+/// Where the change's archived rows are counted (the view over every
+/// archive table, or the general archive of an older install), and the
+/// tables that hold them, each with its run column.
+fn archive_tables(
+    client: &mut Client,
+    playbook: &crate::playbook::Playbook,
+) -> Result<ArchiveTables> {
+    let schema = &playbook.journal_schema;
+    let read = crate::journal::archive::readable(client, schema)?;
+    let mut hold = Vec::new();
+    let general = archive_table(schema).quoted();
+    if crate::pg::relation_exists(client, &general)? {
+        hold.push((general, Ident::from_catalog("run_id")));
+    }
+    let change = &playbook.change;
+    let constraint = &playbook.constraint.name;
+    for t in crate::journal::archive::typed_tables(client, schema, change, constraint)? {
+        hold.push((t.quoted(), typed::run_column()));
+    }
+    Ok(ArchiveTables { read, hold })
+}
+
 fn prune(
     client: &mut Client,
     playbook: &crate::playbook::Playbook,
@@ -107,24 +129,7 @@ fn prune(
 ) -> Result<Counts> {
     let env = environment.name.as_str();
     let schema = &playbook.journal_schema;
-    let read = crate::journal::archive::readable(client, schema)?;
-    let mut hold = Vec::new();
-    let general = archive_table(schema).quoted();
-    if crate::pg::relation_exists(client, &general)? {
-        hold.push((general, Ident::from_catalog("run_id")));
-    }
-    for t in crate::journal::archive::typed_tables(
-        client,
-        schema,
-        &playbook.change,
-        &playbook.constraint.name,
-    )? {
-        hold.push((t.quoted(), typed::run_column()));
-    }
-    let archive = ArchiveTables {
-        read: read.as_deref(),
-        hold,
-    };
+    let archive = archive_tables(client, playbook)?;
     let age = options.older_than.as_secs_f64();
     let change = playbook.change.as_str();
     let preview = counts(

@@ -61,14 +61,14 @@ fn prunable_runs(schema: &Ident, archive: Option<&str>) -> String {
 /// Where a prune finds archived rows: `read`, every archived row (the view
 /// over all archive tables, or the general archive alone); and the tables it
 /// removes them from, each with its run column.
-pub struct ArchiveTables<'a> {
-    pub read: Option<&'a str>,
+pub struct ArchiveTables {
+    pub read: Option<String>,
     pub hold: Vec<(String, Ident)>,
 }
 
 /// What a prune would remove: runs, their steps, their archived rows.
-pub fn prune_preview_sql(schema: &Ident, archive: &ArchiveTables<'_>) -> String {
-    let archived = match archive.read {
+pub fn prune_preview_sql(schema: &Ident, archive: &ArchiveTables) -> String {
+    let archived = match &archive.read {
         Some(a) => {
             format!("(SELECT count(*) FROM {a} a WHERE a.run_id IN (SELECT run_id FROM old))")
         }
@@ -76,13 +76,13 @@ pub fn prune_preview_sql(schema: &Ident, archive: &ArchiveTables<'_>) -> String 
     };
     format!(
         "WITH {} SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM {} s WHERE s.run_id IN (SELECT run_id FROM old)), {archived}",
-        prunable_runs(schema, archive.read),
+        prunable_runs(schema, archive.read.as_deref()),
         table(schema, "steps")
     )
 }
 
 /// Removes them in one statement; returns the same three counts.
-pub fn prune_sql(schema: &Ident, archive: &ArchiveTables<'_>) -> String {
+pub fn prune_sql(schema: &Ident, archive: &ArchiveTables) -> String {
     let mut ctes = String::new();
     let mut counts = Vec::new();
     for (i, (held_in, run)) in archive.hold.iter().enumerate() {
@@ -99,7 +99,7 @@ pub fn prune_sql(schema: &Ident, archive: &ArchiveTables<'_>) -> String {
     };
     format!(
         "WITH {}, gone_steps AS (DELETE FROM {} s WHERE s.run_id IN (SELECT run_id FROM old) RETURNING 1), gone_runs AS (DELETE FROM {} r WHERE r.run_id IN (SELECT run_id FROM old) RETURNING 1){ctes} SELECT (SELECT count(*) FROM gone_runs), (SELECT count(*) FROM gone_steps), {archived}",
-        prunable_runs(schema, archive.read),
+        prunable_runs(schema, archive.read.as_deref()),
         table(schema, "steps"),
         table(schema, "runs")
     )
