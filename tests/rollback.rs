@@ -670,3 +670,64 @@ fn a_child_with_an_application_type_is_archived_as_jsonb_and_the_type_stays_drop
         stdout(&plan)
     );
 }
+
+/// A NOT NULL ... NOT VALID constraint (PostgreSQL 18) lets through rows
+/// that break it; the table of the child's shape must take them too (it
+/// copies no NOT NULL), so the rollback archives them as they are.
+#[test]
+fn rows_a_not_valid_not_null_lets_through_are_archived_whole() {
+    let s = setup("rb_nn_not_valid", "{}");
+    if scalar_i64(
+        &s.staging,
+        "SELECT current_setting('server_version_num')::int8",
+    ) < 180000
+    {
+        eprintln!("skipped: NOT NULL ... NOT VALID needs PostgreSQL 18");
+        return;
+    }
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ADD COLUMN note text;
+         ALTER TABLE ci_pipeline_chat_data ADD CONSTRAINT note_nn NOT NULL note NOT VALID;",
+    );
+    let (orphans, rows) = drop_and_orphan(&s, 10);
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.archive WHERE row_data ? 'note' AND row_data->>'note' IS NULL"
+        ),
+        orphans,
+        "every orphan archived, its NULL note included"
+    );
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
+        rows
+    );
+}
+
+/// A child that has a column named like one of fkctl's own keeps the jsonb
+/// archive: the table of its shape could not have both.
+#[test]
+fn a_child_column_named_like_fkctl_s_own_keeps_the_jsonb_archive() {
+    let s = setup("rb_fkctl_name", "{}");
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ADD COLUMN \"fkctl source\" text DEFAULT 'app'",
+    );
+    let (orphans, _) = drop_and_orphan(&s, 10);
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.archived_rows WHERE row_data->>'fkctl source' = 'app'"
+        ),
+        orphans
+    );
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive_tables"),
+        0
+    );
+}
