@@ -22,10 +22,6 @@ struct Case {
     rows: i64,
 }
 
-fn server_version(db: &TestDatabase) -> i64 {
-    scalar_i64(db, "SELECT current_setting('server_version_num')::int8")
-}
-
 impl Case {
     /// Shapes the child table with `schema_sql`, copies it to `before_rows`,
     /// then drop, orphans, rollback (archiving them), parents back.
@@ -164,7 +160,7 @@ fn assert_success(out: &Output) {
 fn a_generated_column_is_computed_again_and_the_rows_come_back_whole() {
     let mut schema = "ALTER TABLE ci_pipeline_chat_data ADD COLUMN url_length integer GENERATED ALWAYS AS (length(response_url)) STORED;".to_string();
     let probe = database("rs_gen_probe");
-    let virtual_too = server_version(&probe) >= 180000;
+    let virtual_too = server_version_num(&probe) >= 180000;
     drop(probe);
     if virtual_too {
         schema.push_str("ALTER TABLE ci_pipeline_chat_data ADD COLUMN url_host text GENERATED ALWAYS AS (split_part(response_url, '/', 3)) VIRTUAL;");

@@ -61,6 +61,17 @@ fn archived(db: &TestDatabase) -> i64 {
     scalar_i64(db, "SELECT count(*) FROM fkctl.archive")
 }
 
+/// Every row is in exactly one place: `orphans` in the archive, the rest of
+/// the `rows` there were before in the table.
+fn assert_every_row_in_one_place(db: &TestDatabase, orphans: i64, rows: i64) {
+    assert_eq!(archived(db), orphans, "archived");
+    assert_eq!(
+        scalar_i64(db, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
+        rows,
+        "in the table"
+    );
+}
+
 fn validated_definition(db: &TestDatabase) -> Option<String> {
     let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
     c.query("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND convalidated", &[])
@@ -93,11 +104,7 @@ fn the_seed_case_comes_back_validated_with_every_orphan_archived() {
         Some(snapshot.replace("public.", "").as_str()),
         "same definition as dropped"
     );
-    assert_eq!(archived(&s.staging), orphans);
-    assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
-        before
-    );
+    assert_every_row_in_one_place(&s.staging, orphans, before);
     // What is archived is exactly the rows that were orphans, whole.
     assert_eq!(
         scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive a WHERE a.action = 'delete' AND a.source_table = 'ci_pipeline_chat_data' AND NOT EXISTS (SELECT 1 FROM chat_names c WHERE c.id = (a.row_data->>'chat_name_id')::bigint) AND a.row_data ? 'response_url'"),
@@ -317,11 +324,7 @@ fn killed_at_random_points_it_never_loses_a_row_and_finishes() {
     let out = rollback(&s, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(validated_definition(&s.staging).is_some());
-    assert_eq!(archived(&s.staging), orphans);
-    assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
-        before
-    );
+    assert_every_row_in_one_place(&s.staging, orphans, before);
 }
 
 /// After a rollback, parent rows come back in two waves; restore puts back
@@ -415,11 +418,7 @@ fn restore_puts_archived_rows_back_once_their_parents_exist() {
 #[test]
 fn a_not_enforced_constraint_is_replaced_then_validated_never_enforced_in_place() {
     let s = setup("rb_enforce", "{}");
-    if scalar_i64(
-        &s.staging,
-        "SELECT current_setting('server_version_num')::int8",
-    ) < 180000
-    {
+    if server_version_num(&s.staging) < 180000 {
         eprintln!("skipped: NOT ENFORCED needs PostgreSQL 18");
         return;
     }
@@ -459,11 +458,7 @@ fn a_not_enforced_constraint_is_replaced_then_validated_never_enforced_in_place(
         scalar_i64(&s.staging, "SELECT count(*) FROM pg_constraint WHERE conname = 'fk_rails_f300456b63' AND conenforced AND convalidated"),
         1
     );
-    assert_eq!(archived(&s.staging), orphans);
-    assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
-        before
-    );
+    assert_every_row_in_one_place(&s.staging, orphans, before);
 }
 
 /// The purge's cost is linear in the orphans whatever the planner estimates:
@@ -619,11 +614,7 @@ fn a_column_dropped_between_two_batches_stops_the_purge_and_loses_nothing() {
         2,
         "the first table kept (it holds rows), a new one made"
     );
-    assert_eq!(archived(&s.staging), orphans);
-    assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
-        rows
-    );
+    assert_every_row_in_one_place(&s.staging, orphans, rows);
 }
 
 /// A child with a column of the application's own type (an enum) keeps its
@@ -677,11 +668,7 @@ fn a_child_with_an_application_type_is_archived_as_jsonb_and_the_type_stays_drop
 #[test]
 fn rows_a_not_valid_not_null_lets_through_are_archived_whole() {
     let s = setup("rb_nn_not_valid", "{}");
-    if scalar_i64(
-        &s.staging,
-        "SELECT current_setting('server_version_num')::int8",
-    ) < 180000
-    {
+    if server_version_num(&s.staging) < 180000 {
         eprintln!("skipped: NOT NULL ... NOT VALID needs PostgreSQL 18");
         return;
     }
@@ -701,10 +688,7 @@ fn rows_a_not_valid_not_null_lets_through_are_archived_whole() {
         orphans,
         "every orphan archived, its NULL note included"
     );
-    assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data") + orphans,
-        rows
-    );
+    assert_every_row_in_one_place(&s.staging, orphans, rows);
 }
 
 /// A child that has a column named like one of fkctl's own keeps the jsonb

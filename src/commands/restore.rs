@@ -664,12 +664,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
 fn file_typed_rows(client: &mut Client, playbook: &Playbook, env: &str) -> Result<()> {
     guard::lock_change(client, &playbook.change, &playbook.constraint, env)?;
     let schema = &playbook.journal_schema;
-    let filed = crate::journal::archive::file_typed(
-        client,
-        schema,
-        &playbook.change,
-        &playbook.constraint.name,
-    )?;
+    let filed = crate::journal::archive::file_typed(client, playbook)?;
     if filed > 0 {
         crate::say!(
             "{env}: {filed} archived row(s) filed into {} for the restore",
@@ -713,8 +708,8 @@ fn restore_in(
     run_id: &str,
     options: &Options,
 ) -> Result<()> {
+    // The change's lock was taken by `file_typed_rows`, first thing.
     let env = environment.name.as_str();
-    guard::lock_change(client, &playbook.change, &playbook.constraint, env)?;
     let schema = &playbook.journal_schema;
     let journal = Journal::new(schema);
     let (deleted, nullified, cascaded) = archived_rows(client, schema, run_id, env)?;

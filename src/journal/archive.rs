@@ -50,20 +50,26 @@ pub fn typed_tables(
 /// one transaction per table, where a restore reads them: the rows that
 /// left must be the rows that arrived, and the table must be empty after,
 /// or nothing moves. Returns the rows filed.
-pub fn file_typed(
-    client: &mut Client,
-    schema: &Ident,
-    change: &str,
-    constraint: &Ident,
-) -> Result<i64> {
+pub fn file_typed(client: &mut Client, playbook: &crate::playbook::Playbook) -> Result<i64> {
+    let (schema, change, constraint) = (
+        &playbook.journal_schema,
+        playbook.change.as_str(),
+        &playbook.constraint.name,
+    );
+    // The playbook's short lock wait; no statement timeout: the move takes
+    // as long as the archive is big.
+    let settings = format!(
+        "SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = 0",
+        crate::playbook::duration::human(playbook.safety.lock_timeout)
+    );
     let mut filed = 0;
     for table in typed_tables(client, schema, change, constraint)? {
         let sql = typed::file_sql(schema, &table);
         let mut tx = client
             .transaction()
             .map_err(|e| Error::from_postgres(&e, "BEGIN"))?;
-        tx.batch_execute("SET LOCAL lock_timeout = '500ms'")
-            .map_err(|e| Error::from_postgres(&e, "SET LOCAL lock_timeout"))?;
+        tx.batch_execute(&settings)
+            .map_err(|e| Error::from_postgres(&e, &settings))?;
         let row = tx
             .query_one(sql.as_str(), &[&change, &constraint.as_str()])
             .map_err(|e| Error::from_postgres(&e, &sql))?;

@@ -25,6 +25,11 @@ pub fn exec(db: &TestDatabase, sql: &str) {
     }
 }
 
+/// The server's version as a number (180006 for 18.6).
+pub fn server_version_num(db: &TestDatabase) -> i64 {
+    scalar_i64(db, "SELECT current_setting('server_version_num')::int8")
+}
+
 /// The one text value `sql` returns.
 pub fn scalar_text(db: &TestDatabase, sql: &str) -> String {
     let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));

@@ -34,12 +34,8 @@ const AT: &str = "fkctl archived at";
 pub const RESERVED: [&str; 3] = [RUN, AT, SOURCE];
 
 fn fkctl_columns() -> String {
-    format!(
-        "ARRAY[{}, {}, {}]::text[]",
-        quote_literal(RUN),
-        quote_literal(SOURCE),
-        quote_literal(AT)
-    )
+    let names: Vec<String> = RESERVED.iter().map(|n| quote_literal(n)).collect();
+    format!("ARRAY[{}]::text[]", names.join(", "))
 }
 
 pub fn registry(schema: &Ident) -> QualifiedName {
