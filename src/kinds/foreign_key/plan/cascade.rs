@@ -206,12 +206,7 @@ pub(super) fn extend_purge(cx: &Planner<'_>, step: &mut Step) {
     let Some(levels) = levels(cx).filter(|l| !l.is_empty()) else {
         return;
     };
-    step.statements = sql::delete_batch_sql(
-        &cx.orphans,
-        cx.playbook.rollback.batch_size,
-        &cx.playbook.journal_schema,
-        levels,
-    );
+    step.statements = sql::delete_batch_sql(&cx.orphans, &cx.playbook.journal_schema, levels);
     step.why.push_str(" Deleting them fires other tables' ON DELETE actions (the cascade tree shown with the plan): the batch's statement archives those rows too, before its delete fires them, and a second statement checks, level by level, that the rows archived are exactly those the cascade deleted or changed; otherwise the batch rolls back.");
     step.locks.extend(
         levels

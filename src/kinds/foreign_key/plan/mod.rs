@@ -581,7 +581,7 @@ fn collect_step(cx: &Planner<'_>, status: &Status) -> Step {
         "The one pass over the child table, before any change, in one transaction; it may use parallel workers, as the census's count does. The census counts this list and the batches below touch only listed rows (rows orphaned after this pass are found by VALIDATE, or the check before it, and listed again).",
     );
     collect.transaction = true;
-    collect.statements = purge::collect_sql(&cx.orphans);
+    collect.statements = purge::collect_sql(&cx.orphans, cx.playbook.rollback.batch_size);
     collect.locks = cx.reads_both();
     collect.status = status.clone();
     collect
@@ -645,19 +645,19 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
         (
             StepKind::NullifyOrphans,
             "Set orphaned keys to NULL, archiving each row first",
-            purge::nullify_batch_sql(&cx.orphans, batch, schema, cx.identity()),
+            purge::nullify_batch_sql(&cx.orphans, schema, cx.identity()),
         )
     } else if let Some(table) = cx.typed_archive() {
         (
             StepKind::PurgeOrphans,
             "Delete orphaned rows, archiving each one",
-            purge::typed::delete_batch_sql(&cx.orphans, batch, &table),
+            purge::typed::delete_batch_sql(&cx.orphans, &table),
         )
     } else {
         (
             StepKind::PurgeOrphans,
             "Delete orphaned rows, archiving each one",
-            purge::delete_batch_sql(&cx.orphans, batch, schema),
+            purge::delete_batch_sql(&cx.orphans, schema),
         )
     };
     let mut purge_step = step(
@@ -1026,8 +1026,8 @@ mod tests {
             "the census counts the collected list"
         );
         assert!(
-            purge.statements[1].contains("n < (SELECT first FROM next) + 250)"),
-            "a batch takes 250 numbered addresses"
+            plan.steps[0].statements[3].contains("(n - 1) / 250 AS batch"),
+            "the list is cut into batches of 250 addresses"
         );
         assert!(
             purge.statements[1].contains(r#"INSERT INTO "fkctl"."deleted_rows_"#),

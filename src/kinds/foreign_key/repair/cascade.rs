@@ -11,7 +11,9 @@
 //! inserted under a purged row between the two moments makes the batch fail
 //! and roll back instead of disappearing unarchived.
 
-use super::{archive_table, batch_rows, take_batch, text_array, ArchivedSet};
+use super::{
+    archive_table, batch_rows, source_table, take_batch, taken, text_array, ArchivedSet, BATCH_SIZE,
+};
 use crate::kinds::foreign_key::definition::FkAction;
 use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::model::CascadeLevel;
@@ -131,17 +133,17 @@ fn level_archive(levels: &[CascadeLevel], index: usize, schema: &Ident) -> Optio
 /// change, $3 constraint name (the first statement only).
 pub fn delete_batch_sql(
     query: &OrphanQuery,
-    batch_size: u32,
     schema: &Ident,
     levels: &[CascadeLevel],
 ) -> Vec<String> {
     let mut ctes = vec![
-        take_batch(batch_size),
+        take_batch(),
         format!(
-            "purged AS (DELETE FROM {} WHERE {} AND {} RETURNING fk.tableoid::regclass::text AS source_table, to_jsonb(fk) AS row_data, fk AS fkctl_row)",
+            "purged AS (DELETE FROM {} WHERE {} AND {} RETURNING {} AS source_table, to_jsonb(fk) AS row_data, fk AS fkctl_row)",
             query.child_from(),
-            batch_rows(query, "batch"),
-            query.predicate()
+            batch_rows(query),
+            query.predicate(),
+            source_table(query)
         ),
         format!(
             "archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'delete', row_data FROM purged)",
@@ -150,7 +152,7 @@ pub fn delete_batch_sql(
     ];
     ctes.extend((0..levels.len()).filter_map(|i| level_rows(levels, i)));
     ctes.extend((0..levels.len()).filter_map(|i| level_archive(levels, i, schema)));
-    let mut counts = vec!["(0, NULL, NULL, (SELECT count(*) FROM batch), NULL)".to_string()];
+    let mut counts = vec![format!("(0, NULL, NULL, {BATCH_SIZE}, NULL)")];
     counts.extend(levels.iter().enumerate().map(|(i, level)| {
         format!(
             "({}, {}, {}, (SELECT count(*) FROM {}), {})",
@@ -166,10 +168,7 @@ pub fn delete_batch_sql(
         counts.join(", ")
     ));
     vec![
-        format!(
-            "WITH {} SELECT (SELECT count(*) FROM batch)::text",
-            ctes.join(", ")
-        ),
+        format!("WITH {} {}", ctes.join(", "), taken()),
         verify_sql(levels, schema),
     ]
 }

@@ -184,11 +184,7 @@ pub fn prepare_sql(schema: &Ident, typed: &Typed<'_>) -> Vec<String> {
 /// column before it (PostgreSQL replans the statement with the new `fk.*`).
 /// Then the batch fails, rolls back whole, and a new run makes a new table.
 /// Parameter: $1 run id.
-pub fn delete_batch_sql(
-    query: &super::OrphanQuery,
-    batch_size: u32,
-    table: &QualifiedName,
-) -> String {
+pub fn delete_batch_sql(query: &super::OrphanQuery, table: &QualifiedName) -> String {
     let child_shape = shape(&format!(
         "{}::regclass",
         quote_literal(&query.child.quoted())
@@ -201,13 +197,14 @@ pub fn delete_batch_sql(
         quote_literal(&query.child.display()),
     );
     format!(
-        "WITH {}, purged AS (DELETE FROM {} WHERE {} AND {} RETURNING now(), fk.tableoid::regclass::text, fk.*), archived AS (INSERT INTO {} SELECT $1, purged.* FROM purged WHERE {same_columns}) {}",
-        super::take_batch(batch_size),
+        "WITH {}, purged AS (DELETE FROM {} WHERE {} AND {} RETURNING now(), {}, fk.*), archived AS (INSERT INTO {} SELECT $1, purged.* FROM purged WHERE {same_columns}) {}",
+        super::take_batch(),
         query.child_from(),
-        super::batch_rows(query, "batch"),
+        super::batch_rows(query),
         query.predicate(),
+        super::source_table(query),
         table.quoted(),
-        super::TAKEN
+        super::taken()
     )
 }
 
@@ -297,10 +294,12 @@ mod tests {
         let query = crate::kinds::foreign_key::violations::OrphanQuery::from_definition(
             &crate::model::fixtures::seed_playbook().constraint,
         );
-        let batch = delete_batch_sql(&query, 10, &table(&schema, "c", &constraint, &child()));
+        let batch = delete_batch_sql(&query, &table(&schema, "c", &constraint, &child()));
         assert!(
-            batch.contains("RETURNING now(), fk.tableoid::regclass::text, fk.*)")
-                && batch.contains("SELECT $1, purged.* FROM purged"),
+            batch.contains(&format!(
+                "RETURNING now(), {}, fk.*)",
+                super::super::source_table(&query)
+            )) && batch.contains("SELECT $1, purged.* FROM purged"),
             "{batch}"
         );
     }
