@@ -177,6 +177,48 @@ fn a_large_purge_vacuums_the_child_before_validating() {
     assert_eq!(vacuums, 1);
 }
 
+/// A rollback killed between its purge and VALIDATE leaves the deleted rows
+/// dead in the child. The run that resumes it finds nothing to purge, and
+/// must still VACUUM before VALIDATE when the policy asks for it: it counts
+/// the child's dead rows as well as its own purge.
+#[test]
+fn a_resumed_rollback_vacuums_the_rows_its_killed_predecessor_purged() {
+    let s = setup("rb_vacuum_resumed", "{ batch_size: 5000, vacuum: always }");
+    let (orphans, _) = drop_and_orphan(&s, 1);
+    assert!(orphans > 0);
+    // What the killed run left: the constraint NOT VALID, the orphans deleted.
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ADD CONSTRAINT fk_rails_f300456b63 FOREIGN KEY (chat_name_id) REFERENCES chat_names (id) ON DELETE CASCADE NOT VALID",
+    );
+    exec(
+        &s.staging,
+        "DELETE FROM ci_pipeline_chat_data d WHERE NOT EXISTS (SELECT 1 FROM chat_names c WHERE c.id = d.chat_name_id)",
+    );
+    // The server's statistics take a moment to count them.
+    let dead = "SELECT pg_stat_get_dead_tuples('public.ci_pipeline_chat_data'::regclass)";
+    for _ in 0..100 {
+        if scalar_i64(&s.staging, dead) >= orphans {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(scalar_i64(&s.staging, dead) >= orphans);
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["orphans_found"].as_i64(), Some(0));
+    assert!(validated_definition(&s.staging).is_some());
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM (SELECT step, lead(step) OVER (ORDER BY id) AS next FROM fkctl.steps) s WHERE step = 'vacuum-child' AND next = 'validate-constraint'"
+        ),
+        1,
+        "the journal shows the VACUUM before VALIDATE:\n{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn nullify_keeps_the_rows_and_archives_their_old_keys() {
     let s = setup("rb_null", "{ orphans: nullify, batch_size: 64 }");

@@ -583,13 +583,20 @@ impl RollbackRun<'_> {
     fn vacuum(&mut self, step: &Step, purged: i64) -> Result<()> {
         let policy = self.playbook.rollback.vacuum;
         let bytes = Some(self.child_bytes);
-        if !vacuum::runs(policy, purged, bytes) {
-            if purged > 0 {
+        // A resumed run purges nothing itself: the rows its killed
+        // predecessor deleted are still there, dead. The server's count is
+        // an estimate, and only decides an optimisation: unreadable, it is 0.
+        let dead_sql = vacuum::dead_rows_sql(&self.playbook.constraint.table);
+        let dead: i64 = crate::pg::query_scalar(self.client, &dead_sql, &[]).unwrap_or(0);
+        let weight = purged.max(dead);
+        if !vacuum::runs(policy, weight, bytes) {
+            if weight > 0 {
                 let why = match (policy, vacuum::auto_threshold(bytes)) {
                     (VacuumPolicy::Never, _) => "rollback.vacuum is never".to_string(),
                     (_, Some(t)) => format!(
-                        "{} row(s) purged, under the {} that make it pay on this child",
+                        "{} row(s) purged and {} dead in the child, under the {} that make it pay on this child",
                         render::count(purged),
+                        render::count(dead),
                         render::count(t)
                     ),
                     (_, None) => {
