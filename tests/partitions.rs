@@ -514,16 +514,7 @@ fn partitioned_purge_batches_look_rows_up_by_address_never_by_scanning_or_compar
         exec(&db, "DELETE FROM shop.customer WHERE id % 10 = 0");
         assert!(orphans(&db) > 1000, "several batches of 500");
         let plan = rollback_plan_json(&db, &path);
-        let statements = |id: &str| -> Vec<String> {
-            plan["steps"]
-                .as_array()
-                .and_then(|steps| steps.iter().find(|s| s["id"] == id))
-                .and_then(|s| s["statements"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        };
+        let statements = |id: &str| step_statements(&plan, id);
         let batch_id = if policy == "nullify" {
             "nullify-orphans"
         } else {
@@ -541,18 +532,7 @@ fn partitioned_purge_batches_look_rows_up_by_address_never_by_scanning_or_compar
                     .unwrap_or_else(|e| panic!("{e}\n{statement}"));
             }
         }
-        let binds: [&(dyn postgres::types::ToSql + Sync); 3] =
-            [&"run", &"change", &"payment_customer_fk"];
-        let explained: Vec<String> = c
-            .query(
-                format!("EXPLAIN {batch}").as_str(),
-                &binds[..if batch.contains("$3") { 3 } else { 1 }],
-            )
-            .unwrap_or_else(|e| panic!("{e}\n{batch}"))
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect();
-        let text = explained.join("\n");
+        let text = explain_batch(&mut c, &batch, "payment_customer_fk");
         for leaf in ["payment_2025", "Payment 2026 EU", "payment_2026_rest"] {
             assert!(
                 text.contains(&format!("Tid Scan on \"{leaf}\""))

@@ -547,19 +547,7 @@ fn purge_batches_find_their_rows_by_tid_never_by_scanning_the_child() {
         // Misleading statistics: the planner believes the list is one row long.
         c.batch_execute("UPDATE pg_class SET reltuples = 1, relpages = 1 WHERE oid = 'pg_temp.fkctl_orphan_rows'::regclass")
             .unwrap_or_else(|e| panic!("{e}"));
-        let binds: [&(dyn postgres::types::ToSql + Sync); 3] =
-            [&"run", &"change", &"fk_rails_f300456b63"];
-        let explained: Vec<String> = c
-            .query(
-                format!("EXPLAIN {batch}").as_str(),
-                // Deleted rows name the run only; nullified ones the change and constraint too.
-                &binds[..if batch.contains("$3") { 3 } else { 1 }],
-            )
-            .unwrap_or_else(|e| panic!("{e}\n{batch}"))
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect();
-        let text = explained.join("\n");
+        let text = explain_batch(&mut c, &batch, "fk_rails_f300456b63");
         assert!(text.contains("Tid Scan on ci_pipeline_chat_data"), "{text}");
         assert!(
             !text.contains("Seq Scan on ci_pipeline_chat_data"),
@@ -583,14 +571,7 @@ fn rollback_sql(s: &Setup, id: &str) -> Vec<String> {
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
-    plan["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["id"] == id))
-        .and_then(|s| s["statements"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
+    step_statements(&plan, id)
 }
 
 /// Deleted rows are copied by position into a table of the child's shape.

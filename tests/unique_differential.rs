@@ -123,6 +123,19 @@ fn refused_by_postgres(client: &mut postgres::Client, columns: &str, nnd: bool) 
     refused
 }
 
+/// The census's list of surplus rows, keep.order_by: [id].
+fn list_by_id(client: &mut postgres::Client, query: &DuplicateQuery) {
+    let order = [OrderColumn {
+        column: Ident::from_catalog("id"),
+        descending: false,
+    }];
+    for sql in repair::collect_sql(query, &order) {
+        client
+            .batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{e}\n{sql}"));
+    }
+}
+
 fn ids(client: &mut postgres::Client, sql: &str) -> BTreeSet<i32> {
     client
         .query(sql, &[])
@@ -152,15 +165,7 @@ fn check_shape(client: &mut postgres::Client, label: &str, def: &UniqueDef) {
         refused.len(),
         "{label}: census vs CREATE UNIQUE INDEX"
     );
-    let order = [OrderColumn {
-        column: Ident::from_catalog("id"),
-        descending: false,
-    }];
-    for sql in repair::collect_sql(&query, &order) {
-        client
-            .batch_execute(&sql)
-            .unwrap_or_else(|e| panic!("{e}\n{sql}"));
-    }
+    list_by_id(client, &query);
     let listed = ids(
         client,
         "SELECT t.id FROM t JOIN pg_temp.fkctl_duplicate_rows l ON t.ctid = l.row_id",
@@ -285,15 +290,7 @@ fn dedupe_batches_read_only_their_own_entries_of_the_list() {
         initially_deferred: false,
     };
     let query = DuplicateQuery::new(&def, false);
-    let order = [OrderColumn {
-        column: Ident::from_catalog("id"),
-        descending: false,
-    }];
-    for sql in repair::collect_sql(&query, &order) {
-        client
-            .batch_execute(&sql)
-            .unwrap_or_else(|e| panic!("{e}\n{sql}"));
-    }
+    list_by_id(&mut client, &query);
     let schema = Ident::from_catalog("fkctl");
     for sql in fkctl::kinds::foreign_key::repair::create_archive_sql(&schema, None) {
         client

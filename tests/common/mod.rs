@@ -158,3 +158,31 @@ pub fn json(
     );
     doc
 }
+
+/// The SQL of step `id` in a plan printed with `--output json`.
+pub fn step_statements(plan: &serde_json::Value, id: &str) -> Vec<String> {
+    plan["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == id))
+        .and_then(|s| s["statements"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// EXPLAIN of a purge batch statement, with its parameters (run id; the
+/// jsonb archive's batches take change and constraint too), as one text.
+pub fn explain_batch(c: &mut postgres::Client, batch: &str, constraint: &str) -> String {
+    let binds: [&(dyn postgres::types::ToSql + Sync); 3] = [&"run", &"change", &constraint];
+    let explained: Vec<String> = c
+        .query(
+            format!("EXPLAIN {batch}").as_str(),
+            &binds[..if batch.contains("$3") { 3 } else { 1 }],
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{batch}"))
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect();
+    explained.join("\n")
+}
