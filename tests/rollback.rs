@@ -549,6 +549,7 @@ fn purge_batches_find_their_rows_by_tid_never_by_scanning_the_child() {
             .unwrap_or_else(|e| panic!("{e}"));
         let text = explain_batch(&mut c, &batch, "fk_rails_f300456b63");
         assert!(text.contains("Tid Scan on ci_pipeline_chat_data"), "{text}");
+        assert_eq!(compares_rows_with_the_batch(&text), None, "{text}");
         assert!(
             !text.contains("Seq Scan on ci_pipeline_chat_data"),
             "a batch must never read the whole child:\n{text}"

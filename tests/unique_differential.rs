@@ -316,6 +316,7 @@ fn dedupe_batches_read_only_their_own_entries_of_the_list() {
         !text.contains("Seq Scan on fkctl_duplicate_rows"),
         "a batch must not read the whole list:\n{text}"
     );
+    assert_eq!(compares_rows_with_the_batch(&text), None, "{text}");
     let left: i64 = client
         .query_one(repair::remaining_listed_sql().as_str(), &[])
         .unwrap_or_else(|e| panic!("{e}"))

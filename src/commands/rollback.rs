@@ -480,6 +480,11 @@ impl RollbackRun<'_> {
         let mut validation_confirmed = false;
         // The drain archives what it removes, before the census.
         let draining = steps.iter().any(|s| s.kind == StepKind::DrainLoose);
+        // The constraint already there NOT VALID: an earlier run got past
+        // that step, and may have purged before it was stopped.
+        let resumed = steps
+            .iter()
+            .any(|s| s.kind.adds() && matches!(s.status, Status::AlreadyDone(_)));
         for step in steps {
             match step.kind {
                 StepKind::DrainLoose => self.drain(step)?,
@@ -505,7 +510,7 @@ impl RollbackRun<'_> {
                     self.batches(step)?;
                 }
                 StepKind::PrepareArchive | StepKind::PurgeOrphans | StepKind::NullifyOrphans => {}
-                StepKind::VacuumChild => self.vacuum(step, orphans)?,
+                StepKind::VacuumChild => self.vacuum(step, orphans, resumed)?,
                 StepKind::VerifyNoOrphans => self.verify(step, steps)?,
                 kind if kind.validates() => {
                     if !validation_confirmed {
@@ -580,14 +585,21 @@ impl RollbackRun<'_> {
     /// VACUUM after the purge when `rollback.vacuum` and the child's size
     /// say so (see `plan::vacuum`); otherwise says why not and goes on. Only
     /// an optimisation: a failure is reported and VALIDATE goes ahead.
-    fn vacuum(&mut self, step: &Step, purged: i64) -> Result<()> {
+    fn vacuum(&mut self, step: &Step, purged: i64, resumed: bool) -> Result<()> {
         let policy = self.playbook.rollback.vacuum;
         let bytes = Some(self.child_bytes);
-        // A resumed run purges nothing itself: the rows its killed
-        // predecessor deleted are still there, dead. The server's count is
-        // an estimate, and only decides an optimisation: unreadable, it is 0.
-        let dead_sql = vacuum::dead_rows_sql(&self.playbook.constraint.table);
-        let dead: i64 = crate::pg::query_scalar(self.client, &dead_sql, &[]).unwrap_or(0);
+        // A resumed run may purge nothing itself while the rows its stopped
+        // predecessor deleted are still there, dead: it weighs the child's
+        // dead rows too (the application's among them). A fresh run weighs
+        // only its own purge, so a busy child's dead rows alone never cost a
+        // VACUUM. The server's count is an estimate (reset by a crash) and
+        // decides only an optimisation: unreadable, it is 0.
+        let dead: i64 = if resumed {
+            let dead_sql = vacuum::dead_rows_sql(&self.playbook.constraint.table);
+            crate::pg::query_scalar(self.client, &dead_sql, &[]).unwrap_or(0)
+        } else {
+            0
+        };
         let weight = purged.max(dead);
         if !vacuum::runs(policy, weight, bytes) {
             if weight > 0 {

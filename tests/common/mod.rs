@@ -186,3 +186,11 @@ pub fn explain_batch(c: &mut postgres::Client, batch: &str, constraint: &str) ->
         .collect();
     explained.join("\n")
 }
+
+/// A plan line that tests each row against a whole array of addresses
+/// (`ctid = ANY` applied as a filter, not as a TID scan's condition): a
+/// cost quadratic in the batch.
+pub fn compares_rows_with_the_batch(plan: &str) -> Option<&str> {
+    plan.lines()
+        .find(|l| l.trim_start().starts_with("Filter:") && l.contains("ctid = ANY"))
+}

@@ -166,20 +166,6 @@ fn batch_rows(query: &OrphanQuery) -> String {
     }
 }
 
-/// For a statement joined to `cte` (one row per address: `rel`, `row_id`)
-/// on both: on an unpartitioned child, `ctid = ANY(array)` first, so that
-/// the rows are found by a TID scan whatever the planner estimates. A
-/// partitioned child's join already finds each row by a TID lookup per
-/// partition, and the same test there would only compare every row with
-/// the whole list (see [`batch_rows`]).
-fn by_address_then(query: &OrphanQuery, cte: &str) -> String {
-    if query.child_partitioned {
-        String::new()
-    } else {
-        format!("fk.ctid = ANY (ARRAY(SELECT row_id FROM {cte})) AND ")
-    }
-}
-
 /// The name of the table a removed row `fk` came from, as archived: its
 /// partition's for a partitioned child, read per row; otherwise the child's,
 /// read once per statement (per row it cost about 0.2 µs, a twentieth of
@@ -229,7 +215,10 @@ pub fn delete_batch_sql(query: &OrphanQuery, schema: &Ident) -> String {
 /// Sets the key columns of one batch to NULL, archiving each row as it was
 /// with the names of the columns that find it again (`identity`, the child's
 /// row identity; NULL when a plan from the playbook alone does not know it).
-/// Parameters as for [`delete_batch_sql`].
+/// Parameters as for [`delete_batch_sql`]. The UPDATE finds each locked row
+/// by a join on its address alone: a `ctid = ANY(array)` test as well was
+/// applied as a filter comparing every row with the whole batch (quadratic:
+/// 20,000 rows took 2.1 s, 0.26 s without it).
 pub fn nullify_batch_sql(
     query: &OrphanQuery,
     schema: &Ident,
@@ -243,13 +232,12 @@ pub fn nullify_batch_sql(
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} WHERE {} AND {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE {}fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING {} AS source_table, old.row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, source_table, 'nullify', row_data, {identity} FROM changed) {}",
+        "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} WHERE {} AND {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING {} AS source_table, old.row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, source_table, 'nullify', row_data, {identity} FROM changed) {}",
         take_batch(),
         query.child_from(),
         batch_rows(query),
         query.predicate(),
         query.child_from(),
-        by_address_then(query, "old"),
         source_table(query),
         archive_table(schema).quoted(),
         taken()

@@ -42,15 +42,14 @@ pub fn runs(policy: VacuumPolicy, purged: i64, child_bytes: Option<i64>) -> bool
 }
 
 /// Dead rows the server counts in the child (all its leaves): what an
-/// earlier run's purge left when it was killed before VALIDATE (its batches
-/// committed; this run's census then finds nothing to purge), or the
-/// application's own deletes. VACUUM pays for them as for this run's purge.
+/// earlier run's purge left when it was stopped before VALIDATE (its batches
+/// committed), with the application's own. Read only by a resumed run.
 /// (`pg_partition_tree` lists nothing for a table that is not partitioned,
-/// and a partitioned table itself holds no rows: the table and its leaves.)
+/// and a leaf partition itself: the union counts each table once.)
 pub fn dead_rows_sql(child: &QualifiedName) -> String {
     let child = format!("{}::regclass", quote_literal(&child.quoted()));
     format!(
-        "SELECT coalesce(sum(pg_stat_get_dead_tuples(t)), 0)::int8 FROM unnest(ARRAY(SELECT relid FROM pg_partition_tree({child}) WHERE isleaf) || {child}) t"
+        "SELECT coalesce(sum(pg_stat_get_dead_tuples(t)), 0)::int8 FROM (SELECT relid FROM pg_partition_tree({child}) WHERE isleaf UNION SELECT {child}) s(t)"
     )
 }
 
@@ -70,13 +69,13 @@ pub(super) fn vacuum_step(cx: &Planner<'_>, status: &Status) -> Option<Step> {
     let bytes = cx.observed.map(|o| o.inspection.child.total_bytes);
     let rule = match (policy, cx.observed.is_some(), auto_threshold(bytes)) {
         (VacuumPolicy::Never, ..) => return None,
-        (VacuumPolicy::Always, ..) => "after any purge, or when the child holds rows an earlier run's purge left dead (rollback.vacuum: always)".to_string(),
+        (VacuumPolicy::Always, ..) => "after any purge, and on a resumed rollback when the child holds dead rows (an earlier run's purge among them) (rollback.vacuum: always)".to_string(),
         (VacuumPolicy::Auto, true, None) => format!(
             "only after {} (rollback.vacuum: auto); this child is smaller, so it will not run",
             auto_rule()
         ),
         (VacuumPolicy::Auto, true, Some(t)) => format!(
-            "only when the purge removed at least {} rows here, or the child holds that many dead rows (an earlier run's purge) (rollback.vacuum: auto: {})",
+            "only when the purge removed at least {} rows here, or, on a resumed rollback, the child holds that many dead rows (an earlier run's purge among them) (rollback.vacuum: auto: {})",
             crate::render::count(t),
             auto_rule()
         ),
