@@ -454,7 +454,7 @@ pub fn run(yes: bool, clean_only: bool) -> Result<()> {
 
     story.chapter("Your turn", "")?;
     println!(
-        "The sandbox is yours to explore:\n  psql \"{}\"   (production; the archive is in fkctl.archived_rows)\n  psql \"{}\"   (staging; the constraint is still dropped there)\n  playbook: {pb}\n  change request: {}\nRun the commands yourself, e.g.:\n  fkctl rollback {pb} --env staging --dsn staging='{}'\nRemove everything with: fkctl demo --clean",
+        "The sandbox is yours to explore:\n  psql \"{}\"   (production; every archived row shows in the view fkctl.archive)\n  psql \"{}\"   (staging; the constraint is still dropped there)\n  playbook: {pb}\n  change request: {}\nRun the commands yourself, e.g.:\n  fkctl rollback {pb} --env staging --dsn staging='{}'\nRemove everything with: fkctl demo --clean",
         describe(true),
         describe(false),
         request.display(),
