@@ -641,6 +641,28 @@ fn a_column_dropped_between_two_batches_stops_the_purge_and_loses_nothing() {
     assert_every_row_in_one_place(&s.staging, orphans, rows);
 }
 
+/// Orphans 10% of the parents, rolls back, and checks that every orphan went
+/// to the general archive as jsonb (each with `condition` true of its
+/// row_data), none to a table of the child's shape.
+fn rollback_archives_as_jsonb(s: &Setup, condition: &str) {
+    let (orphans, _) = drop_and_orphan(s, 10);
+    let out = rollback(s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            &format!("SELECT count(*) FROM fkctl.archived_rows WHERE {condition}")
+        ),
+        orphans,
+        "every orphan archived as jsonb, with its value"
+    );
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive_tables"),
+        0,
+        "no table of the child's shape"
+    );
+}
+
 /// A child with a column of the application's own type (an enum) keeps its
 /// deleted rows in the general archive, as jsonb: fkctl's tables must not
 /// depend on the type, so the application can still change or drop it.
@@ -652,22 +674,7 @@ fn a_child_with_an_application_type_is_archived_as_jsonb_and_the_type_stays_drop
         "CREATE TYPE mood AS ENUM ('calm', 'busy');
          ALTER TABLE ci_pipeline_chat_data ADD COLUMN m mood NOT NULL DEFAULT 'busy';",
     );
-    let (orphans, _) = drop_and_orphan(&s, 10);
-    let out = rollback(&s, &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        scalar_i64(
-            &s.staging,
-            "SELECT count(*) FROM fkctl.archived_rows WHERE row_data->>'m' = 'busy'"
-        ),
-        orphans,
-        "every orphan archived as jsonb, with its value"
-    );
-    assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive_tables"),
-        0,
-        "no table of the child's shape"
-    );
+    rollback_archives_as_jsonb(&s, "row_data->>'m' = 'busy'");
     exec(
         &s.staging,
         "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN m DROP DEFAULT, ALTER COLUMN m TYPE text; DROP TYPE mood;",
@@ -724,18 +731,5 @@ fn a_child_column_named_like_fkctl_s_own_keeps_the_jsonb_archive() {
         &s.staging,
         "ALTER TABLE ci_pipeline_chat_data ADD COLUMN \"fkctl source\" text DEFAULT 'app'",
     );
-    let (orphans, _) = drop_and_orphan(&s, 10);
-    let out = rollback(&s, &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        scalar_i64(
-            &s.staging,
-            "SELECT count(*) FROM fkctl.archived_rows WHERE row_data->>'fkctl source' = 'app'"
-        ),
-        orphans
-    );
-    assert_eq!(
-        scalar_i64(&s.staging, "SELECT count(*) FROM fkctl.archive_tables"),
-        0
-    );
+    rollback_archives_as_jsonb(&s, "row_data->>'fkctl source' = 'app'");
 }
