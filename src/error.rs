@@ -76,12 +76,17 @@ impl Error {
         }
     }
 
-    /// The SQLSTATE PostgreSQL answered with, when this error is its answer.
+    /// The SQLSTATE PostgreSQL answered with, when this error is its answer
+    /// (`from_postgres` keeps the server's error itself as the cause).
     pub fn sqlstate(&self) -> Option<&str> {
-        self.cause
-            .as_deref()
-            .and_then(|c| c.downcast_ref::<postgres::Error>())
-            .and_then(postgres::Error::as_db_error)
+        let cause = self.cause.as_deref()?;
+        cause
+            .downcast_ref::<postgres::error::DbError>()
+            .or_else(|| {
+                cause
+                    .downcast_ref::<postgres::Error>()
+                    .and_then(postgres::Error::as_db_error)
+            })
             .map(|db| db.code().code())
     }
 

@@ -549,5 +549,135 @@ fn partitioned_purge_batches_look_rows_up_by_address_never_by_scanning_or_compar
             !text.contains("Join Filter") && !text.contains("= ANY"),
             "{policy}: no row may be compared with the whole batch:\n{text}"
         );
+        // Each address is looked up in the one partition its key values
+        // lead to, not in all three (nullify looks twice: to lock the row,
+        // then to change it).
+        let per_address: u64 = if policy == "nullify" { 2 } else { 1 };
+        let listed: i64 = c
+            .query_one(
+                "SELECT size FROM pg_temp.fkctl_orphan_rows WHERE batch = 0",
+                &[],
+            )
+            .map(|r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let analyzed = explain_analyze_batch(&mut c, &batch, "payment_customer_fk");
+        let lookups = tid_lookups(&analyzed);
+        assert!(
+            lookups > 0 && lookups <= per_address * listed as u64,
+            "{policy}: {lookups} TID lookups for a batch of {listed} addresses:\n{analyzed}"
+        );
     }
+}
+
+// Partitioned by a nullable column (rows with no kind go to a partition of
+// their own), then, for kind 'a', by hash of a NOT NULL id.
+const NULLABLE_KEY_SCHEMA: &str = r#"
+CREATE SCHEMA feed;
+CREATE TABLE feed.account (id int PRIMARY KEY);
+INSERT INTO feed.account SELECT g FROM generate_series(1, 100) g;
+CREATE TABLE feed.event (id bigint NOT NULL, account_id int, kind text) PARTITION BY LIST (kind);
+CREATE TABLE feed.event_a PARTITION OF feed.event FOR VALUES IN ('a') PARTITION BY HASH (id);
+CREATE TABLE feed.event_a0 PARTITION OF feed.event_a FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE feed.event_a1 PARTITION OF feed.event_a FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+CREATE TABLE feed.event_none PARTITION OF feed.event FOR VALUES IN (NULL);
+CREATE TABLE feed.event_other PARTITION OF feed.event DEFAULT;
+INSERT INTO feed.event
+SELECT g, 1 + g % 130, CASE g % 3 WHEN 0 THEN 'a' WHEN 1 THEN NULL ELSE 'b' END
+  FROM generate_series(1, 3000) g;
+ANALYZE feed.account, feed.event;
+"#;
+
+/// Only NOT NULL key columns guide a batch to its partitions: a row whose
+/// nullable key is NULL would match no `key = value` and stay behind. Here
+/// the list's key is nullable and left out, the hash key below it is used,
+/// and every orphan, NULL kind included, is archived and gone.
+#[test]
+fn a_nullable_partition_key_is_not_used_to_find_rows_and_every_orphan_goes() {
+    let db = database("part_nullable_key");
+    exec(&db, NULLABLE_KEY_SCHEMA);
+    let dir = TempDir::new("part_nullable_key");
+    let path = dir.write(
+        "event.yml",
+        &format!(
+            "{}safety: {{ lock_timeout: 200ms, lock_retries: 30 }}\nrollback: {{ orphans: archive-delete, batch_size: 100, max_orphans: 100000 }}\n",
+            playbook("  name: event_account_fk\n  table: feed.event\n  columns: [account_id]\n  references: { table: feed.account, columns: [id] }\n  on_delete: no_action")
+        ),
+    );
+    let path = path.display().to_string();
+    let orphans = |db: &TestDatabase, kind: &str| {
+        scalar_i64(db, &format!("SELECT count(*) FROM feed.event e WHERE {kind} AND NOT EXISTS (SELECT 1 FROM feed.account a WHERE a.id = e.account_id)"))
+    };
+    let (before, before_null) = (orphans(&db, "true"), orphans(&db, "kind IS NULL"));
+    assert!(
+        before_null > 100,
+        "orphans with no kind, in several batches"
+    );
+    let plan = rollback_plan_json(&db, &path);
+    let collect = step_statements(&plan, "collect-orphans").join("\n");
+    assert!(
+        collect.contains("fk.\"id\" AS key_1") && !collect.contains("\"kind\""),
+        "the hash key guides the batches, the nullable list key does not:\n{collect}"
+    );
+    let out = run(&db, &["rollback", &path, "--env", "test", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(orphans(&db, "true"), 0);
+    let archived = scalar_i64(
+        &db,
+        "SELECT count(*) FROM fkctl.archive WHERE constraint_name = 'event_account_fk' AND action = 'delete'",
+    );
+    assert_eq!(archived, before, "every orphan archived once");
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM fkctl.archive WHERE row_data->>'kind' IS NULL"
+        ),
+        before_null
+    );
+}
+
+/// VALIDATE is the last check, leaf by leaf (PostgreSQL < 18) as on the
+/// whole table (18): an orphan it finds sends the rollback back through
+/// the listing and the purge, which archives it, and VALIDATE runs again.
+#[test]
+fn an_orphan_written_after_the_census_is_purged_when_validate_finds_it() {
+    let (db, _dir, path) = setup("part_late_orphan");
+    let out = run(&db, &["drop", &path, "--env", "test", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(&db, "DELETE FROM shop.customer WHERE id % 10 = 0");
+    let listed = orphans(&db);
+    write_an_orphan_at_the_first_validate(
+        &db,
+        "INSERT INTO shop.payment VALUES (999999, 999999, 'us', date '2026-03-01')",
+    );
+    let out = run(&db, &["rollback", &path, "--env", "test", "--yes"]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}\n{}", stderr(&out));
+    assert!(
+        said.contains("round 2: VALIDATE found rows orphaned after the census"),
+        "{said}"
+    );
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM public.late_written"),
+        1
+    );
+    assert_eq!(orphans(&db), 0);
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM fkctl.archive WHERE row_data->>'id' = '999999'"
+        ),
+        1,
+        "the late orphan is archived"
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM fkctl.archive WHERE action = 'delete'"
+        ),
+        listed + 1
+    );
+    assert_eq!(
+        copies(&db, "conrelid = 'shop.payment'::regclass AND convalidated"),
+        1
+    );
 }

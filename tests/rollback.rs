@@ -139,6 +139,37 @@ fn the_seed_case_comes_back_validated_with_every_orphan_archived() {
     assert_eq!(summary(&again)["outcome"], "already valid");
 }
 
+/// VALIDATE is the last check: a row orphaned after the census makes it
+/// fail with 23503, and the rollback lists and purges again, archiving that
+/// row too, then validates again.
+#[test]
+fn an_orphan_written_after_the_census_is_archived_when_validate_finds_it() {
+    let s = setup("rb_late_orphan", "{ batch_size: 100 }");
+    let (orphans, before) = drop_and_orphan(&s, 10);
+    write_an_orphan_at_the_first_validate(
+        &s.staging,
+        "INSERT INTO ci_pipeline_chat_data (pipeline_id, chat_name_id, response_url) SELECT min(id), 99999999, 'late' FROM ci_pipelines",
+    );
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("round 2: VALIDATE found rows orphaned after the census"),
+        "{}",
+        stderr(&out)
+    );
+    let sum = summary(&out);
+    assert_eq!(sum["outcome"], "restored");
+    assert!(validated_definition(&s.staging).is_some());
+    assert_every_row_in_one_place(&s.staging, orphans + 1, before + 1);
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.archive WHERE row_data->>'response_url' = 'late'"
+        ),
+        1
+    );
+}
+
 /// With `rollback.vacuum: always` the purge is followed by a VACUUM of the
 /// child before VALIDATE (`auto` does so only for a large purge on a table
 /// of 1 GB or more: the deletes cleared the visibility map of the pages

@@ -311,6 +311,7 @@ fn orphan_query(
     let mut query = OrphanQuery::from_definition(fk);
     query.child_partitioned = keys.child.partitioned;
     query.parent_partitioned = keys.parent.partitioned;
+    query.partition_keys = keys.child.partition_keys.clone();
     if let Lookup::Found(live) = lookup {
         query.match_type = live.definition.match_type;
         query.parent = live.definition.ref_table.clone();

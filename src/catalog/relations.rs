@@ -2,7 +2,8 @@
 
 use super::query;
 use crate::error::Result;
-use crate::model::{Column, Filling, Relation, TableColumn};
+use crate::kinds::foreign_key::violations::Operator;
+use crate::model::{Column, Filling, PartitionKey, Relation, TableColumn};
 use crate::pg::Cell;
 use crate::sql::ident::{Ident, QualifiedName};
 use postgres::GenericClient;
@@ -15,12 +16,31 @@ WITH rel AS (
      WHERE n.nspname = $1 AND c.relname = $2),
 leaves AS (
     SELECT t.relid FROM rel, pg_partition_tree(rel.oid) t WHERE t.isleaf
-    UNION SELECT rel.oid FROM rel WHERE rel.relkind <> 'p')
+    UNION SELECT rel.oid FROM rel WHERE rel.relkind <> 'p'),
+keys AS (
+    SELECT DISTINCT a.attname::text AS name, opn.nspname::text AS schema, o.oprname::text AS symbol
+      FROM rel
+      CROSS JOIN LATERAL pg_partition_tree(rel.oid) t
+      JOIN pg_partitioned_table pt ON pt.partrelid = t.relid
+      CROSS JOIN LATERAL unnest(pt.partattrs::int2[], pt.partclass::oid[]) AS k(attnum, opclass)
+      JOIN pg_attribute level ON level.attrelid = t.relid AND level.attnum = k.attnum
+      JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attname = level.attname
+                         AND a.attnotnull AND NOT a.attisdropped
+      JOIN pg_opclass oc ON oc.oid = k.opclass AND oc.opcintype = a.atttypid
+      JOIN pg_am am ON am.oid = oc.opcmethod
+      JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
+                     AND ao.amoprighttype = oc.opcintype
+                     AND ao.amopstrategy = CASE am.amname WHEN 'hash' THEN 1 ELSE 3 END
+      JOIN pg_operator o ON o.oid = ao.amopopr
+      JOIN pg_namespace opn ON opn.oid = o.oprnamespace)
 SELECT rel.oid, rel.relkind::text,
        (SELECT CASE WHEN bool_or(l.reltuples >= 0) THEN sum(greatest(l.reltuples, 0))::float8 END
           FROM leaves JOIN pg_class l ON l.oid = leaves.relid),
        (SELECT coalesce(sum(pg_total_relation_size(leaves.relid)), 0)::int8 FROM leaves),
-       ARRAY(SELECT leaves.relid::regclass::text FROM leaves WHERE leaves.relid <> rel.oid ORDER BY 1)
+       ARRAY(SELECT leaves.relid::regclass::text FROM leaves WHERE leaves.relid <> rel.oid ORDER BY 1),
+       ARRAY(SELECT name FROM keys ORDER BY name, schema, symbol),
+       ARRAY(SELECT schema FROM keys ORDER BY name, schema, symbol),
+       ARRAY(SELECT symbol FROM keys ORDER BY name, schema, symbol)
   FROM rel";
 
 pub fn find(client: &mut impl GenericClient, name: &QualifiedName) -> Result<Option<Relation>> {
@@ -41,9 +61,40 @@ pub fn find(client: &mut impl GenericClient, name: &QualifiedName) -> Result<Opt
                 row_estimate: row.cell::<Option<f64>>(2, sql)?.map(|v| v.round() as i64),
                 total_bytes: row.cell(3, sql)?,
                 partitions: row.cell(4, sql)?,
+                partition_keys: partition_keys(
+                    row.cell(5, sql)?,
+                    row.cell(6, sql)?,
+                    row.cell(7, sql)?,
+                ),
             })
         })
         .transpose()
+}
+
+/// The key columns as the three arrays of `RELATION_SQL` list them; an
+/// operator whose name is not made of operator characters (it cannot be
+/// written unquoted) is left out, which only costs the skipping of
+/// partitions.
+fn partition_keys(
+    names: Vec<String>,
+    schemas: Vec<String>,
+    symbols: Vec<String>,
+) -> Vec<PartitionKey> {
+    names
+        .into_iter()
+        .zip(schemas)
+        .zip(symbols)
+        .filter(|(_, symbol)| Operator::is_valid_symbol(symbol))
+        .map(|((name, schema), symbol)| PartitionKey {
+            column: Ident::from_catalog(name),
+            equality: Operator {
+                schema: Ident::from_catalog(schema),
+                symbol,
+                pk_cast: None,
+                fk_cast: None,
+            },
+        })
+        .collect()
 }
 
 const COLUMN_SQL: &str = "\

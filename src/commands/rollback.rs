@@ -527,7 +527,7 @@ impl RollbackRun<'_> {
                         StepKind::AttachConstraint => {
                             self.ddl_step(step, "attached the partitions' validated copies")?
                         }
-                        StepKind::ValidateConstraint if repairs => {
+                        StepKind::ValidateConstraint | StepKind::ValidatePartition if repairs => {
                             self.validate_or_repair(step, steps)?
                         }
                         _ => self.ddl_step(step, "validated")?,

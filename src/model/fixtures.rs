@@ -17,7 +17,7 @@
 
 use super::{
     Column, ConstraintCopy, DependentKey, IndexInfo, Inspection, Leaf, LeafState, LiveConstraint,
-    Lookup, Relation, Server, TableColumn,
+    Lookup, PartitionKey, Relation, Server, TableColumn,
 };
 use crate::kinds::foreign_key::definition::{FkAction, ForeignKeyDef};
 use crate::kinds::foreign_key::violations::{KeyComparison, Operator, OrphanQuery};
@@ -99,6 +99,7 @@ pub fn table(oid: u32, qualified: &str, rows: i64) -> Relation {
         row_estimate: Some(rows),
         total_bytes: rows * 128,
         partitions: Vec::new(),
+        partition_keys: Vec::new(),
     }
 }
 
@@ -221,6 +222,7 @@ pub fn orphan_query(
     let mut q = OrphanQuery::from_definition(fk);
     q.child_partitioned = child.partitioned;
     q.parent_partitioned = parent.partitioned;
+    q.partition_keys = child.partition_keys.clone();
     match lookup {
         Lookup::Found(live) => {
             q.match_type = live.definition.match_type;
@@ -483,7 +485,13 @@ pub fn payment(playbook: &Playbook, version_num: i32, seen: Seen, leaves: Vec<Le
     );
     let fk = &playbook.constraint;
     let tables = Tables {
-        child: partitioned_table(17200, "public.payment", 60000, &PAYMENT_LEAVES),
+        child: Relation {
+            partition_keys: vec![PartitionKey {
+                column: ident("paid_at"),
+                equality: Operator::default_equality(),
+            }],
+            ..partitioned_table(17200, "public.payment", 60000, &PAYMENT_LEAVES)
+        },
         parent: table(17100, "public.customer", 5000),
         child_columns: vec![column(2, "customer_id", "integer", true)],
         parent_columns: vec![column(1, "customer_id", "integer", true)],

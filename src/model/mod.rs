@@ -19,7 +19,7 @@ pub use deletes::DeleteRate;
 pub use loose::{LooseCounters, LooseState};
 pub use neighbours::{DependentKey, IndexInfo, SessionInfo};
 pub use partition::{Leaf, LeafState};
-pub use relation::{Column, Filling, Relation, TableColumn};
+pub use relation::{Column, Filling, PartitionKey, Relation, TableColumn};
 
 use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::sql::ident::Ident;

@@ -1,5 +1,6 @@
 //! Tables and their columns, as the catalog describes them.
 
+use crate::kinds::foreign_key::violations::Operator;
 use crate::sql::ident::{Ident, QualifiedName};
 use serde::Serialize;
 
@@ -16,6 +17,19 @@ pub struct Relation {
     pub total_bytes: i64,
     /// Leaf partitions (empty for an ordinary table).
     pub partitions: Vec<String>,
+    /// The columns by which a condition `column = value` lets the executor
+    /// skip partitions (empty for an ordinary table).
+    pub partition_keys: Vec<PartitionKey>,
+}
+
+/// A plain column of a partitioned table's key, at any level of its tree,
+/// that is NOT NULL in the table, with the equality operator of the key's
+/// operator class. Only a column whose type is the class's own input type
+/// is kept, so that the comparison needs no cast and always resolves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionKey {
+    pub column: Ident,
+    pub equality: Operator,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -174,10 +174,28 @@ pub fn step_statements(plan: &serde_json::Value, id: &str) -> Vec<String> {
 /// EXPLAIN of a purge batch statement, with its parameters (run id; the
 /// jsonb archive's batches take change and constraint too), as one text.
 pub fn explain_batch(c: &mut postgres::Client, batch: &str, constraint: &str) -> String {
+    explain_with(c, "EXPLAIN", batch, constraint)
+}
+
+/// Runs a batch statement under `EXPLAIN ANALYZE` in a transaction rolled
+/// back after: the plan as executed, with each node's loops.
+pub fn explain_analyze_batch(c: &mut postgres::Client, batch: &str, constraint: &str) -> String {
+    let mut tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+    let text = explain_with(&mut tx, "EXPLAIN (ANALYZE, COSTS OFF)", batch, constraint);
+    tx.rollback().unwrap_or_else(|e| panic!("{e}"));
+    text
+}
+
+fn explain_with(
+    c: &mut impl postgres::GenericClient,
+    explain: &str,
+    batch: &str,
+    constraint: &str,
+) -> String {
     let binds: [&(dyn postgres::types::ToSql + Sync); 3] = [&"run", &"change", &constraint];
     let explained: Vec<String> = c
         .query(
-            format!("EXPLAIN {batch}").as_str(),
+            format!("{explain} {batch}").as_str(),
             &binds[..if batch.contains("$3") { 3 } else { 1 }],
         )
         .unwrap_or_else(|e| panic!("{e}\n{batch}"))
@@ -187,10 +205,48 @@ pub fn explain_batch(c: &mut postgres::Client, batch: &str, constraint: &str) ->
     explained.join("\n")
 }
 
+/// How many TID lookups an executed plan made: the loops of its TID scans
+/// (a scan never executed made none).
+pub fn tid_lookups(analyzed: &str) -> u64 {
+    analyzed
+        .lines()
+        .filter(|l| l.contains("Tid Scan on"))
+        .filter_map(|l| l.split("loops=").nth(1))
+        .filter_map(|rest| rest.trim_end_matches(')').trim().parse::<u64>().ok())
+        .sum()
+}
+
 /// A plan line that tests each row against a whole array of addresses
 /// (`ctid = ANY` applied as a filter, not as a TID scan's condition): a
 /// cost quadratic in the batch.
 pub fn compares_rows_with_the_batch(plan: &str) -> Option<&str> {
     plan.lines()
         .find(|l| l.trim_start().starts_with("Filter:") && l.contains("ctid = ANY"))
+}
+
+/// Makes `insert` write a row orphaned after the census: a trigger on
+/// fkctl's journal runs it, with the constraint's checks off for that one
+/// statement, when fkctl records its first VALIDATE (of the table or of a
+/// partition). The journal must exist (run a drop first); the trigger's
+/// table `public.late_written` holds a row once it has fired.
+pub fn write_an_orphan_at_the_first_validate(db: &TestDatabase, insert: &str) {
+    exec(
+        db,
+        &format!(
+            "CREATE TABLE public.late_written (done int);
+CREATE FUNCTION public.write_late_orphan() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NEW.step IN ('validate-partition', 'validate-constraint')
+       AND NOT EXISTS (SELECT 1 FROM public.late_written) THEN
+        INSERT INTO public.late_written VALUES (1);
+        SET LOCAL session_replication_role = replica;
+        {insert};
+        SET LOCAL session_replication_role = origin;
+    END IF;
+    RETURN NEW;
+END $fn$;
+CREATE TRIGGER write_late_orphan AFTER INSERT ON fkctl.steps
+    FOR EACH ROW EXECUTE FUNCTION public.write_late_orphan();"
+        ),
+    );
 }

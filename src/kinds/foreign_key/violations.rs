@@ -17,6 +17,7 @@
 //! hand-written anti-join costs: one pass over the child table.
 
 use super::definition::{ForeignKeyDef, MatchType};
+use crate::model::PartitionKey;
 use crate::sql::ident::{Ident, QualifiedName};
 use serde::Serialize;
 
@@ -96,6 +97,9 @@ pub struct OrphanQuery {
     pub parent_partitioned: bool,
     pub match_type: MatchType,
     pub keys: Vec<KeyComparison>,
+    /// A partitioned child's key columns by which a batch of its rows is
+    /// looked up in the partitions that hold them alone.
+    pub partition_keys: Vec<PartitionKey>,
 }
 
 fn only(partitioned: bool) -> &'static str {
@@ -134,6 +138,7 @@ impl OrphanQuery {
                     collation: None,
                 })
                 .collect(),
+            partition_keys: Vec::new(),
         }
     }
 

@@ -230,6 +230,7 @@ pub fn level_query(i: &Inspection, index: usize) -> Option<OrphanQuery> {
         parent_partitioned,
         match_type: level.match_type,
         keys: level.keys.clone(),
+        partition_keys: Vec::new(),
     })
 }
 

@@ -440,18 +440,20 @@ pub fn rollback_plan(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Pl
     }
     // With a purge to repeat, VALIDATE itself is the last check (a failure
     // with 23503 sends the rollback back through the purge): one scan of
-    // the child fewer than checking first.
-    let validate_repairs =
-        playbook.rollback.orphans != OrphanPolicy::Abort && path == RollbackPath::Direct;
+    // the child fewer than checking first. Leaf by leaf too: a leaf
+    // validated stays so, and the purge lists the child whole again.
+    let validate_repairs = playbook.rollback.orphans != OrphanPolicy::Abort;
     if !validate_repairs {
         steps.push(verify_no_orphans_step(&cx, &rest));
     }
     let mut validations = rollback_validations(&cx, path, &rest);
     if validate_repairs {
-        for v in validations
-            .iter_mut()
-            .filter(|v| v.kind == StepKind::ValidateConstraint)
-        {
+        for v in validations.iter_mut().filter(|v| {
+            matches!(
+                v.kind,
+                StepKind::ValidateConstraint | StepKind::ValidatePartition
+            )
+        }) {
             v.why.push_str(VALIDATE_REPAIRS);
         }
     }

@@ -28,6 +28,7 @@ fn inspection(constraint: UniqueLookup, index: Option<LiveIndex>) -> UniqueInspe
             row_estimate: Some(10),
             total_bytes: 8192,
             partitions: Vec::new(),
+            partition_keys: Vec::new(),
         },
         constraint,
         index,
