@@ -79,14 +79,9 @@ impl Error {
     /// The SQLSTATE PostgreSQL answered with, when this error is its answer
     /// (`from_postgres` keeps the server's error itself as the cause).
     pub fn sqlstate(&self) -> Option<&str> {
-        let cause = self.cause.as_deref()?;
-        cause
+        self.cause
+            .as_deref()?
             .downcast_ref::<postgres::error::DbError>()
-            .or_else(|| {
-                cause
-                    .downcast_ref::<postgres::Error>()
-                    .and_then(postgres::Error::as_db_error)
-            })
             .map(|db| db.code().code())
     }
 

@@ -155,7 +155,7 @@ fn check_shape(client: &mut postgres::Client, label: &str, def: &UniqueDef) {
         .collect::<Vec<_>>()
         .join(", ");
     let refused = refused_by_postgres(client, &columns, def.nulls_not_distinct);
-    let query = DuplicateQuery::new(def, false);
+    let query = DuplicateQuery::new(def, None);
     let surplus: i64 = client
         .query_one(query.surplus_sql().as_str(), &[])
         .unwrap_or_else(|e| panic!("{e}"))
@@ -289,7 +289,7 @@ fn dedupe_batches_read_only_their_own_entries_of_the_list() {
         deferrable: false,
         initially_deferred: false,
     };
-    let query = DuplicateQuery::new(&def, false);
+    let query = DuplicateQuery::new(&def, None);
     list_by_id(&mut client, &query);
     let schema = Ident::from_catalog("fkctl");
     for sql in fkctl::kinds::foreign_key::repair::create_archive_sql(&schema, None) {

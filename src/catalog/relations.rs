@@ -10,6 +10,16 @@ use postgres::GenericClient;
 
 // pg_partition_tree lists nothing for a table that is not partitioned, so
 // `leaves` adds the table itself: an ordinary table is its own single leaf.
+//
+// `keys`: the columns of every level's partition key by which a lookup can
+// be sent to one partition, kept only where `column = value` is safe and
+// prunes: a plain column (not an expression), NOT NULL in the table with
+// no NOT VALID not-null constraint (PostgreSQL 18 allows one while NULLs
+// remain, and a NULL matches no `=`), of its operator class's own input
+// type (no cast), under the key's own collation, with the class's
+// equality operator from pg_catalog (an extension's schema may need a
+// privilege the session lacks). The three arrays list the same rows in
+// the same order: (name, schema, symbol) is unique after DISTINCT.
 const RELATION_SQL: &str = "\
 WITH rel AS (
     SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -22,17 +32,22 @@ keys AS (
       FROM rel
       CROSS JOIN LATERAL pg_partition_tree(rel.oid) t
       JOIN pg_partitioned_table pt ON pt.partrelid = t.relid
-      CROSS JOIN LATERAL unnest(pt.partattrs::int2[], pt.partclass::oid[]) AS k(attnum, opclass)
+      CROSS JOIN LATERAL unnest(pt.partattrs::int2[], pt.partclass::oid[], pt.partcollation::oid[])
+                      AS k(attnum, opclass, collation_oid)
       JOIN pg_attribute level ON level.attrelid = t.relid AND level.attnum = k.attnum
       JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attname = level.attname
                          AND a.attnotnull AND NOT a.attisdropped
+                         AND a.attcollation = k.collation_oid
       JOIN pg_opclass oc ON oc.oid = k.opclass AND oc.opcintype = a.atttypid
       JOIN pg_am am ON am.oid = oc.opcmethod
       JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
-                     AND ao.amoprighttype = oc.opcintype
+                     AND ao.amoprighttype = oc.opcintype AND ao.amoppurpose = 's'
                      AND ao.amopstrategy = CASE am.amname WHEN 'hash' THEN 1 ELSE 3 END
       JOIN pg_operator o ON o.oid = ao.amopopr
-      JOIN pg_namespace opn ON opn.oid = o.oprnamespace)
+      JOIN pg_namespace opn ON opn.oid = o.oprnamespace AND opn.nspname = 'pg_catalog'
+     WHERE NOT EXISTS (SELECT FROM pg_constraint nn
+                        WHERE nn.conrelid = rel.oid AND nn.contype = 'n'
+                          AND NOT nn.convalidated AND nn.conkey = ARRAY[a.attnum]))
 SELECT rel.oid, rel.relkind::text,
        (SELECT CASE WHEN bool_or(l.reltuples >= 0) THEN sum(greatest(l.reltuples, 0))::float8 END
           FROM leaves JOIN pg_class l ON l.oid = leaves.relid),

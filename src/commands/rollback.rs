@@ -732,6 +732,7 @@ impl RollbackRun<'_> {
             {
                 let mut e = e.next("the constraint stays NOT VALID (new rows are checked); run the rollback again to purge the rest");
                 e.kind = Kind::Declined;
+                e.message = format!("at your request after NOT VALID: {}", e.message);
                 return Err(e);
             }
             self.plain_step(repair.archive)?;

@@ -32,6 +32,28 @@ pub struct PartitionKey {
     pub equality: Operator,
 }
 
+impl PartitionKey {
+    /// The keys with the names a list of rows gives their values: `key_1`,
+    /// `key_2`, ... in order.
+    pub fn listed(keys: &[PartitionKey]) -> impl Iterator<Item = (String, &PartitionKey)> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| (format!("key_{}", i + 1), key))
+    }
+
+    /// `row.column OPERATOR(..) value`, with the operator of the key's
+    /// class: the form by which the executor skips the partitions that
+    /// cannot hold the value (for each row of the other side of a join).
+    pub fn equals(&self, row: &str, value: &str) -> String {
+        format!(
+            "{row}.{} OPERATOR({}.{}) {value}",
+            self.column.quoted(),
+            self.equality.schema.quoted(),
+            self.equality.symbol
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Column {
     pub attnum: i16,

@@ -184,7 +184,7 @@ pub fn duplicates(
     } = options;
     let mut session = Session::open(path, env, dsn)?;
     let inspection = session.inspect("count duplicates")?;
-    let query = DuplicateQuery::new(&session.spec.def, inspection.table.partitioned);
+    let query = DuplicateQuery::new(&session.spec.def, Some(&inspection.table));
     let sql = query.census_sql();
     let row = session
         .client

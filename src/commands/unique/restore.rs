@@ -42,7 +42,7 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
     session.lock_change()?;
     let inspection = session.inspect("pre-checks")?;
     let def = session.spec.def.clone();
-    let query = DuplicateQuery::new(&def, inspection.table.partitioned);
+    let query = DuplicateQuery::new(&def, Some(&inspection.table));
     let schema = &playbook.journal_schema;
     if !Journal::new(schema).exists(&mut session.client)? {
         crate::say!("  {env} has no fkctl archive (schema {schema}): nothing to restore");

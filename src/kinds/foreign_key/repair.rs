@@ -109,7 +109,7 @@ pub fn collect_sql(query: &OrphanQuery, batch_size: u32) -> Vec<String> {
     // Its partition key values go along, so that each batch reads only the
     // partitions that hold its rows.
     let (addresses, unanalyzed) = if query.child_partitioned {
-        let keys = (0..query.partition_keys.len()).map(|i| key_name(i + 1));
+        let keys = PartitionKey::listed(&query.partition_keys).map(|(name, _)| name);
         let mut addresses =
             "array_agg(row_id ORDER BY n) AS row_ids, array_agg(rel ORDER BY n) AS rels"
                 .to_string();
@@ -126,7 +126,7 @@ pub fn collect_sql(query: &OrphanQuery, batch_size: u32) -> Vec<String> {
             "ALTER COLUMN row_ids SET STATISTICS 0".to_string(),
         )
     };
-    let key_values: String = listed_keys(query)
+    let key_values: String = PartitionKey::listed(&query.partition_keys)
         .map(|(name, key)| format!(", fk.{} AS {name}", key.column.quoted()))
         .collect();
     let batch_size = batch_size.max(1);
@@ -185,43 +185,13 @@ fn batch_rows(query: &OrphanQuery) -> String {
         "fk.tableoid OPERATOR(pg_catalog.=) a.rel AND fk.ctid OPERATOR(pg_catalog.=) a.row_id"
             .to_string(),
     );
-    for (name, key) in listed_keys(query) {
+    for (name, key) in PartitionKey::listed(&query.partition_keys) {
         arrays.push_str(&format!(", (SELECT {name}s FROM batch)"));
         names.push_str(&format!(", {name}"));
         matches.push_str(" AND ");
-        matches.push_str(&key_equal(key, "fk", &format!("a.{name}")));
+        matches.push_str(&key.equals("fk", &format!("a.{name}")));
     }
     format!("EXISTS (SELECT FROM unnest({arrays}) AS a({names}) WHERE {matches})")
-}
-
-/// The name of the list's `i`th partition key value (1-based): `key_i`,
-/// and `key_is` for the batch's array of them.
-fn key_name(i: usize) -> String {
-    format!("key_{i}")
-}
-
-/// A partitioned child's key columns the list carries, with their names.
-fn listed_keys(query: &OrphanQuery) -> impl Iterator<Item = (String, &PartitionKey)> {
-    let keys = if query.child_partitioned {
-        query.partition_keys.as_slice()
-    } else {
-        &[]
-    };
-    keys.iter()
-        .enumerate()
-        .map(|(i, key)| (key_name(i + 1), key))
-}
-
-/// `row.column OPERATOR(..) value`, with the operator of the key's class:
-/// the form by which the executor skips the partitions that cannot hold
-/// the value, for each address of a batch.
-fn key_equal(key: &PartitionKey, row: &str, value: &str) -> String {
-    format!(
-        "{row}.{} OPERATOR({}.{}) {value}",
-        key.column.quoted(),
-        key.equality.schema.quoted(),
-        key.equality.symbol
-    )
 }
 
 /// The name of the table a removed row `fk` came from, as archived: its
@@ -290,10 +260,10 @@ pub fn nullify_batch_sql(
         .collect::<Vec<_>>()
         .join(", ");
     let (mut key_values, mut key_matches) = (String::new(), String::new());
-    for (name, key) in listed_keys(query) {
+    for (name, key) in PartitionKey::listed(&query.partition_keys) {
         key_values.push_str(&format!(", fk.{} AS {name}", key.column.quoted()));
         key_matches.push_str(" AND ");
-        key_matches.push_str(&key_equal(key, "fk", &format!("old.{name}")));
+        key_matches.push_str(&key.equals("fk", &format!("old.{name}")));
     }
     format!(
         "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id{key_values}, to_jsonb(fk) AS row_data FROM {} WHERE {} AND {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE fk.tableoid = old.rel AND fk.ctid = old.row_id{key_matches} RETURNING {} AS source_table, old.row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, source_table, 'nullify', row_data, {identity} FROM changed) {}",

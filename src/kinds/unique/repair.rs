@@ -15,6 +15,7 @@
 use super::definition::OrderColumn;
 use super::violations::DuplicateQuery;
 use crate::kinds::foreign_key::repair::archive_table;
+use crate::model::PartitionKey;
 use crate::sql::ident::{Ident, QualifiedName};
 
 /// Session-local list of surplus rows, rebuilt on every (re)run.
@@ -65,10 +66,21 @@ pub fn collect_sql(query: &DuplicateQuery, order_by: &[OrderColumn]) -> Vec<Stri
             query.same_key("b", "d")
         )
     };
+    // A partitioned table's rows carry their partition key values, and
+    // their kept row's, so that a batch looks each address up only in the
+    // partition that can hold it.
+    let (mut listed, mut values) = (String::new(), String::new());
+    for (name, key) in PartitionKey::listed(&query.partition_keys) {
+        let column = key.column.quoted();
+        listed.push_str(&format!(", s.{name}, s.keep_{name}"));
+        values.push_str(&format!(
+            ", d.{column} AS {name}, first_value(d.{column}) OVER w AS keep_{name}"
+        ));
+    }
     vec![
         format!("DROP TABLE IF EXISTS {DUPLICATE_LIST}"),
         format!(
-            "CREATE TEMPORARY TABLE fkctl_duplicate_rows AS SELECT row_number() OVER () AS n, s.rel, s.row_id, s.keep_rel, s.keep_id FROM (SELECT d.tableoid AS rel, d.ctid AS row_id, first_value(d.tableoid) OVER w AS keep_rel, first_value(d.ctid) OVER w AS keep_id, row_number() OVER w AS place FROM {source} WINDOW w AS (PARTITION BY {} ORDER BY {})) s WHERE s.place > 1",
+            "CREATE TEMPORARY TABLE fkctl_duplicate_rows AS SELECT row_number() OVER () AS n, s.rel, s.row_id, s.keep_rel, s.keep_id{listed} FROM (SELECT d.tableoid AS rel, d.ctid AS row_id, first_value(d.tableoid) OVER w AS keep_rel, first_value(d.ctid) OVER w AS keep_id{values}, row_number() OVER w AS place FROM {source} WINDOW w AS (PARTITION BY {} ORDER BY {})) s WHERE s.place > 1",
             query.key("d"),
             keep_order(order_by)
         ),
@@ -99,14 +111,25 @@ pub fn dedupe_batch_sql(query: &DuplicateQuery, batch_size: u32, schema: &Ident)
         .join(", ");
     // The kept rows by address: on a table read with ONLY a TID scan of the
     // batch's addresses; a partitioned table's by (partition, address),
-    // since the same ctid in another partition is another row.
+    // since the same ctid in another partition is another row, and by
+    // their partition key values, which lead each lookup to one partition.
+    let (mut listed, mut kept_keys, mut deleted_keys) =
+        (String::new(), String::new(), String::new());
+    for (name, key) in PartitionKey::listed(&query.partition_keys) {
+        listed.push_str(&format!(", {name}, keep_{name}"));
+        kept_keys.push_str(&format!(
+            " AND {}",
+            key.equals("k", &format!("b.keep_{name}"))
+        ));
+        deleted_keys.push_str(&format!(" AND {}", key.equals("d", &format!("b.{name}"))));
+    }
     let kept_rows = if query.partitioned {
-        "(k.tableoid, k.ctid) IN (SELECT keep_rel, keep_id FROM batch)"
+        format!("EXISTS (SELECT FROM batch b WHERE k.tableoid OPERATOR(pg_catalog.=) b.keep_rel AND k.ctid OPERATOR(pg_catalog.=) b.keep_id{kept_keys})")
     } else {
-        "k.ctid = ANY (ARRAY(SELECT keep_id FROM batch))"
+        "k.ctid = ANY (ARRAY(SELECT keep_id FROM batch))".to_string()
     };
     format!(
-        "WITH next AS (UPDATE {DUPLICATE_NEXT} SET n = n + {batch_size} RETURNING n - {batch_size} AS first), batch AS (SELECT rel, row_id, keep_rel, keep_id FROM {DUPLICATE_LIST} WHERE n >= (SELECT first FROM next) AND n < (SELECT first FROM next) + {batch_size}), kept AS (SELECT k.tableoid AS fkctl_rel, k.ctid AS fkctl_row_id, {key} FROM {} WHERE {kept_rows} FOR SHARE OF k), purged AS (DELETE FROM {} USING batch b, kept k WHERE d.tableoid = b.rel AND d.ctid = b.row_id AND k.fkctl_rel = b.keep_rel AND k.fkctl_row_id = b.keep_id AND {} RETURNING d.tableoid::regclass::text AS source_table, to_jsonb(d) AS row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, '{ACTION}', row_data FROM purged) SELECT (SELECT count(*) FROM batch)::text",
+        "WITH next AS (UPDATE {DUPLICATE_NEXT} SET n = n + {batch_size} RETURNING n - {batch_size} AS first), batch AS (SELECT rel, row_id, keep_rel, keep_id{listed} FROM {DUPLICATE_LIST} WHERE n >= (SELECT first FROM next) AND n < (SELECT first FROM next) + {batch_size}), kept AS (SELECT k.tableoid AS fkctl_rel, k.ctid AS fkctl_row_id, {key} FROM {} WHERE {kept_rows} FOR SHARE OF k), purged AS (DELETE FROM {} USING batch b, kept k WHERE d.tableoid = b.rel AND d.ctid = b.row_id{deleted_keys} AND k.fkctl_rel = b.keep_rel AND k.fkctl_row_id = b.keep_id AND {} RETURNING d.tableoid::regclass::text AS source_table, to_jsonb(d) AS row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, '{ACTION}', row_data FROM purged) SELECT (SELECT count(*) FROM batch)::text",
         query.from("k"),
         query.from("d"),
         query.same_key("k", "d"),

@@ -18,6 +18,7 @@
 //! itself costs, without the sort into an index.
 
 use super::definition::UniqueDef;
+use crate::model::{PartitionKey, Relation};
 use crate::sql::ident::{Ident, QualifiedName};
 use serde::Serialize;
 
@@ -29,15 +30,25 @@ pub struct DuplicateQuery {
     pub nulls_not_distinct: bool,
     /// Read including partitions (partitioned) or with ONLY.
     pub partitioned: bool,
+    /// A partitioned table's key columns by which a batch finds its rows in
+    /// the partitions that hold them alone.
+    pub partition_keys: Vec<PartitionKey>,
 }
 
 impl DuplicateQuery {
-    pub fn new(def: &UniqueDef, partitioned: bool) -> DuplicateQuery {
+    /// The query for `def` on `table` as the catalog shows it (None: from
+    /// the playbook alone, the table treated as unpartitioned).
+    pub fn new(def: &UniqueDef, table: Option<&Relation>) -> DuplicateQuery {
+        let partitioned = table.is_some_and(|t| t.partitioned);
         DuplicateQuery {
             table: def.table.clone(),
             columns: def.columns.clone(),
             nulls_not_distinct: def.nulls_not_distinct,
             partitioned,
+            partition_keys: match table {
+                Some(t) if partitioned => t.partition_keys.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -136,6 +147,7 @@ mod tests {
             columns: vec![Ident::from_catalog("tenant"), Ident::from_catalog("email")],
             nulls_not_distinct: nnd,
             partitioned: false,
+            partition_keys: Vec::new(),
         }
     }
 

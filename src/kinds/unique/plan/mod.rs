@@ -24,10 +24,7 @@ pub struct Observed<'a> {
 
 /// The census query for `def` as the catalog shows the table.
 pub fn duplicate_query(def: &UniqueDef, observed: Option<&Observed<'_>>) -> DuplicateQuery {
-    DuplicateQuery::new(
-        def,
-        observed.is_some_and(|o| o.inspection.table.partitioned),
-    )
+    DuplicateQuery::new(def, observed.map(|o| &o.inspection.table))
 }
 
 fn exists_check(def: &UniqueDef, expect: i64) -> Check {

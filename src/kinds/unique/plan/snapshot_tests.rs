@@ -1,9 +1,10 @@
 //! Snapshot tests of the unique plans, from in-memory catalog states.
 
 use super::*;
+use crate::kinds::foreign_key::violations::Operator;
 use crate::kinds::unique::observed::{LiveIndex, LiveUnique};
-use crate::model::{Relation, Server};
-use crate::sql::ident::QualifiedName;
+use crate::model::{PartitionKey, Relation, Server};
+use crate::sql::ident::{Ident, QualifiedName};
 use std::path::Path;
 
 const PLAYBOOK: &str = "version: 1\nchange: restore-users-email\nsummary: s\nconstraint:\n  kind: unique\n  name: users_email_key\n  table: public.users\n  columns: [tenant_id, email]\nenvironments:\n  - { name: staging, dsn_env: X }\nrollback: { duplicates: archive-delete, keep: { order_by: [-created_at, id] }, batch_size: 500, max_duplicates: 1000 }\n";
@@ -118,6 +119,11 @@ fn rollback_on_a_partitioned_table_builds_per_leaf_then_attaches() {
     let mut i = inspection(UniqueLookup::Absent, None);
     i.table.partitioned = true;
     i.table.kind = "p".into();
+    // Partitioned by tenant, NOT NULL: the batches find rows by it too.
+    i.table.partition_keys = vec![PartitionKey {
+        column: Ident::from_catalog("tenant_id"),
+        equality: Operator::default_equality(),
+    }];
     i.leaves = vec![
         (
             QualifiedName::parse("public.users_eu").unwrap_or_else(|e| panic!("{e}")),
