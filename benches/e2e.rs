@@ -2,7 +2,7 @@
 //! data, alternating (A B A B, medians), on the local PostgreSQL (same
 //! discovery as the tests).
 //! `cargo bench --bench e2e -- [--quick] [--rows N] [--orphans N] [--pairs N]
-//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,fleet,loose,curve,purge_linear]`
+//! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,fleet,loose,curve,purge_linear,purge_partitions]`
 //! [--curve-rows 200000,2000000,20000000]`.
 //!
 //! Prints a table and one `RESULT {...}` line per measurement.
@@ -454,14 +454,37 @@ fn fleet(_: &Bench) {
 /// copied into every run's database (a rollback then drains and removes
 /// the replacement, and the journal holds other runs' steps).
 fn build(db: &TestDatabase, parents: i64, children: i64, orphans: i64) {
+    build_child(db, parents, children, orphans, None);
+}
+
+/// [`build`], with the child range-partitioned on its NOT NULL id into
+/// `partitions` tables of equal size when asked.
+fn build_child(
+    db: &TestDatabase,
+    parents: i64,
+    children: i64,
+    orphans: i64,
+    partitions: Option<i64>,
+) {
     let t = Instant::now();
+    let child = match partitions {
+        None => "CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint, payload text);".to_string(),
+        Some(n) => format!(
+            "CREATE TABLE child (id bigint NOT NULL, parent_id bigint, payload text) PARTITION BY RANGE (id);
+             DO $$ BEGIN FOR i IN 0..{n} - 1 LOOP
+                 EXECUTE format('CREATE TABLE child_%s PARTITION OF child FOR VALUES FROM (%s) TO (%s)',
+                                i, i * {step} + 1, (i + 1) * {step} + 1);
+             END LOOP; END $$;",
+            step = (children + n - 1) / n
+        ),
+    };
     exec(
         db,
         &format!(
             "DROP TABLE IF EXISTS child, parent, orphan_rows;
          DROP SCHEMA IF EXISTS fkctl CASCADE;
          CREATE TABLE parent (id bigint PRIMARY KEY, name text);
-         CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint, payload text);
+         {child}
          INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, {p}) g;
          INSERT INTO child SELECT g,
             CASE WHEN g % 20 = 0 THEN NULL
@@ -480,8 +503,9 @@ fn build(db: &TestDatabase, parents: i64, children: i64, orphans: i64) {
     exec(db, "VACUUM ANALYZE child");
     let found = scalar(db, "SELECT count(*) FROM orphan_rows");
     println!(
-        "data built in {:.1} s ({children} children, {found} orphans)",
-        t.elapsed().as_secs_f64()
+        "data built in {:.1} s ({children} children, {found} orphans{})",
+        t.elapsed().as_secs_f64(),
+        partitions.map_or(String::new(), |n| format!(", {n} partitions"))
     );
 }
 
@@ -491,44 +515,101 @@ fn build(db: &TestDatabase, parents: i64, children: i64, orphans: i64) {
 /// one plain `DELETE ... NOT EXISTS` timed on its connection. Each runs on
 /// its own copy of the data, after a CHECKPOINT (the same full-page writes).
 fn purge_linear(b: &Bench) {
-    let (db, pb) = (b.db, b.playbook);
     for orphans in [2_000i64, 20_000, 100_000] {
-        build(db, 40_000, 200_000, orphans);
-        (b.write_playbook)(1000);
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for _ in 0..b.size.pairs.min(3) {
-            let run = fresh_copy(db);
-            let (_, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], &run);
-            assert!(ok, "fkctl rollback failed");
-            let ms = scalar(
-                &run,
-                "SELECT (sum(extract(epoch FROM finished_at - started_at)) * 1000000)::bigint FROM fkctl.steps WHERE step IN ('collect-orphans', 'purge-orphans') AND run_id = (SELECT max(run_id) FROM fkctl.runs WHERE operation = 'rollback')",
-            );
-            ours.push(ms as f64 / 1e6);
-            if std::env::var_os("FKCTL_BENCH_STEPS").is_some() {
-                let steps: String = run.connect().unwrap_or_else(|e| panic!("{e}")).query_one("SELECT string_agg(step || ' ' || round(extract(epoch FROM finished_at - started_at) * 1000) || ' ms', ', ' ORDER BY id) FROM fkctl.steps WHERE run_id = (SELECT max(run_id) FROM fkctl.runs WHERE operation = 'rollback')", &[]).unwrap_or_else(|e| panic!("{e}")).get(0);
-                println!("steps      {steps}");
-            }
-            drop(run);
-            let run = fresh_copy(db);
-            let mut c = run.connect().unwrap_or_else(|e| panic!("{e}"));
-            let started = Instant::now();
-            c.execute(&format!("DELETE FROM child c WHERE {NOT_EXISTS}"), &[])
-                .unwrap_or_else(|e| panic!("{e}"));
-            theirs.push(started.elapsed().as_secs_f64());
+        build(b.db, 40_000, 200_000, orphans);
+        let t = purge_against_delete(b);
+        println!(
+            "purge      200000 children {orphans:>6} orphans: fkctl list + archived batches {:.1} ms, plain DELETE {:.1} ms, ratio {:.2}, {:.2} us per orphan; one archiving DELETE {:.1} ms (fkctl {:.2}x)   target < 2x at 20000",
+            t.fkctl * 1000.0,
+            t.delete * 1000.0,
+            t.fkctl / t.delete,
+            t.fkctl * 1e6 / orphans as f64,
+            t.archived_delete * 1000.0,
+            t.fkctl / t.archived_delete
+        );
+        println!(
+            "RESULT {{\"bench\": \"purge_linear\", \"children\": 200000, \"orphans\": {orphans}, \"fkctl_s\": {:.4}, \"delete_s\": {:.4}, \"archived_delete_s\": {:.4}, \"ratio\": {:.3}}}",
+            t.fkctl, t.delete, t.archived_delete, t.fkctl / t.delete
+        );
+    }
+}
+
+/// The purge of a partitioned child (`--only purge_partitions`): 200,000
+/// children with 10,000 orphans, range-partitioned on their NOT NULL id into
+/// 4, 16 and 64 partitions, measured as `purge_linear` does. Each batch
+/// looks an address up in the one partition its key leads to, so the time
+/// per orphan should not grow with the number of partitions.
+fn purge_partitions(b: &Bench) {
+    const ORPHANS: i64 = 10_000;
+    for partitions in [4i64, 16, 64] {
+        build_child(b.db, 40_000, 200_000, ORPHANS, Some(partitions));
+        let t = purge_against_delete(b);
+        println!(
+            "partitions {partitions:>3} partitions, 200000 children {ORPHANS} orphans: fkctl list + archived batches {:.1} ms, plain DELETE {:.1} ms, ratio {:.2}, {:.2} us per orphan; one archiving DELETE {:.1} ms",
+            t.fkctl * 1000.0,
+            t.delete * 1000.0,
+            t.fkctl / t.delete,
+            t.fkctl * 1e6 / ORPHANS as f64,
+            t.archived_delete * 1000.0
+        );
+        println!(
+            "RESULT {{\"bench\": \"purge_partitions\", \"partitions\": {partitions}, \"children\": 200000, \"orphans\": {ORPHANS}, \"fkctl_s\": {:.4}, \"delete_s\": {:.4}, \"archived_delete_s\": {:.4}, \"ratio\": {:.3}}}",
+            t.fkctl, t.delete, t.archived_delete, t.fkctl / t.delete
+        );
+    }
+}
+
+/// Medians of the three ways to purge the orphans, each on its own copy of
+/// the built data.
+struct PurgeTimes {
+    /// fkctl's listing and archived batches (the journal's step times).
+    fkctl: f64,
+    /// One plain `DELETE ... NOT EXISTS`, which archives nothing.
+    delete: f64,
+    /// The same DELETE copying every row it removes into a table of the
+    /// child's shape, in one statement: the least an archiving purge does.
+    archived_delete: f64,
+}
+
+fn purge_against_delete(b: &Bench) -> PurgeTimes {
+    let (db, pb) = (b.db, b.playbook);
+    (b.write_playbook)(1000);
+    let (mut ours, mut plain, mut archived) = (Vec::new(), Vec::new(), Vec::new());
+    let timed_on = |sql: &str, setup: &str| {
+        let run = fresh_copy(db);
+        let mut c = run.connect().unwrap_or_else(|e| panic!("{e}"));
+        c.batch_execute(setup).unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
+        c.batch_execute(sql).unwrap_or_else(|e| panic!("{e}"));
+        started.elapsed().as_secs_f64()
+    };
+    for _ in 0..b.size.pairs.min(3) {
+        let run = fresh_copy(db);
+        let (_, ok) = fkctl(&["rollback", pb, "--env", "bench", "--yes"], &run);
+        assert!(ok, "fkctl rollback failed");
+        let ms = scalar(
+            &run,
+            "SELECT (sum(extract(epoch FROM finished_at - started_at)) * 1000000)::bigint FROM fkctl.steps WHERE step IN ('collect-orphans', 'purge-orphans') AND run_id = (SELECT max(run_id) FROM fkctl.runs WHERE operation = 'rollback')",
+        );
+        ours.push(ms as f64 / 1e6);
+        if std::env::var_os("FKCTL_BENCH_STEPS").is_some() {
+            let steps: String = run.connect().unwrap_or_else(|e| panic!("{e}")).query_one("SELECT string_agg(step || ' ' || round(extract(epoch FROM finished_at - started_at) * 1000) || ' ms', ', ' ORDER BY id) FROM fkctl.steps WHERE run_id = (SELECT max(run_id) FROM fkctl.runs WHERE operation = 'rollback')", &[]).unwrap_or_else(|e| panic!("{e}")).get(0);
+            println!("steps      {steps}");
         }
-        let (f, d) = (median(ours), median(theirs));
-        println!(
-            "purge      200000 children {orphans:>6} orphans: fkctl list + archived batches {:.1} ms, plain DELETE {:.1} ms, ratio {:.2}, {:.2} us per orphan   target < 2x at 20000",
-            f * 1000.0,
-            d * 1000.0,
-            f / d,
-            f * 1e6 / orphans as f64
-        );
-        println!(
-            "RESULT {{\"bench\": \"purge_linear\", \"children\": 200000, \"orphans\": {orphans}, \"fkctl_s\": {f:.4}, \"delete_s\": {d:.4}, \"ratio\": {:.3}}}",
-            f / d
-        );
+        drop(run);
+        plain.push(timed_on(
+            &format!("DELETE FROM child c WHERE {NOT_EXISTS}"),
+            "SELECT 1",
+        ));
+        archived.push(timed_on(
+            &format!("WITH removed AS (DELETE FROM child c WHERE {NOT_EXISTS} RETURNING c.*) INSERT INTO removed_rows SELECT * FROM removed"),
+            "CREATE TABLE removed_rows AS SELECT * FROM child WITH NO DATA",
+        ));
+    }
+    PurgeTimes {
+        fkctl: median(ours),
+        delete: median(plain),
+        archived_delete: median(archived),
     }
 }
 
@@ -695,8 +776,9 @@ fn main() {
         size.parents, size.children, size.orphans, size.pairs
     );
     let db = TestDatabase::create("bench").unwrap_or_else(|e| panic!("{e}"));
-    // The curve and the purge measurement build their own tables.
-    let builds_own = |name: &String| name == "curve" || name == "purge_linear";
+    // The curve and the purge measurements build their own tables.
+    let builds_own =
+        |name: &String| matches!(name.as_str(), "curve" | "purge_linear" | "purge_partitions");
     if !size
         .only
         .as_ref()
@@ -722,7 +804,7 @@ fn main() {
         write_playbook: &write_playbook,
     };
     type Measurement = fn(&Bench);
-    let all: [(&str, Measurement); 10] = [
+    let all: [(&str, Measurement); 11] = [
         ("census", census),
         ("rollback", rollback),
         ("write_stall", write_stall),
@@ -734,12 +816,13 @@ fn main() {
         // Before the curve: its 20M-row tables leave the server writing
         // for minutes after, which measured the purge 1.5x slower.
         ("purge_linear", purge_linear),
+        ("purge_partitions", purge_partitions),
         ("curve", curve),
     ];
     for (name, run) in all {
         // The curve builds tables of up to 20M rows, and the purge
         // measurement rebuilds the data: only when asked for.
-        let on_request = name == "curve" || name == "purge_linear";
+        let on_request = matches!(name, "curve" | "purge_linear" | "purge_partitions");
         if size.wants(name) && (!on_request || size.only.is_some()) {
             run(&bench);
         }
