@@ -519,17 +519,12 @@ fn purge_linear(b: &Bench) {
         build(b.db, 40_000, 200_000, orphans);
         let t = purge_against_delete(b);
         println!(
-            "purge      200000 children {orphans:>6} orphans: fkctl list + archived batches {:.1} ms, plain DELETE {:.1} ms, ratio {:.2}, {:.2} us per orphan; one archiving DELETE {:.1} ms (fkctl {:.2}x)   target < 2x at 20000",
-            t.fkctl * 1000.0,
-            t.delete * 1000.0,
-            t.fkctl / t.delete,
-            t.fkctl * 1e6 / orphans as f64,
-            t.archived_delete * 1000.0,
-            t.fkctl / t.archived_delete
+            "purge      200000 children {orphans:>6} orphans: {}   target < 2x at 20000",
+            t.describe(orphans)
         );
         println!(
-            "RESULT {{\"bench\": \"purge_linear\", \"children\": 200000, \"orphans\": {orphans}, \"fkctl_s\": {:.4}, \"delete_s\": {:.4}, \"archived_delete_s\": {:.4}, \"ratio\": {:.3}}}",
-            t.fkctl, t.delete, t.archived_delete, t.fkctl / t.delete
+            "RESULT {{\"bench\": \"purge_linear\", \"children\": 200000, \"orphans\": {orphans}, {}}}",
+            t.json()
         );
     }
 }
@@ -545,16 +540,12 @@ fn purge_partitions(b: &Bench) {
         build_child(b.db, 40_000, 200_000, ORPHANS, Some(partitions));
         let t = purge_against_delete(b);
         println!(
-            "partitions {partitions:>3} partitions, 200000 children {ORPHANS} orphans: fkctl list + archived batches {:.1} ms, plain DELETE {:.1} ms, ratio {:.2}, {:.2} us per orphan; one archiving DELETE {:.1} ms",
-            t.fkctl * 1000.0,
-            t.delete * 1000.0,
-            t.fkctl / t.delete,
-            t.fkctl * 1e6 / ORPHANS as f64,
-            t.archived_delete * 1000.0
+            "partitions {partitions:>3} partitions, 200000 children {ORPHANS} orphans: {}",
+            t.describe(ORPHANS)
         );
         println!(
-            "RESULT {{\"bench\": \"purge_partitions\", \"partitions\": {partitions}, \"children\": 200000, \"orphans\": {ORPHANS}, \"fkctl_s\": {:.4}, \"delete_s\": {:.4}, \"archived_delete_s\": {:.4}, \"ratio\": {:.3}}}",
-            t.fkctl, t.delete, t.archived_delete, t.fkctl / t.delete
+            "RESULT {{\"bench\": \"purge_partitions\", \"partitions\": {partitions}, \"children\": 200000, \"orphans\": {ORPHANS}, {}}}",
+            t.json()
         );
     }
 }
@@ -569,6 +560,32 @@ struct PurgeTimes {
     /// The same DELETE copying every row it removes into a table of the
     /// child's shape, in one statement: the least an archiving purge does.
     archived_delete: f64,
+}
+
+impl PurgeTimes {
+    /// The three times, fkctl's ratio to each baseline, and its time per orphan.
+    fn describe(&self, orphans: i64) -> String {
+        format!(
+            "fkctl list + archived batches {:.1} ms, plain DELETE {:.1} ms, ratio {:.2}, {:.2} us per orphan; one archiving DELETE {:.1} ms (fkctl {:.2}x)",
+            self.fkctl * 1000.0,
+            self.delete * 1000.0,
+            self.fkctl / self.delete,
+            self.fkctl * 1e6 / orphans as f64,
+            self.archived_delete * 1000.0,
+            self.fkctl / self.archived_delete
+        )
+    }
+
+    /// The RESULT line's fields.
+    fn json(&self) -> String {
+        format!(
+            "\"fkctl_s\": {:.4}, \"delete_s\": {:.4}, \"archived_delete_s\": {:.4}, \"ratio\": {:.3}",
+            self.fkctl,
+            self.delete,
+            self.archived_delete,
+            self.fkctl / self.delete
+        )
+    }
 }
 
 fn purge_against_delete(b: &Bench) -> PurgeTimes {
