@@ -3,7 +3,8 @@
 //! discovery as the tests).
 //! `cargo bench --bench e2e -- [--quick] [--rows N] [--orphans N] [--pairs N]
 //! [--only census,rollback,write_stall,purge_scans,drop_contention,peak_rss,fleet,loose,curve,purge_linear,purge_partitions]`
-//! [--curve-rows 200000,2000000,20000000]`.
+//! [--curve-rows 200000,2000000,20000000]`; `-- --plot-from LOG` draws
+//! docs/scaling.svg again from a saved output's curve RESULT lines.
 //!
 //! Prints a table and one `RESULT {...}` line per measurement.
 
@@ -701,10 +702,41 @@ fn curve(b: &Bench) {
             points.push(p);
         }
     }
-    let svg = scaling_svg(&points);
+    write_plot(&points);
+}
+
+fn write_plot(points: &[Point]) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/scaling.svg");
-    std::fs::write(path, svg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(path, scaling_svg(points)).unwrap_or_else(|e| panic!("{e}"));
     println!("curve      plot written to docs/scaling.svg");
+}
+
+/// `--plot-from LOG`: docs/scaling.svg drawn again from the curve's RESULT
+/// lines in a saved benchmark output, measuring nothing (a later `--only
+/// curve --curve-rows ...` run overwrites the plot with its own points).
+fn plot_from(log: &str) {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
+    let points: Vec<Point> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        .filter(|v| v["bench"] == "curve")
+        .map(|v| {
+            let pair = |key: &str| {
+                let at = |i: usize| v[key][i].as_f64().unwrap_or(f64::NAN);
+                (at(0), at(1))
+            };
+            Point {
+                children: v["children"].as_i64().unwrap_or(0),
+                orphans: v["orphans"].as_i64().unwrap_or(0),
+                census: pair("census_s"),
+                rollback: pair("rollback_s"),
+                rss_kib: v["rss_kib"].as_i64().unwrap_or(0),
+            }
+        })
+        .collect();
+    assert!(!points.is_empty(), "no curve RESULT line in {log}");
+    write_plot(&points);
 }
 
 /// The curve as an SVG: ratio to the baseline (y) per table size (x, log
@@ -787,6 +819,15 @@ fn scaling_svg(points: &[Point]) -> String {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(log) = args
+        .iter()
+        .position(|a| a == "--plot-from")
+        .and_then(|i| args.get(i + 1))
+    {
+        plot_from(log);
+        return;
+    }
     let size = parse_args();
     println!(
         "fkctl e2e benchmark: {} parents, {} children, {} orphans, 5% NULL keys, {} pairs",
