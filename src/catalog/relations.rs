@@ -2,10 +2,10 @@
 
 use super::query;
 use crate::error::Result;
-use crate::kinds::foreign_key::violations::Operator;
 use crate::model::{Column, Filling, PartitionKey, Relation, TableColumn};
 use crate::pg::Cell;
 use crate::sql::ident::{Ident, QualifiedName};
+use crate::sql::operator::Operator;
 use postgres::GenericClient;
 
 // pg_partition_tree lists nothing for a table that is not partitioned, so

@@ -1,7 +1,7 @@
 //! Tables and their columns, as the catalog describes them.
 
-use crate::kinds::foreign_key::violations::Operator;
 use crate::sql::ident::{Ident, QualifiedName};
+use crate::sql::operator::Operator;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,10 +46,9 @@ impl PartitionKey {
     /// cannot hold the value (for each row of the other side of a join).
     pub fn equals(&self, row: &str, value: &str) -> String {
         format!(
-            "{row}.{} OPERATOR({}.{}) {value}",
+            "{row}.{} {} {value}",
             self.column.quoted(),
-            self.equality.schema.quoted(),
-            self.equality.symbol
+            self.equality.qualified()
         )
     }
 }

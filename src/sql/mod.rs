@@ -4,4 +4,5 @@
 
 pub mod ident;
 pub mod journal;
+pub mod operator;
 pub mod redact;

@@ -19,6 +19,7 @@
 use super::definition::{ForeignKeyDef, MatchType};
 use crate::model::PartitionKey;
 use crate::sql::ident::{Ident, QualifiedName};
+pub use crate::sql::operator::Operator;
 use serde::Serialize;
 
 /// How one child key column is compared with its parent column.
@@ -41,49 +42,12 @@ impl KeyComparison {
             format!("{alias}.{}", self.fk_column.quoted()),
             &self.operator.fk_cast,
         );
-        let mut qual = format!(
-            "{pk} OPERATOR({}.{}) {fk}",
-            self.operator.schema.quoted(),
-            self.operator.symbol
-        );
+        let mut qual = format!("{pk} {} {fk}", self.operator.qualified());
         if let Some(coll) = &self.collation {
             qual.push_str(" COLLATE ");
             qual.push_str(&coll.quoted());
         }
         qual
-    }
-}
-
-/// An equality operator, schema-qualified, with the casts its operands need.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Operator {
-    pub schema: Ident,
-    /// The operator symbol, e.g. `=`. Only operator characters are ever kept.
-    pub symbol: String,
-    /// Cast for the parent column when its type differs from the operator's left input.
-    pub pk_cast: Option<QualifiedName>,
-    /// Cast for the child column when its type differs from the operator's right input.
-    pub fk_cast: Option<QualifiedName>,
-}
-
-impl Operator {
-    /// `OPERATOR(pg_catalog.=)` with no casts: what a plan made from the
-    /// playbook alone uses; PostgreSQL resolves it by the column types.
-    pub fn default_equality() -> Operator {
-        Operator {
-            schema: Ident::from_catalog("pg_catalog"),
-            symbol: "=".to_string(),
-            pk_cast: None,
-            fk_cast: None,
-        }
-    }
-
-    /// Accepts a catalog operator name only if it is made of operator characters,
-    /// since a symbol cannot be quoted like a name.
-    pub fn is_valid_symbol(symbol: &str) -> bool {
-        !symbol.is_empty()
-            && symbol.len() <= 63
-            && symbol.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c))
     }
 }
 

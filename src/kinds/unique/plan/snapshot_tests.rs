@@ -1,10 +1,10 @@
 //! Snapshot tests of the unique plans, from in-memory catalog states.
 
 use super::*;
-use crate::kinds::foreign_key::violations::Operator;
 use crate::kinds::unique::observed::{LiveIndex, LiveUnique};
 use crate::model::{PartitionKey, Relation, Server};
 use crate::sql::ident::{Ident, QualifiedName};
+use crate::sql::operator::Operator;
 use std::path::Path;
 
 const PLAYBOOK: &str = "version: 1\nchange: restore-users-email\nsummary: s\nconstraint:\n  kind: unique\n  name: users_email_key\n  table: public.users\n  columns: [tenant_id, email]\nenvironments:\n  - { name: staging, dsn_env: X }\nrollback: { duplicates: archive-delete, keep: { order_by: [-created_at, id] }, batch_size: 500, max_duplicates: 1000 }\n";
