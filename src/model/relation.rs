@@ -41,6 +41,23 @@ impl PartitionKey {
             .map(|(i, key)| (format!("key_{}", i + 1), key))
     }
 
+    /// `, row.column AS key_1, ...`: the keys' values of the row aliased
+    /// `row`, named as a list carries them.
+    pub fn values_of(keys: &[PartitionKey], row: &str) -> String {
+        PartitionKey::listed(keys)
+            .map(|(name, key)| format!(", {row}.{} AS {name}", key.column.quoted()))
+            .collect()
+    }
+
+    /// ` AND row.column OPERATOR(..) source key_1 ...`: the row aliased
+    /// `row` has the listed values, named `{source}key_1`, ... (`a.`,
+    /// `b.keep_`); empty without keys.
+    pub fn match_listed(keys: &[PartitionKey], row: &str, source: &str) -> String {
+        PartitionKey::listed(keys)
+            .map(|(name, key)| format!(" AND {}", key.equals(row, &format!("{source}{name}"))))
+            .collect()
+    }
+
     /// `row.column OPERATOR(..) value`, with the operator of the key's
     /// class: the form by which the executor skips the partitions that
     /// cannot hold the value (for each row of the other side of a join).

@@ -126,9 +126,7 @@ pub fn collect_sql(query: &OrphanQuery, batch_size: u32) -> Vec<String> {
             "ALTER COLUMN row_ids SET STATISTICS 0".to_string(),
         )
     };
-    let key_values: String = PartitionKey::listed(&query.partition_keys)
-        .map(|(name, key)| format!(", fk.{} AS {name}", key.column.quoted()))
-        .collect();
+    let key_values = PartitionKey::values_of(&query.partition_keys, "fk");
     let batch_size = batch_size.max(1);
     vec![
         // Parallel workers for the scan, as the census's count gets them:
@@ -179,19 +177,18 @@ fn batch_rows(query: &OrphanQuery) -> String {
     if !query.child_partitioned {
         return "fk.ctid = ANY ((SELECT row_ids FROM batch)::tid[])".to_string();
     }
-    let (mut arrays, mut names, mut matches) = (
+    let (mut arrays, mut names) = (
         "(SELECT rels FROM batch)::oid[], (SELECT row_ids FROM batch)::tid[]".to_string(),
         "rel, row_id".to_string(),
-        "fk.tableoid OPERATOR(pg_catalog.=) a.rel AND fk.ctid OPERATOR(pg_catalog.=) a.row_id"
-            .to_string(),
     );
-    for (name, key) in PartitionKey::listed(&query.partition_keys) {
+    for (name, _) in PartitionKey::listed(&query.partition_keys) {
         arrays.push_str(&format!(", (SELECT {name}s FROM batch)"));
         names.push_str(&format!(", {name}"));
-        matches.push_str(" AND ");
-        matches.push_str(&key.equals("fk", &format!("a.{name}")));
     }
-    format!("EXISTS (SELECT FROM unnest({arrays}) AS a({names}) WHERE {matches})")
+    format!(
+        "EXISTS (SELECT FROM unnest({arrays}) AS a({names}) WHERE fk.tableoid OPERATOR(pg_catalog.=) a.rel AND fk.ctid OPERATOR(pg_catalog.=) a.row_id{})",
+        PartitionKey::match_listed(&query.partition_keys, "fk", "a.")
+    )
 }
 
 /// The name of the table a removed row `fk` came from, as archived: its
@@ -259,12 +256,8 @@ pub fn nullify_batch_sql(
         .map(|k| format!("{} = NULL", k.fk_column.quoted()))
         .collect::<Vec<_>>()
         .join(", ");
-    let (mut key_values, mut key_matches) = (String::new(), String::new());
-    for (name, key) in PartitionKey::listed(&query.partition_keys) {
-        key_values.push_str(&format!(", fk.{} AS {name}", key.column.quoted()));
-        key_matches.push_str(" AND ");
-        key_matches.push_str(&key.equals("fk", &format!("old.{name}")));
-    }
+    let key_values = PartitionKey::values_of(&query.partition_keys, "fk");
+    let key_matches = PartitionKey::match_listed(&query.partition_keys, "fk", "old.");
     format!(
         "WITH {}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id{key_values}, to_jsonb(fk) AS row_data FROM {} WHERE {} AND {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE fk.tableoid = old.rel AND fk.ctid = old.row_id{key_matches} RETURNING {} AS source_table, old.row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, source_table, 'nullify', row_data, {identity} FROM changed) {}",
         take_batch(),

@@ -113,16 +113,12 @@ pub fn dedupe_batch_sql(query: &DuplicateQuery, batch_size: u32, schema: &Ident)
     // batch's addresses; a partitioned table's by (partition, address),
     // since the same ctid in another partition is another row, and by
     // their partition key values, which lead each lookup to one partition.
-    let (mut listed, mut kept_keys, mut deleted_keys) =
-        (String::new(), String::new(), String::new());
-    for (name, key) in PartitionKey::listed(&query.partition_keys) {
-        listed.push_str(&format!(", {name}, keep_{name}"));
-        kept_keys.push_str(&format!(
-            " AND {}",
-            key.equals("k", &format!("b.keep_{name}"))
-        ));
-        deleted_keys.push_str(&format!(" AND {}", key.equals("d", &format!("b.{name}"))));
-    }
+    let keys = &query.partition_keys;
+    let listed: String = PartitionKey::listed(keys)
+        .map(|(name, _)| format!(", {name}, keep_{name}"))
+        .collect();
+    let kept_keys = PartitionKey::match_listed(keys, "k", "b.keep_");
+    let deleted_keys = PartitionKey::match_listed(keys, "d", "b.");
     let kept_rows = if query.partitioned {
         format!("EXISTS (SELECT FROM batch b WHERE k.tableoid OPERATOR(pg_catalog.=) b.keep_rel AND k.ctid OPERATOR(pg_catalog.=) b.keep_id{kept_keys})")
     } else {
