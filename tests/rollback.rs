@@ -277,6 +277,52 @@ fn nullify_keeps_the_rows_and_archives_their_old_keys() {
     assert!(validated_definition(&s.staging).is_some());
 }
 
+/// A schema ahead of pg_catalog on the search path may define its own `=`
+/// for row addresses; the batches that find rows by address name
+/// pg_catalog's, so such an operator (here one that matches every pair)
+/// cannot widen a nullify to rows that are not orphans.
+#[test]
+fn an_operator_earlier_on_the_search_path_cannot_widen_the_nullify() {
+    let s = setup("rb_nullop", "{ orphans: nullify, batch_size: 64 }");
+    exec(
+        &s.staging,
+        "ALTER TABLE ci_pipeline_chat_data ALTER COLUMN chat_name_id DROP NOT NULL",
+    );
+    let (orphans, before) = drop_and_orphan(&s, 25);
+    exec(
+        &s.staging,
+        &format!(
+            "CREATE SCHEMA shadow;
+             CREATE FUNCTION shadow.any_two(tid, tid) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+             CREATE OPERATOR shadow.= (LEFTARG = tid, RIGHTARG = tid, FUNCTION = shadow.any_two);
+             ALTER DATABASE \"{}\" SET search_path = shadow, pg_catalog, public;",
+            s.staging.name
+        ),
+    );
+    let out = rollback(&s, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM ci_pipeline_chat_data WHERE chat_name_id IS NULL"
+        ),
+        orphans,
+        "only the orphans lost their key"
+    );
+    assert_eq!(
+        scalar_i64(&s.staging, "SELECT count(*) FROM ci_pipeline_chat_data"),
+        before
+    );
+    assert_eq!(
+        scalar_i64(
+            &s.staging,
+            "SELECT count(*) FROM fkctl.archive WHERE action = 'nullify'"
+        ),
+        orphans
+    );
+    assert!(validated_definition(&s.staging).is_some());
+}
+
 #[test]
 fn nullify_on_a_not_null_column_is_refused_before_anything_changes() {
     let s = setup("rb_nullnn", "{ orphans: nullify }");

@@ -47,10 +47,11 @@ pub(crate) fn find_relation(
     tx: &mut impl GenericClient,
     playbook: &Playbook,
     name: &QualifiedName,
+    keys: relations::PartitionKeys,
     at: Position,
     environment: &str,
 ) -> Result<Relation> {
-    relations::find(tx, name)?.ok_or_else(|| {
+    relations::find(tx, name, keys)?.ok_or_else(|| {
         missing(
             playbook,
             at,
@@ -167,8 +168,22 @@ pub fn inspect_to(
     let server = server(&mut tx)?;
     let fk = &playbook.constraint;
     let at = &playbook.positions;
-    let child = find_relation(&mut tx, playbook, &fk.table, at.table, environment)?;
-    let parent = find_relation(&mut tx, playbook, &fk.ref_table, at.ref_table, environment)?;
+    let child = find_relation(
+        &mut tx,
+        playbook,
+        &fk.table,
+        relations::PartitionKeys::Read,
+        at.table,
+        environment,
+    )?;
+    let parent = find_relation(
+        &mut tx,
+        playbook,
+        &fk.ref_table,
+        relations::PartitionKeys::Skip,
+        at.ref_table,
+        environment,
+    )?;
     let child_columns = find_columns(
         &mut tx,
         playbook,

@@ -112,14 +112,18 @@ fn sleep_unless_interrupted(every: Duration) {
 }
 
 fn read_state(client: &mut Client, playbook: &Playbook, env: &str) -> Result<LooseState> {
-    let parent =
-        catalog::relations::find(client, &playbook.constraint.ref_table)?.ok_or_else(|| {
-            Error::precondition(format!(
-                "the parent table {} does not exist",
-                playbook.constraint.ref_table
-            ))
-            .with("environment", env)
-        })?;
+    let parent = catalog::relations::find(
+        client,
+        &playbook.constraint.ref_table,
+        catalog::relations::PartitionKeys::Skip,
+    )?
+    .ok_or_else(|| {
+        Error::precondition(format!(
+            "the parent table {} does not exist",
+            playbook.constraint.ref_table
+        ))
+        .with("environment", env)
+    })?;
     catalog::loose::read(client, &loose_plan::objects(playbook), parent.oid)
 }
 

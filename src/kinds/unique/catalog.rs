@@ -85,7 +85,14 @@ pub fn inspect(
         .map_err(db("SET LOCAL search_path = ''"))?;
     let server = server(&mut tx)?;
     let at = &playbook.positions;
-    let table = find_relation(&mut tx, playbook, &def.table, at.table, environment)?;
+    let table = find_relation(
+        &mut tx,
+        playbook,
+        &def.table,
+        crate::catalog::relations::PartitionKeys::Read,
+        at.table,
+        environment,
+    )?;
     find_columns(
         &mut tx,
         playbook,

@@ -59,7 +59,7 @@ pub fn collect_sql(query: &DuplicateQuery, order_by: &[OrderColumn]) -> Vec<Stri
         format!("{} WHERE {}", query.from("d"), query.candidates("d"))
     } else {
         format!(
-            "{} WHERE {} AND EXISTS (SELECT 1 FROM {} WHERE {} AND (b.tableoid, b.ctid) <> (d.tableoid, d.ctid))",
+            "{} WHERE {} AND EXISTS (SELECT 1 FROM {} WHERE {} AND NOT (b.tableoid OPERATOR(pg_catalog.=) d.tableoid AND b.ctid OPERATOR(pg_catalog.=) d.ctid))",
             query.from("d"),
             query.candidates("d"),
             query.from("b"),
@@ -122,10 +122,10 @@ pub fn dedupe_batch_sql(query: &DuplicateQuery, batch_size: u32, schema: &Ident)
     let kept_rows = if query.partitioned {
         format!("EXISTS (SELECT FROM batch b WHERE k.tableoid OPERATOR(pg_catalog.=) b.keep_rel AND k.ctid OPERATOR(pg_catalog.=) b.keep_id{kept_keys})")
     } else {
-        "k.ctid = ANY (ARRAY(SELECT keep_id FROM batch))".to_string()
+        "k.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT keep_id FROM batch))".to_string()
     };
     format!(
-        "WITH next AS (UPDATE {DUPLICATE_NEXT} SET n = n + {batch_size} RETURNING n - {batch_size} AS first), batch AS (SELECT rel, row_id, keep_rel, keep_id{listed} FROM {DUPLICATE_LIST} WHERE n >= (SELECT first FROM next) AND n < (SELECT first FROM next) + {batch_size}), kept AS (SELECT k.tableoid AS fkctl_rel, k.ctid AS fkctl_row_id, {key} FROM {} WHERE {kept_rows} FOR SHARE OF k), purged AS (DELETE FROM {} USING batch b, kept k WHERE d.tableoid = b.rel AND d.ctid = b.row_id{deleted_keys} AND k.fkctl_rel = b.keep_rel AND k.fkctl_row_id = b.keep_id AND {} RETURNING d.tableoid::regclass::text AS source_table, to_jsonb(d) AS row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, '{ACTION}', row_data FROM purged) SELECT (SELECT count(*) FROM batch)::text",
+        "WITH next AS (UPDATE {DUPLICATE_NEXT} SET n = n + {batch_size} RETURNING n - {batch_size} AS first), batch AS (SELECT rel, row_id, keep_rel, keep_id{listed} FROM {DUPLICATE_LIST} WHERE n >= (SELECT first FROM next) AND n < (SELECT first FROM next) + {batch_size}), kept AS (SELECT k.tableoid AS fkctl_rel, k.ctid AS fkctl_row_id, {key} FROM {} WHERE {kept_rows} FOR SHARE OF k), purged AS (DELETE FROM {} USING batch b, kept k WHERE d.tableoid OPERATOR(pg_catalog.=) b.rel AND d.ctid OPERATOR(pg_catalog.=) b.row_id{deleted_keys} AND k.fkctl_rel OPERATOR(pg_catalog.=) b.keep_rel AND k.fkctl_row_id OPERATOR(pg_catalog.=) b.keep_id AND {} RETURNING d.tableoid::regclass::text AS source_table, to_jsonb(d) AS row_data), archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, '{ACTION}', row_data FROM purged) SELECT (SELECT count(*) FROM batch)::text",
         query.from("k"),
         query.from("d"),
         query.same_key("k", "d"),

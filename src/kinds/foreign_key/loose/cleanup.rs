@@ -151,7 +151,7 @@ pub fn batch_sql(
                 crate::kinds::foreign_key::repair::text_array,
             );
             format!(
-                "WITH {batch}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} WHERE {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE fk.tableoid = old.rel AND fk.ctid = old.row_id RETURNING fk.tableoid::regclass::text AS source_table, old.row_data), archived AS (INSERT INTO {archive} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, source_table, '{action}', row_data, {identity} FROM changed RETURNING 1), {} {}",
+                "WITH {batch}, old AS (SELECT fk.tableoid AS rel, fk.ctid AS row_id, to_jsonb(fk) AS row_data FROM {} WHERE {} FOR UPDATE OF fk), changed AS (UPDATE {} SET {set} FROM old WHERE fk.tableoid OPERATOR(pg_catalog.=) old.rel AND fk.ctid OPERATOR(pg_catalog.=) old.row_id RETURNING fk.tableoid::regclass::text AS source_table, old.row_data), archived AS (INSERT INTO {archive} (run_id, change, constraint_name, source_table, action, row_data, identity_columns) SELECT $1, $2, $3, source_table, '{action}', row_data, {identity} FROM changed RETURNING 1), {} {}",
                 query.child_from(),
                 batch_children(query),
                 query.child_from(),
