@@ -415,6 +415,44 @@ fn a_rollback_then_restore_gives_back_the_original_rows() {
     );
 }
 
+/// A run named with `--run` belongs to one change: another playbook's
+/// restore of it is refused before any row moves (it would put rows back
+/// by that playbook's table and keys), and the right playbook still can.
+#[test]
+fn another_change_s_run_is_refused_and_stays_archived() {
+    let case = Case::rolled_back("rs_other", "");
+    let text = std::fs::read_to_string(&case.s.playbook).unwrap_or_else(|e| panic!("{e}"));
+    let other = case.s.playbook.with_file_name("other-change.yml");
+    let renamed = text.replacen("change: ", "change: other-", 1);
+    assert_ne!(renamed, text, "the playbook names its change");
+    std::fs::write(&other, renamed).unwrap_or_else(|e| panic!("{e}"));
+    let path = other.display().to_string();
+    let out = case.s.run(&[
+        "restore",
+        &path,
+        "--env",
+        "staging",
+        "--run",
+        case.run_id.as_str(),
+        "--yes",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("not of this playbook's change"),
+        "{}",
+        stderr(&out)
+    );
+    case.assert_nothing_moved();
+    assert_success(&case.restore(&[]));
+    assert_eq!(case.differing_rows("*"), 0);
+}
+
 /// `--output json`: the run's archive before and after, on stdout alone.
 #[test]
 fn restore_reports_what_went_back_as_json() {

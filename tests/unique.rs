@@ -148,17 +148,12 @@ fn drop_then_rollback_dedupes_archived_and_restores_the_identical_constraint() {
     );
     // Restore: with the constraint in place, no archived row can go back
     // (each key is taken by its kept row) until the kept row is gone.
-    let run_id: String = {
-        let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));
-        c.query_one("SELECT DISTINCT run_id FROM fkctl.archived_rows", &[])
-            .unwrap_or_else(|e| panic!("{e}"))
-            .get(0)
-    };
+    // `--run latest`: the newest run of this constraint with rows archived.
     exec(
         &db,
         "DELETE FROM accounts WHERE email = 'user1@example.com'",
     );
-    let out = run_env("restore", &path, &db, &["--run", &run_id, "--yes"]);
+    let out = run_env("restore", &path, &db, &["--run", "latest", "--yes"]);
     assert_eq!(
         out.status.code(),
         Some(4),

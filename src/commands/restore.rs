@@ -615,7 +615,14 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
     let result = (|| -> Result<()> {
         let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
         file_typed_rows(&mut client, &playbook, env)?;
-        let Some(resolved) = resolve_run(&mut client, &playbook, run_id)? else {
+        let Some(resolved) = crate::journal::archive::resolve_run(
+            &mut client,
+            &playbook.journal_schema,
+            &playbook.change,
+            &playbook.constraint.name,
+            run_id,
+        )?
+        else {
             crate::say!(
                 "{env}: nothing of change {} is waiting in the archive; nothing to restore",
                 playbook.change
@@ -672,31 +679,6 @@ fn file_typed_rows(client: &mut Client, playbook: &Playbook, env: &str) -> Resul
         );
     }
     Ok(())
-}
-
-/// `--run latest`: the newest run of this change that still has rows in
-/// the archive (each database of a fleet has its own run ids); None when
-/// nothing is archived. A run named explicitly is taken as it is.
-fn resolve_run(client: &mut Client, playbook: &Playbook, run_id: &str) -> Result<Option<String>> {
-    if run_id != "latest" {
-        return Ok(Some(run_id.to_string()));
-    }
-    let archive = purge::archive_table(&playbook.journal_schema).quoted();
-    let exists: bool = crate::pg::relation_exists(client, &archive)?;
-    let sql = format!(
-        "SELECT run_id FROM {archive} WHERE change = $1 GROUP BY run_id ORDER BY max(archived_at) DESC LIMIT 1"
-    );
-    let latest = if exists {
-        client
-            .query(sql.as_str(), &[&playbook.change])
-            .map_err(|e| Error::from_postgres(&e, &sql))?
-            .first()
-            .map(|r| r.cell::<String>(0, &sql))
-            .transpose()?
-    } else {
-        None
-    };
-    Ok(latest)
 }
 
 /// The restore itself, on a connection whose archive was counted.

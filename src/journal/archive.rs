@@ -89,3 +89,48 @@ pub fn file_typed(client: &mut Client, playbook: &crate::playbook::Playbook) -> 
     }
     Ok(filed)
 }
+
+/// The run whose archived rows a restore puts back. `latest`: the newest
+/// run of this change and constraint with rows still archived, None when
+/// there is none. A run named explicitly is refused when
+/// its rows belong to another change or constraint: putting them back would
+/// write another table's rows, or another column's keys, here.
+pub fn resolve_run(
+    client: &mut Client,
+    schema: &Ident,
+    change: &str,
+    constraint: &Ident,
+    run_id: &str,
+) -> Result<Option<String>> {
+    // Every archive table, the change's own typed tables included: another
+    // change's deleted rows may still be in theirs.
+    let Some(archive) = readable(client, schema)? else {
+        return Ok((run_id != "latest").then(|| run_id.to_string()));
+    };
+    if run_id == "latest" {
+        let sql = format!(
+            "SELECT run_id FROM {archive} WHERE change = $1 AND constraint_name = $2 GROUP BY run_id ORDER BY max(archived_at) DESC LIMIT 1"
+        );
+        return client
+            .query(sql.as_str(), &[&change, &constraint.as_str()])
+            .map_err(|e| Error::from_postgres(&e, &sql))?
+            .first()
+            .map(|r| r.cell::<String>(0, &sql))
+            .transpose();
+    }
+    let sql = format!(
+            "SELECT change, constraint_name, count(*) FROM {archive} WHERE run_id = $1 AND NOT (change = $2 AND constraint_name = $3) GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 1"
+        );
+    let rows = client
+        .query(sql.as_str(), &[&run_id, &change, &constraint.as_str()])
+        .map_err(|e| Error::from_postgres(&e, &sql))?;
+    if let Some(row) = rows.first() {
+        let (other, other_constraint, count): (String, String, i64) =
+            (row.cell(0, &sql)?, row.cell(1, &sql)?, row.cell(2, &sql)?);
+        return Err(Error::precondition(format!(
+                "run {run_id} archived {count} row(s) of change {other:?} (constraint {other_constraint}), not of this playbook's change {change:?} (constraint {constraint}); nothing was restored"
+            ))
+            .next("restore that run with its own change's playbook; --run latest takes this change's newest archived run, and fkctl status lists the runs"));
+    }
+    Ok(Some(run_id.to_string()))
+}

@@ -48,6 +48,21 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
         crate::say!("  {env} has no fkctl archive (schema {schema}): nothing to restore");
         return Ok(());
     }
+    let Some(resolved) = crate::journal::archive::resolve_run(
+        &mut session.client,
+        schema,
+        &playbook.change,
+        &def.name,
+        run_id,
+    )?
+    else {
+        crate::say!(
+            "  {env}: nothing of change {} is waiting in the archive; nothing to restore",
+            playbook.change
+        );
+        return Ok(());
+    };
+    let run_id = resolved.as_str();
     let left_sql = repair::archived_left_sql(&query, schema);
     let before: i64 =
         crate::pg::query_scalar(&mut session.client, &left_sql, &[&run_id]).map_err(|e| {
