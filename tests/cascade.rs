@@ -336,6 +336,61 @@ CREATE TRIGGER sneak BEFORE DELETE ON children FOR EACH ROW WHEN (OLD.id = 95) E
     );
 }
 
+/// A foreign key with ON DELETE CASCADE added below the child after fkctl
+/// read the (empty) cascade tree: the first batch's delete sets it off, the
+/// batch's check sees the new key, and the batch rolls back with every row
+/// in place; the next rollback plans the new tree and archives it all.
+#[test]
+fn a_cascade_added_during_the_rollback_rolls_the_batch_back_and_the_rerun_archives_it() {
+    let schema = TREE.replace(
+        "child_id bigint NOT NULL REFERENCES children (id) ON DELETE CASCADE",
+        "child_id bigint NOT NULL",
+    );
+    let t = Tree::new("cascade_late", &schema, &["children", "grandchildren"]);
+    // A first rollback (nothing to purge) puts the key in place and makes
+    // fkctl's journal; fkctl drops it again, as in production.
+    t.rollback();
+    let out = run_env("drop", &t.playbook, &t.db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // When fkctl records the purge's start, after it read the tree.
+    exec(
+        &t.db,
+        "CREATE FUNCTION public.add_cascade() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF NEW.step = 'purge-orphans' THEN
+        ALTER TABLE public.grandchildren ADD FOREIGN KEY (child_id) REFERENCES public.children (id) ON DELETE CASCADE;
+    END IF;
+    RETURN NEW;
+END $fn$;
+CREATE TRIGGER add_cascade AFTER INSERT ON fkctl.steps FOR EACH ROW EXECUTE FUNCTION public.add_cascade();",
+    );
+    t.orphan();
+    let out = run_env("rollback", &t.playbook, &t.db, &["--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("grandchildren_child_id_fkey on public.grandchildren is new"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM children"),
+        100,
+        "the batch rolled back"
+    );
+    assert_eq!(t.count("SELECT count(*) FROM grandchildren"), 300);
+    exec(&t.db, "DROP TRIGGER add_cascade ON fkctl.steps");
+    t.rollback();
+    assert_eq!(t.count("SELECT count(*) FROM grandchildren"), 270);
+    assert_eq!(t.archived("delete"), 10);
+    assert_eq!(t.archived("cascade-delete"), 30);
+}
+
 #[test]
 fn the_change_request_shows_the_cascade_tree_with_the_live_evidence() {
     let schema = format!(

@@ -522,7 +522,7 @@ fn partitioned_purge_batches_look_rows_up_by_address_never_by_scanning_or_compar
         };
         let batch = statements(batch_id)
             .into_iter()
-            .find(|s| s.starts_with("WITH"))
+            .rfind(|s| s.starts_with("WITH"))
             .unwrap_or_default();
         assert!(!batch.is_empty(), "no {batch_id} step in {plan}");
         let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));

@@ -671,10 +671,16 @@ fn a_column_dropped_between_two_batches_stops_the_purge_and_loses_nothing() {
         }
         tx.commit().unwrap_or_else(|e| panic!("{e}"));
     }
+    // The settings, the lock and the check of the cascade, then the batch.
+    let (purge, before) = batch
+        .split_last()
+        .unwrap_or_else(|| panic!("no purge batch"));
     let run_batch = |c: &mut postgres::Client| -> Result<(), postgres::Error> {
         let mut tx = c.transaction()?;
-        tx.batch_execute(&batch[0])?;
-        tx.query(batch[1].as_str(), &[&"run-1"])?;
+        for statement in before {
+            tx.batch_execute(statement)?;
+        }
+        tx.query(purge.as_str(), &[&"run-1"])?;
         tx.commit()
     };
     run_batch(&mut c).unwrap_or_else(|e| panic!("{}", fkctl::error::describe_postgres(&e).1));

@@ -988,7 +988,7 @@ ANALYZE events;
     let plan = json("plan", &path, &db, &["--rollback"]);
     let batch = step_statements(&plan, "dedupe-rows")
         .into_iter()
-        .find(|s| s.starts_with("WITH"))
+        .rfind(|s| s.starts_with("WITH"))
         .unwrap_or_default();
     assert!(batch.contains("key_1"), "{batch}");
     let mut c = db.connect().unwrap_or_else(|e| panic!("{e}"));

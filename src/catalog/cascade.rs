@@ -8,18 +8,30 @@ use crate::kinds::foreign_key::catalog::{delete_set_columns, enforced_column, ke
 use crate::kinds::foreign_key::definition::{FkAction, MatchType};
 use crate::model::{CascadeLevel, CascadeProblem, CascadeTree};
 use crate::pg::Cell;
-use crate::sql::ident::{Ident, QualifiedName};
+use crate::sql::ident::{quote_literal, Ident, QualifiedName};
 use postgres::GenericClient;
 use std::collections::VecDeque;
 
 /// Deeper than this, fkctl stops following the tree and refuses.
 pub const MAX_DEPTH: usize = 16;
 
-// Only the top constraint of a partitioned table (conparentid = 0): its
-// copies on the partitions fire for it. A key that references one partition
-// of the table is found too (confrelid in the table's partition tree).
+/// The foreign keys of `pg_constraint c` whose ON DELETE action a delete of
+/// the rows they reference sets off: CASCADE, SET NULL, SET DEFAULT, of
+/// enforced keys (a NOT ENFORCED key has no triggers). Only the top
+/// constraint of a partitioned table (conparentid = 0): its copies on the
+/// partitions fire for it. The tree walk and each purge batch's check that
+/// the tree is still the one planned read the same keys.
+pub fn fires_on_delete(server_version: i32) -> String {
+    format!(
+        "c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('c', 'n', 'd') AND {}",
+        enforced_column(server_version)
+    )
+}
+
+// A key that references one partition of the table is found too (confrelid
+// in the table's partition tree).
 fn referencing_sql(server_version: i32) -> String {
-    let enforced = enforced_column(server_version);
+    let fires = fires_on_delete(server_version);
     let set_cols = delete_set_columns(server_version);
     format!(
         "\
@@ -29,7 +41,7 @@ SELECT c.conname::text, n.nspname::text, r.relname::text, c.conrelid, r.relkind 
   FROM pg_constraint c
   JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n ON n.oid = r.relnamespace
   JOIN pg_class f ON f.oid = c.confrelid JOIN pg_namespace fn ON fn.oid = f.relnamespace
- WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('c', 'n', 'd') AND {enforced}
+ WHERE {fires}
    AND c.confrelid IN (SELECT $1::oid UNION SELECT t.relid FROM pg_partition_tree($1::oid::regclass) t)
  ORDER BY 2, 3, 1"
     )
@@ -159,4 +171,72 @@ pub fn tree(
         }
     }
     Ok(found)
+}
+
+/// Before a batch's delete, in its transaction: the keys whose ON DELETE
+/// action a delete of the child, or of a CASCADE level below it, sets off
+/// (`fires`, see [`fires_on_delete`]) must be the `levels`
+/// the batch archives. A key added since the inspection would delete or
+/// change rows that no statement archives; the check then fails, naming
+/// it, and the batch rolls back before any delete. Two statements: the
+/// tables the delete reaches are locked first (ROW EXCLUSIVE, the lock the
+/// delete and its cascade take anyway, which no ADD FOREIGN KEY on them can
+/// pass until the batch commits), then the check reads the catalog with a
+/// snapshot taken after the locks, which sees every key already there.
+/// The check returns no row.
+pub fn tree_unchanged_sql(
+    child: &QualifiedName,
+    levels: &[CascadeLevel],
+    fires: &str,
+) -> Vec<String> {
+    let reached: Vec<&QualifiedName> = std::iter::once(child)
+        .chain(
+            levels
+                .iter()
+                .filter(|l| l.on_delete == FkAction::Cascade)
+                .map(|l| &l.table),
+        )
+        .collect();
+    let lock = format!(
+        "LOCK TABLE {} IN ROW EXCLUSIVE MODE",
+        reached
+            .iter()
+            .map(|t| t.quoted())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let reached = reached
+        .iter()
+        .map(|t| quote_literal(&t.quoted()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let planned = if levels.is_empty() {
+        "SELECT NULL::text, NULL::text, NULL::text WHERE false".to_string()
+    } else {
+        let rows = levels
+            .iter()
+            .map(|l| {
+                format!(
+                    "({}, {}, {})",
+                    quote_literal(l.table.schema.as_str()),
+                    quote_literal(l.table.name.as_str()),
+                    quote_literal(l.constraint.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("VALUES {rows}")
+    };
+    let check = format!(
+        "WITH reached AS (SELECT u.rel FROM unnest(ARRAY[{reached}]::regclass[]) u(rel)), \
+live (s, t, k) AS (SELECT n.nspname::text, r.relname::text, c.conname::text FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace \
+WHERE {fires} AND c.confrelid IN (SELECT rel::oid FROM reached UNION SELECT p.relid::oid FROM reached, pg_catalog.pg_partition_tree(reached.rel) p)), \
+planned (s, t, k) AS ({planned}), \
+differ AS (SELECT string_agg(what, '; ' ORDER BY what) AS what FROM (\
+SELECT format('%I on %I.%I is new', a.k, a.s, a.t) AS what FROM (TABLE live EXCEPT TABLE planned) a \
+UNION ALL SELECT format('%I on %I.%I is gone', g.k, g.s, g.t) FROM (TABLE planned EXCEPT TABLE live) g) d) \
+SELECT what FROM differ WHERE ('fkctl: the ON DELETE actions below ' || {} || ' changed since fkctl read them (' || what || '): a delete would reach rows the batch does not archive; the batch is rolled back before its delete, run the rollback again to plan the new tree')::int IS NULL AND what IS NOT NULL",
+        quote_literal(&child.display())
+    );
+    vec![lock, check]
 }

@@ -143,6 +143,9 @@ pub fn one_run(
         .with("environment", env)
         .next("fkctl drop installs it when the playbook has a loose: section; see fkctl status"));
     }
+    // A cascade below the child added since the drop: deleting children
+    // would change rows the cleanup does not archive.
+    super::drop::refuse_unarchivable_loose(playbook, &inspection, env)?;
     let observed = Observed {
         environment: env,
         inspection: &inspection,

@@ -392,7 +392,7 @@ fn warn_loose_missing(playbook: &Playbook, inspection: &Inspection, env: &str) {
 /// A cleanup that deletes children would fire other tables' cascades
 /// below the child, changing rows fkctl could not archive: refused before
 /// any change.
-fn refuse_unarchivable_loose(
+pub(super) fn refuse_unarchivable_loose(
     playbook: &Playbook,
     inspection: &Inspection,
     env: &str,

@@ -48,18 +48,13 @@ const LEAVES_SQL: &str = "SELECT n.nspname::text, c.relname::text, c.relkind = '
 /// Foreign keys whose ON DELETE action changes rows, referencing the table
 /// or any of its partitions (a partition's copies of one key count once).
 fn cascading_sql(version_num: i32) -> String {
-    // conenforced exists from PostgreSQL 18; before, every FK is enforced.
-    let enforced = if version_num >= 180_000 {
-        "f.conenforced"
-    } else {
-        "true"
-    };
     format!(
-        "SELECT f.conname::text, f.conrelid::regclass::text, pg_catalog.pg_get_constraintdef(f.oid) \
-         FROM pg_catalog.pg_constraint f \
-         WHERE f.contype = 'f' AND f.confdeltype IN ('c', 'n', 'd') AND {enforced} AND f.conparentid = 0 \
-           AND f.confrelid IN (SELECT $1::oid UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)) \
-         ORDER BY 2, 1"
+        "SELECT c.conname::text, c.conrelid::regclass::text, pg_catalog.pg_get_constraintdef(c.oid) \
+         FROM pg_catalog.pg_constraint c \
+         WHERE {} \
+           AND c.confrelid IN (SELECT $1::oid UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)) \
+         ORDER BY 2, 1",
+        crate::catalog::cascade::fires_on_delete(version_num)
     )
 }
 

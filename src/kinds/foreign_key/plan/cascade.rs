@@ -3,6 +3,7 @@
 //! restore of each level once the rows above it are back. Pure.
 
 use super::{lock, restore_keys_step, restore_rows_step, Archived, Planner};
+use crate::catalog::cascade::{fires_on_delete, tree_unchanged_sql};
 use crate::kinds::foreign_key::definition::FkAction;
 use crate::kinds::foreign_key::repair::cascade as sql;
 use crate::kinds::foreign_key::violations::OrphanQuery;
@@ -201,19 +202,30 @@ fn levels<'a>(cx: &Planner<'a>) -> Option<&'a [CascadeLevel]> {
 }
 
 /// The purge batch archives the cascade too: its statement, the count
-/// check after it, and row locks on every level's table.
+/// check after it, and row locks on every level's table. Every delete
+/// batch, with a cascade below or none, first checks that the cascade is
+/// still the one planned.
 pub(super) fn extend_purge(cx: &Planner<'_>, step: &mut Step) {
-    let Some(levels) = levels(cx).filter(|l| !l.is_empty()) else {
+    if cx.playbook.rollback.orphans != OrphanPolicy::ArchiveDelete {
         return;
-    };
-    step.statements = sql::delete_batch_sql(&cx.orphans, &cx.playbook.journal_schema, levels);
-    step.why.push_str(" Deleting them fires other tables' ON DELETE actions (the cascade tree shown with the plan): the batch's statement archives those rows too, before its delete fires them, and a second statement checks, level by level, that the rows archived are exactly those the cascade deleted or changed; otherwise the batch rolls back.");
-    step.locks.extend(
-        levels
-            .iter()
-            .map(|l| lock(&l.table.display(), LockMode::RowExclusive)),
-    );
+    }
+    let levels = levels(cx).unwrap_or_default();
+    let version = cx.observed.map_or(0, |o| o.inspection.server.version_num);
+    let guard = tree_unchanged_sql(&cx.orphans.child, levels, &fires_on_delete(version));
+    if !levels.is_empty() {
+        step.statements = sql::delete_batch_sql(&cx.orphans, &cx.playbook.journal_schema, levels);
+        step.why.push_str(" Deleting them fires other tables' ON DELETE actions (the cascade tree shown with the plan): the batch's statement archives those rows too, before its delete fires them, and a second statement checks, level by level, that the rows archived are exactly those the cascade deleted or changed; otherwise the batch rolls back.");
+        step.locks.extend(
+            levels
+                .iter()
+                .map(|l| lock(&l.table.display(), LockMode::RowExclusive)),
+        );
+    }
+    step.statements.splice(0..0, guard);
+    step.why.push_str(TREE_UNCHANGED_WHY);
 }
+
+const TREE_UNCHANGED_WHY: &str = " Before its delete, each batch locks the tables the delete reaches (ROW EXCLUSIVE, as the delete would) and checks that the foreign keys whose ON DELETE action the delete sets off are still those fkctl read (none, or the cascade tree shown): a key added below the child since would delete or change rows no statement archives, so the batch then rolls back and fkctl stops, naming the key.";
 
 /// The orphan query of a level against the table it references: which of
 /// its archived rows have their parent row back.

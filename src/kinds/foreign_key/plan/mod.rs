@@ -1031,8 +1031,17 @@ mod tests {
             plan.steps[0].statements[3].contains("(n - 1) / 250 AS batch"),
             "the list is cut into batches of 250 addresses"
         );
+        assert_eq!(
+            purge.statements[1],
+            r#"LOCK TABLE "public"."ci_pipeline_chat_data" IN ROW EXCLUSIVE MODE"#,
+            "the delete's tables are locked before the check of their keys"
+        );
         assert!(
-            purge.statements[1].contains(r#"INSERT INTO "fkctl"."deleted_rows_"#),
+            purge.statements[2].contains("changed since fkctl read them"),
+            "no key with an ON DELETE action appeared below the child"
+        );
+        assert!(
+            purge.statements[3].contains(r#"INSERT INTO "fkctl"."deleted_rows_"#),
             "deleted rows go to the table of the child's shape"
         );
         assert_eq!(purge.binds, [Bind::RunId], "the statement's one parameter");

@@ -222,6 +222,7 @@ pub fn rollback_plan(
             &query,
             max_duplicates,
             &dedupe_status,
+            observed.map_or(0, |o| o.inspection.server.version_num),
             &mut steps,
         );
     }
@@ -290,6 +291,7 @@ fn dedupe_steps(
     query: &DuplicateQuery,
     max_duplicates: u64,
     status: &Status,
+    server_version: i32,
     steps: &mut Vec<Step>,
 ) {
     let settings = &spec.rollback;
@@ -321,14 +323,19 @@ fn dedupe_steps(
     let mut dedupe = step(
         StepKind::DedupeRows,
         "Delete the listed duplicates, archiving each",
-        "Each batch is one statement: it locks the kept rows (FOR SHARE), deletes the listed rows that still have their kept row's key, and archives each deleted row whole; committed on its own.",
+        "Each batch is one statement: it locks the kept rows (FOR SHARE), deletes the listed rows that still have their kept row's key, and archives each deleted row whole; committed on its own. Before it, the batch locks the table (ROW EXCLUSIVE, as the delete would) and checks that still no foreign key with an ON DELETE action references it: one added since the inspection would delete or change rows in other tables that the dedupe does not archive, so the batch then rolls back before its delete.",
     );
     dedupe.transaction = true;
-    dedupe.statements = vec![repair::dedupe_batch_sql(
+    dedupe.statements = crate::catalog::cascade::tree_unchanged_sql(
+        &query.table,
+        &[],
+        &crate::catalog::cascade::fires_on_delete(server_version),
+    );
+    dedupe.statements.push(repair::dedupe_batch_sql(
         query,
         settings.batch_size,
         &playbook.journal_schema,
-    )];
+    ));
     dedupe.binds = vec![Bind::RunId, Bind::Change, Bind::ConstraintName];
     dedupe.repeat = Some(format!(
         "per batch of {} rows until the list is empty",
