@@ -559,6 +559,84 @@ impl Case {
     }
 }
 
+/// An application transaction updates a nullified row (another column)
+/// and commits while the restore waits for that row: the restore still
+/// puts its key back (it locks the batch's rows first, then updates them as
+/// the application left them), and the application's change stays.
+#[test]
+fn a_row_the_application_updates_during_the_restore_still_gets_its_key_back() {
+    let case = Case::rolled_back_with(
+        "rs_null_busy",
+        "{ orphans: nullify, batch_size: 50 }",
+        NULLABLE_KEY,
+    );
+    let busy: i64 = scalar_i64(
+        &case.s.staging,
+        "SELECT min(id) FROM ci_pipeline_chat_data WHERE chat_name_id IS NULL",
+    );
+    let mut app = case.s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
+    let mut tx = app.transaction().unwrap_or_else(|e| panic!("{e}"));
+    tx.execute(
+        "UPDATE ci_pipeline_chat_data SET response_url = response_url || '#seen' WHERE id = $1",
+        &[&busy],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let path = case.s.playbook.display().to_string();
+    let restore = case
+        .s
+        .command(&[
+            "restore",
+            &path,
+            "--env",
+            "staging",
+            "--run",
+            &case.run_id,
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Once the restore waits for the row (within the playbook's lock
+    // timeout), the application commits.
+    let mut watch = case.s.staging.connect().unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the restore never waited for the row"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    tx.commit().unwrap_or_else(|e| panic!("{e}"));
+    let out = restore.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert_success(&out);
+    assert_eq!(case.archived_of_run(), 0, "{}", stdout(&out));
+    assert_eq!(
+        case.differing_rows("id, pipeline_id, chat_name_id"),
+        0,
+        "every key is back"
+    );
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            &format!("SELECT count(*) FROM ci_pipeline_chat_data WHERE id = {busy} AND response_url LIKE '%#seen'")
+        ),
+        1,
+        "the application's change stays"
+    );
+}
+
 /// rollback with nullify -> parents back -> restore: every key goes back
 /// into its row, found by the primary key recorded at rollback time, and
 /// the table ends exactly as it started, whole rows compared.

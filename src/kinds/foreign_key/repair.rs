@@ -520,13 +520,21 @@ fn nullified_of_run(schema: &Ident, identity: &[Ident], set: &ArchivedSet) -> (S
 /// (NULL, or the recorded SET DEFAULT values) and the parent exists again; the restored rows leave the archive in the same
 /// statement. Returns the rows restored; fails, rolling the batch back, if
 /// fewer rows changed than the batch took (a trigger that skips updates).
+///
+/// Two statements in one transaction: the first locks the batch's rows,
+/// waiting for any application transaction that holds them, and the second
+/// (with a snapshot taken after those locks, so it sees each row as the
+/// application left it) updates them. In one statement, a row the
+/// application updated while the batch waited for it was locked in its new
+/// version, which that statement's snapshot cannot see, so its update
+/// skipped it and the batch failed with a wrong diagnosis.
 pub fn restore_keys_batch_sql(
     query: &OrphanQuery,
     batch_size: u32,
     schema: &Ident,
     identity: &[Ident],
     set: &ArchivedSet,
-) -> String {
+) -> Vec<String> {
     let (from, archived) = nullified_of_run(schema, identity, set);
     let keys = query
         .keys
@@ -542,16 +550,21 @@ pub fn restore_keys_batch_sql(
         .map(|(i, k)| format!("{} = batch.key_{}", k.fk_column.quoted(), i + 1))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "WITH batch AS (SELECT a.id AS archive_id, c.tableoid AS rel, c.ctid AS row_id, {keys} FROM {from} {} JOIN {} ON {} WHERE {archived} AND {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a, c), restored AS (UPDATE {} SET {assign} FROM batch WHERE c.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT row_id FROM batch)) AND c.tableoid OPERATOR(pg_catalog.=) batch.rel AND c.ctid OPERATOR(pg_catalog.=) batch.row_id RETURNING batch.archive_id), moved AS (DELETE FROM {} a USING restored WHERE a.id = restored.archive_id RETURNING a.id) SELECT (CASE WHEN m.n = b.n THEN m.n ELSE ('fkctl: ' || b.n || ' nullified row(s) were to get their keys back but ' || m.n || ' did (a trigger or rule skipped updates); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM batch) b",
+    let rows = format!(
+        "FROM {from} {} JOIN {} ON {} WHERE {archived} AND {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a, c",
         archived_keys_as_child(query, identity),
         query.child_as("c"),
         same_identity(identity),
         keys_cleared(query, set),
         query.predicate(),
+    );
+    let lock = format!("SELECT count(*) FROM (SELECT a.id {rows}) locked");
+    let update = format!(
+        "WITH batch AS (SELECT a.id AS archive_id, c.tableoid AS rel, c.ctid AS row_id, {keys} {rows}), restored AS (UPDATE {} SET {assign} FROM batch WHERE c.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT row_id FROM batch)) AND c.tableoid OPERATOR(pg_catalog.=) batch.rel AND c.ctid OPERATOR(pg_catalog.=) batch.row_id RETURNING batch.archive_id), moved AS (DELETE FROM {} a USING restored WHERE a.id = restored.archive_id RETURNING a.id) SELECT (CASE WHEN m.n = b.n THEN m.n ELSE ('fkctl: ' || b.n || ' nullified row(s) were to get their keys back but ' || m.n || ' did (a trigger or rule skipped updates); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM batch) b",
         query.child_as("c"),
         archive_table(schema).quoted(),
-    )
+    );
+    vec![lock, update]
 }
 
 /// Why the nullified rows of run `$1` that are still archived cannot go back

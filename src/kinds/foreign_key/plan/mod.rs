@@ -911,20 +911,15 @@ fn restore_keys_step(
         step(
             StepKind::RestoreKeys,
             "Put nullified keys back",
-            "Each archived row finds its row in the table by the row identity recorded with it, and gets its old key values back only where those key columns are all still NULL (as the rollback left them) and the parent exists again; each batch updates its rows and removes them from the archive in one statement. Rows the application changed since, rows that no longer exist and rows whose parent is still missing stay in the archive. A batch that would change fewer rows than it takes from the archive fails and rolls back.",
+            "Each archived row finds its row in the table by the row identity recorded with it, and gets its old key values back only where those key columns are all still NULL (as the rollback left them) and the parent exists again; each batch first locks its rows (waiting, within the lock timeout, for an application transaction that holds one), then updates them as the application left them and removes them from the archive in one statement. Rows the application changed since, rows that no longer exist and rows whose parent is still missing stay in the archive. A batch that would change fewer rows than it takes from the archive fails and rolls back.",
         ),
         "none can go back; $1 = the run id whose keys are restored",
     );
     match identity {
         Some(identity) => {
             restore.binds = vec![Bind::RestoreRunId];
-            restore.statements = vec![purge::restore_keys_batch_sql(
-                &cx.orphans,
-                batch,
-                schema,
-                identity,
-                set,
-            )];
+            restore.statements =
+                purge::restore_keys_batch_sql(&cx.orphans, batch, schema, identity, set);
             restore.status = Status::Pending;
             let names = identity
                 .iter()
