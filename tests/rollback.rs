@@ -278,9 +278,11 @@ fn nullify_keeps_the_rows_and_archives_their_old_keys() {
 }
 
 /// A schema ahead of pg_catalog on the search path may define its own `=`
-/// for row addresses; the batches that find rows by address name
-/// pg_catalog's, so such an operator (here one that matches every pair)
-/// cannot widen a nullify to rows that are not orphans.
+/// for row addresses, oids or bigints; fkctl puts pg_catalog first on its
+/// sessions' path and names pg_catalog's `=` where batches find rows by
+/// address, so such operators (here ones that match every pair) cannot
+/// widen a nullify to rows that are not orphans, nor mislead its catalog
+/// queries.
 #[test]
 fn an_operator_earlier_on_the_search_path_cannot_widen_the_nullify() {
     let s = setup("rb_nullop", "{ orphans: nullify, batch_size: 64 }");
@@ -295,6 +297,10 @@ fn an_operator_earlier_on_the_search_path_cannot_widen_the_nullify() {
             "CREATE SCHEMA shadow;
              CREATE FUNCTION shadow.any_two(tid, tid) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
              CREATE OPERATOR shadow.= (LEFTARG = tid, RIGHTARG = tid, FUNCTION = shadow.any_two);
+             CREATE FUNCTION shadow.any_two(oid, oid) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+             CREATE OPERATOR shadow.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = shadow.any_two);
+             CREATE FUNCTION shadow.any_two(bigint, bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT true';
+             CREATE OPERATOR shadow.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = shadow.any_two);
              ALTER DATABASE \"{}\" SET search_path = shadow, pg_catalog, public;",
             s.staging.name
         ),

@@ -362,6 +362,11 @@ impl Target {
     ///   process is killed mid-statement, the server notices within a second
     ///   and ends the statement, releasing its locks and the change's
     ///   advisory lock, instead of running the batch to its end for nobody.
+    /// - `search_path` with pg_catalog first: PostgreSQL searches it first
+    ///   anyway unless the path names it later, and then an operator or
+    ///   function of a schema ahead of it (an `=` for oid or bigint) would
+    ///   take the place of the built-in one in fkctl's catalog queries and
+    ///   batches. The rest of the path stays, so names print as before.
     pub fn connect(&self, lock_timeout: Duration) -> Result<Client> {
         let tls = self.tls_connector()?;
         let mut client = self.config.connect(tls).map_err(|e| {
@@ -493,7 +498,9 @@ pub fn session_setup_sql(lock_timeout: Duration) -> String {
     format!(
         "SET standard_conforming_strings = on; SET lock_timeout = '{}ms'; \
          SELECT set_config('client_connection_check_interval', '1000', false) \
-          WHERE current_setting('server_version_num')::int >= 140000",
+          WHERE current_setting('server_version_num')::int >= 140000; \
+         SELECT set_config('search_path', CASE WHEN current_setting('search_path') = '' THEN 'pg_catalog' \
+          ELSE 'pg_catalog, ' || current_setting('search_path') END, false)",
         lock_timeout.as_millis().max(1)
     )
 }
