@@ -336,6 +336,88 @@ CREATE TRIGGER sneak BEFORE DELETE ON children FOR EACH ROW WHEN (OLD.id = 95) E
     );
 }
 
+/// Writes fkctl could not archive, refused before any change: a SET NULL
+/// level whose key other rows reference with ON UPDATE CASCADE (setting it
+/// would rewrite them), and a SET DEFAULT level whose key is part of its
+/// primary key (a restore could not find the changed row again).
+#[test]
+fn a_cascade_that_would_set_off_updates_or_rewrite_row_identity_is_refused() {
+    let schema = format!(
+        "{TREE}
+CREATE TABLE watches (id bigint PRIMARY KEY, child_id bigint REFERENCES children (id) ON DELETE SET NULL, UNIQUE (id, child_id));
+CREATE TABLE watch_copies (id bigint PRIMARY KEY, watch_id bigint, child_id bigint, FOREIGN KEY (watch_id, child_id) REFERENCES watches (id, child_id) ON UPDATE CASCADE);
+CREATE TABLE slots (child_id bigint DEFAULT 0 REFERENCES children (id) ON DELETE SET DEFAULT, seq int, PRIMARY KEY (child_id, seq));
+INSERT INTO children VALUES (0, 1, 'the default');
+INSERT INTO watches SELECT g, g FROM generate_series(1, 100) g;
+INSERT INTO watch_copies SELECT g, g, g FROM generate_series(1, 100) g;
+INSERT INTO slots SELECT g, 1 FROM generate_series(1, 100) g;"
+    );
+    let t = Tree::new(
+        "cascade_updates",
+        &schema,
+        &[
+            "children",
+            "grandchildren",
+            "watches",
+            "watch_copies",
+            "slots",
+        ],
+    );
+    t.orphan();
+    let out = run_env("rollback", &t.playbook, &t.db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("public.watch_copies (watch_copies_watch_id_child_id_fkey, ON UPDATE CASCADE referencing public.watches)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("public.slots") && err.contains("row identity (child_id, seq)"),
+        "{err}"
+    );
+    t.assert_as_before();
+}
+
+/// Nullified keys that other tables reference with an ON UPDATE action:
+/// setting them to NULL would change those tables' rows, so the nullify is
+/// refused before any change (archive-delete archives what deleting sets
+/// off instead).
+#[test]
+fn a_nullify_that_would_set_off_update_actions_is_refused() {
+    let schema = "
+CREATE TABLE parents (id bigint PRIMARY KEY, name text);
+CREATE TABLE children (id bigint PRIMARY KEY, parent_id bigint, note text, UNIQUE (id, parent_id));
+CREATE TABLE copies (id bigint PRIMARY KEY, child_id bigint, parent_id bigint, FOREIGN KEY (child_id, parent_id) REFERENCES children (id, parent_id) ON UPDATE SET NULL);
+INSERT INTO parents SELECT g, 'p' || g FROM generate_series(1, 100) g;
+INSERT INTO children SELECT g, g, 'c' || g FROM generate_series(1, 100) g;
+INSERT INTO copies SELECT g, g, g FROM generate_series(1, 100) g;";
+    let t = Tree::new("nullify_updates", schema, &["children", "copies"]);
+    let text = std::fs::read_to_string(&t.playbook).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &t.playbook,
+        text.replace(
+            "rollback: { batch_size: 3 }",
+            "rollback: { batch_size: 3, orphans: nullify }",
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    t.orphan();
+    let plan = run_env("plan", &t.playbook, &t.db, &["--rollback"]);
+    assert!(
+        stdout(&plan).contains("ON UPDATE SET NULL"),
+        "{}",
+        stdout(&plan)
+    );
+    let out = run_env("rollback", &t.playbook, &t.db, &["--yes"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("public.copies (copies_child_id_parent_id_fkey, ON UPDATE SET NULL referencing public.children)"),
+        "{}",
+        stderr(&out)
+    );
+    t.assert_as_before();
+}
+
 /// A foreign key with ON DELETE CASCADE added below the child after fkctl
 /// read the (empty) cascade tree: the first batch's delete sets it off, the
 /// batch's check sees the new key, and the batch rolls back with every row

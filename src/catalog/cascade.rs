@@ -6,7 +6,7 @@ use super::{query, relations};
 use crate::error::{Error, Result};
 use crate::kinds::foreign_key::catalog::{delete_set_columns, enforced_column, key_comparisons};
 use crate::kinds::foreign_key::definition::{FkAction, MatchType};
-use crate::model::{CascadeLevel, CascadeProblem, CascadeTree};
+use crate::model::{CascadeLevel, CascadeProblem, CascadeTree, UpdateAction};
 use crate::pg::Cell;
 use crate::sql::ident::{quote_literal, Ident, QualifiedName};
 use postgres::GenericClient;
@@ -26,6 +26,54 @@ pub fn fires_on_delete(server_version: i32) -> String {
         "c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('c', 'n', 'd') AND {}",
         enforced_column(server_version)
     )
+}
+
+// The keys with an ON UPDATE action that changes rows (CASCADE, SET NULL,
+// SET DEFAULT) on a referenced column among $2 (names) of table $1 or of one
+// of its partitions: writing those columns sets them off. Top constraints
+// only, as for ON DELETE.
+fn update_actions_sql(server_version: i32) -> String {
+    format!(
+        "\
+SELECT c.conname::text, n.nspname::text, r.relname::text, c.confupdtype::text
+  FROM pg_catalog.pg_constraint c
+  JOIN pg_catalog.pg_class r ON r.oid = c.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+ WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confupdtype IN ('c', 'n', 'd') AND {}
+   AND c.confrelid IN (SELECT $1::oid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1::oid::regclass) t)
+   AND EXISTS (SELECT FROM unnest(c.confkey) k(attnum)
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum
+                WHERE a.attname = ANY ($2::text[]))
+ ORDER BY 2, 3, 1",
+        enforced_column(server_version)
+    )
+}
+
+/// The keys whose ON UPDATE action writing `columns` of `table` sets off.
+pub fn update_actions(
+    client: &mut impl GenericClient,
+    server_version: i32,
+    table_oid: u32,
+    table: &QualifiedName,
+    columns: &[Ident],
+) -> Result<Vec<UpdateAction>> {
+    let sql = update_actions_sql(server_version);
+    let names: Vec<&str> = columns.iter().map(Ident::as_str).collect();
+    query(client, &sql, &[&table_oid, &names])?
+        .iter()
+        .map(|row| {
+            let code: String = row.cell(3, &sql)?;
+            Ok(UpdateAction {
+                constraint: Ident::from_catalog(row.cell::<String>(0, &sql)?),
+                table: name(row.cell(1, &sql)?, row.cell(2, &sql)?),
+                references: table.clone(),
+                on_update: FkAction::from_catalog_code(&code).ok_or_else(|| {
+                    Error::internal(format!(
+                        "unexpected confupdtype code {code:?} in pg_constraint"
+                    ))
+                })?,
+            })
+        })
+        .collect()
 }
 
 // A key that references one partition of the table is found too (confrelid
@@ -157,6 +205,12 @@ pub fn tree(
                     .collect(),
                 identity: relations::row_identity(client, oid)?,
             };
+            if on_delete != FkAction::Cascade {
+                let written = level.written_columns();
+                for action in update_actions(client, server_version, oid, &level.table, &written)? {
+                    found.problems.push(CascadeProblem::SetsOffUpdate(action));
+                }
+            }
             found.levels.push(level);
             if on_delete == FkAction::Cascade {
                 let mut path = at.path.clone();

@@ -398,10 +398,26 @@ pub(super) fn refuse_unarchivable_loose(
     env: &str,
 ) -> Result<()> {
     use crate::kinds::foreign_key::loose::cleanup::Duty;
-    let deletes = Duty::on_delete(playbook.constraint.on_delete) == Duty::Delete;
+    let duty = Duty::on_delete(playbook.constraint.on_delete);
+    if playbook.loose.is_none() {
+        return Ok(());
+    }
+    let writes_keys = [duty, Duty::on_update(playbook.constraint.on_update)]
+        .iter()
+        .any(|d| matches!(d, Duty::SetNull | Duty::SetDefault));
+    if writes_keys && !inspection.child_key_updates.is_empty() {
+        let mut e = Error::precondition(format!(
+            "loose: would set keys of {} that other foreign keys reference with an ON UPDATE action, changing rows the cleanup does not archive",
+            playbook.constraint.table
+        ))
+        .with("environment", env);
+        for action in &inspection.child_key_updates {
+            e = e.with("would set off", action.describe());
+        }
+        return Err(e.next("remove loose: from the playbook, or change those foreign keys first; nothing was changed"));
+    }
     let tree = &inspection.cascade;
-    if playbook.loose.is_none() || !deletes || (tree.levels.is_empty() && tree.problems.is_empty())
-    {
+    if duty != Duty::Delete || (tree.levels.is_empty() && tree.problems.is_empty()) {
         return Ok(());
     }
     let tables: Vec<String> = tree

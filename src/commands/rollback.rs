@@ -331,6 +331,18 @@ fn refuse_unsafe_purge(playbook: &Playbook, inspection: &Inspection, env: &str) 
             .with("environment", env)
             .next("add a primary key to the table, or use archive-delete or abort; nothing was changed"));
         }
+        if !inspection.child_key_updates.is_empty() {
+            let mut e = Error::precondition(format!(
+                "rollback.orphans is nullify but ({}) of {} are referenced with an ON UPDATE action: setting them to NULL would change rows of other tables that fkctl does not archive; nothing was changed",
+                fk.columns.iter().map(|c| c.display()).collect::<Vec<_>>().join(", "),
+                fk.table
+            ))
+            .with("environment", env);
+            for action in &inspection.child_key_updates {
+                e = e.with("would set off", action.describe());
+            }
+            return Err(e.next("use archive-delete (it archives what deleting sets off) or abort"));
+        }
     }
     if playbook.rollback.orphans == OrphanPolicy::ArchiveDelete {
         refuse_unarchivable_cascade(fk, inspection, env)?;

@@ -38,6 +38,45 @@ pub struct CascadeLevel {
     pub identity: Option<Vec<Ident>>,
 }
 
+impl CascadeLevel {
+    /// The columns its SET NULL / SET DEFAULT writes: `set_columns`, or
+    /// every key column.
+    pub fn written_columns(&self) -> Vec<Ident> {
+        if self.set_columns.is_empty() {
+            self.keys.iter().map(|k| k.fk_column.clone()).collect()
+        } else {
+            self.set_columns.clone()
+        }
+    }
+}
+
+/// A foreign key with an ON UPDATE action (CASCADE, SET NULL, SET DEFAULT)
+/// on columns that fkctl's change writes (a nullified key, or the key a SET
+/// NULL / SET DEFAULT level below the child sets): writing them would change
+/// that key's rows too, which nothing archives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateAction {
+    pub constraint: Ident,
+    /// The table whose rows the ON UPDATE action changes.
+    pub table: QualifiedName,
+    /// The table whose columns are written.
+    pub references: QualifiedName,
+    pub on_update: FkAction,
+}
+
+impl UpdateAction {
+    /// For people: which key, on which table, does what.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}, ON UPDATE {} referencing {})",
+            self.table,
+            self.constraint,
+            self.on_update.sql(),
+            self.references
+        )
+    }
+}
+
 /// A foreign key below the child whose effect fkctl does not archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CascadeProblem {
@@ -64,6 +103,9 @@ pub enum CascadeProblem {
     },
     /// The tree goes deeper than fkctl follows.
     TooDeep { table: QualifiedName, depth: usize },
+    /// The key a SET NULL / SET DEFAULT level sets is referenced with an
+    /// ON UPDATE action.
+    SetsOffUpdate(UpdateAction),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

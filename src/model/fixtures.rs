@@ -258,6 +258,7 @@ pub fn inspection(
         parent_columns: tables.parent_columns,
         constraint,
         referencing_child: tables.referencing_child,
+        child_key_updates: Vec::new(),
         cascade: crate::model::CascadeTree {
             track_counts: true,
             ..Default::default()

@@ -13,7 +13,7 @@ pub mod neighbours;
 pub mod partition;
 pub mod relation;
 
-pub use cascade::{CascadeLevel, CascadeProblem, CascadeTree};
+pub use cascade::{CascadeLevel, CascadeProblem, CascadeTree, UpdateAction};
 pub use constraint::{ConstraintCopy, LiveConstraint, Lookup};
 pub use deletes::DeleteRate;
 pub use loose::{LooseCounters, LooseState};
@@ -47,6 +47,10 @@ pub struct Inspection {
     pub referencing_child: Vec<DependentKey>,
     /// What deleting child rows sets off below the child, level by level.
     pub cascade: CascadeTree,
+    /// Keys with an ON UPDATE action on the child's foreign-key columns:
+    /// setting those columns (a nullify purge, a loose SET NULL / SET
+    /// DEFAULT cleanup) would set them off.
+    pub child_key_updates: Vec<UpdateAction>,
     pub child_indexes: Vec<IndexInfo>,
     /// The columns that find one row of the child again (a later `restore`
     /// of nullified keys): its primary key, else its replica-identity index,

@@ -49,6 +49,16 @@ fn unarchivable(level: &CascadeLevel) -> Option<String> {
             "{what}: the action sets only ({}); fkctl restores SET NULL / SET DEFAULT levels whose whole key is set",
             names(&level.set_columns)
         )),
+        FkAction::SetNull | FkAction::SetDefault
+            if level.identity.as_ref().is_some_and(|identity| {
+                level.written_columns().iter().any(|c| identity.contains(c))
+            }) =>
+        {
+            Some(format!(
+                "{what}: the action writes columns of the row identity ({}) that finds a changed row again, so fkctl restore could not find it",
+                level.identity.as_deref().map_or(String::new(), names)
+            ))
+        }
         _ => None,
     }
 }
@@ -70,6 +80,12 @@ fn problem_text(problem: &CascadeProblem) -> String {
         CascadeProblem::TooDeep { table, depth } => format!(
             "the cascade tree reaches {table} at depth {depth}, deeper than fkctl follows ({})",
             depth - 1
+        ),
+        CascadeProblem::SetsOffUpdate(action) => format!(
+            "{}: the key columns of {} that the cascade sets are referenced with an ON UPDATE action, which would change rows of {} that fkctl does not archive",
+            action.describe(),
+            action.references,
+            action.table
         ),
     }
 }

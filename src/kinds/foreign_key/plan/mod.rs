@@ -519,6 +519,17 @@ fn rollback_notes(playbook: &Playbook, i: &Inspection, path: RollbackPath) -> Ve
                 fk.table
             ));
         }
+        if !i.child_key_updates.is_empty() {
+            notes.push(format!(
+                "rollback.orphans is nullify but the key columns of {} are referenced with an ON UPDATE action ({}): setting them to NULL would change rows fkctl does not archive, so fkctl rollback refuses; use archive-delete or abort.",
+                fk.table,
+                i.child_key_updates
+                    .iter()
+                    .map(crate::model::UpdateAction::describe)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
     }
     notes.extend(cascade::notes(playbook, i));
     notes
