@@ -436,18 +436,7 @@ fn another_change_s_run_is_refused_and_stays_archived() {
         case.run_id.as_str(),
         "--yes",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("not of this playbook's change"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, 4, "not of this playbook's change");
     case.assert_nothing_moved();
     assert_success(&case.restore(&[]));
     assert_eq!(case.differing_rows("*"), 0);

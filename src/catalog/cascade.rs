@@ -22,8 +22,15 @@ pub const MAX_DEPTH: usize = 16;
 /// partitions fire for it. The tree walk and each purge batch's check that
 /// the tree is still the one planned read the same keys.
 pub fn fires_on_delete(server_version: i32) -> String {
+    fires("confdeltype", server_version)
+}
+
+/// The keys of `pg_constraint c` whose action in `action_column`
+/// (confdeltype or confupdtype) changes rows: CASCADE, SET NULL, SET
+/// DEFAULT, of enforced top constraints.
+fn fires(action_column: &str, server_version: i32) -> String {
     format!(
-        "c.contype = 'f' AND c.conparentid = 0 AND c.confdeltype IN ('c', 'n', 'd') AND {}",
+        "c.contype = 'f' AND c.conparentid = 0 AND c.{action_column} IN ('c', 'n', 'd') AND {}",
         enforced_column(server_version)
     )
 }
@@ -38,13 +45,13 @@ fn update_actions_sql(server_version: i32) -> String {
 SELECT c.conname::text, n.nspname::text, r.relname::text, c.confupdtype::text
   FROM pg_catalog.pg_constraint c
   JOIN pg_catalog.pg_class r ON r.oid = c.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
- WHERE c.contype = 'f' AND c.conparentid = 0 AND c.confupdtype IN ('c', 'n', 'd') AND {}
+ WHERE {}
    AND c.confrelid IN (SELECT $1::oid UNION SELECT t.relid FROM pg_catalog.pg_partition_tree($1::oid::regclass) t)
    AND EXISTS (SELECT FROM unnest(c.confkey) k(attnum)
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum
                 WHERE a.attname = ANY ($2::text[]))
  ORDER BY 2, 3, 1",
-        enforced_column(server_version)
+        fires("confupdtype", server_version)
     )
 }
 

@@ -103,6 +103,18 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The command ended with exit code `code` and said `says` on stderr.
+pub fn assert_refused(out: &Output, code: i32, says: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    assert!(stderr(out).contains(says), "{}", stderr(out));
+}
+
 /// Runs `fkctl COMMAND PLAYBOOK --env test --dsn test=<db> EXTRA...`.
 pub fn run_env(command: &str, playbook: &Path, db: &TestDatabase, extra: &[&str]) -> Output {
     let dsn = format!("test={}", db.dsn);
