@@ -365,6 +365,42 @@ fn a_batch_the_table_does_not_take_whole_rolls_back() {
     case.assert_nothing_moved();
 }
 
+/// The application has written a row with the primary key of an archived
+/// row since the rollback: that row waits in the archive (exit 4, named as
+/// such), every other row goes back, and once the live row is gone the same
+/// restore finishes, whole rows equal to the originals.
+#[test]
+fn a_row_whose_key_the_application_reused_waits_and_the_others_go_back() {
+    let case = Case::rolled_back("rs_reused", "");
+    let reused = scalar_i64(
+        &case.s.staging,
+        "SELECT min((row_data->>'id')::int8) FROM fkctl.archive",
+    );
+    exec(
+        &case.s.staging,
+        &format!("INSERT INTO ci_pipeline_chat_data (id, pipeline_id, chat_name_id, response_url) VALUES ({reused}, 1, 1, 'written since')"),
+    );
+    let out = case.restore(&[]);
+    assert_refused(
+        &out,
+        4,
+        "1 archived row(s) stay in the archive: 1 have an identity a live row has taken since the rollback",
+    );
+    assert_eq!(case.archived(), 1, "{}", stdout(&out));
+    assert_eq!(case.table_rows(), case.rows);
+    exec(
+        &case.s.staging,
+        &format!("DELETE FROM ci_pipeline_chat_data WHERE id = {reused}"),
+    );
+    assert_success(&case.restore(&[]));
+    assert_eq!(case.archived(), 0);
+    assert_eq!(
+        case.differing_rows("*"),
+        0,
+        "whole rows equal the originals"
+    );
+}
+
 /// rollback -> restore on a table with many types, NULLs, a quoted column
 /// name, an identity ALWAYS key and a generated column: the table ends
 /// exactly as it started, whole rows compared.

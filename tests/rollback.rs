@@ -492,7 +492,7 @@ fn restore_puts_archived_rows_back_once_their_parents_exist() {
         stderr(&out)
     );
     assert!(
-        stderr(&out).contains("their parent rows are still missing"),
+        stderr(&out).contains("still lack their parent row"),
         "{}",
         stderr(&out)
     );

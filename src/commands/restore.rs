@@ -61,6 +61,8 @@ struct Rows {
     set: ArchivedSet,
     /// The cascade level (index in the inspection's tree), None for the child.
     level: Option<usize>,
+    /// The columns that find one of its rows (see `Inspection::child_identity`).
+    identity: Option<Vec<Ident>>,
 }
 
 impl Rows {
@@ -72,6 +74,7 @@ impl Rows {
             keys: playbook.constraint.columns.clone(),
             set: ArchivedSet::deleted(),
             level: None,
+            identity: inspection.child_identity.clone(),
         }
     }
 
@@ -84,6 +87,7 @@ impl Rows {
             keys: level.keys.iter().map(|k| k.fk_column.clone()).collect(),
             set: purge::cascade::archived_set(level),
             level: Some(index),
+            identity: level.identity.clone(),
         })
     }
 }
@@ -351,30 +355,71 @@ fn refuse_unknown_levels(client: &mut Client, r: &Restore<'_>) -> Result<()> {
     .next("nothing was restored. Put back the foreign keys those tables had at rollback time (fkctl inspect shows the tree), then run the same restore again"))
 }
 
-/// The refusal for archived rows still waiting for their parent.
+/// What keeps archived rows from going back: the queries that count
+/// those still waiting for their parent, and those whose identity a live
+/// row has taken (None without a row identity).
+struct Waiting<'a> {
+    refused_sql: &'a str,
+    taken_sql: Option<&'a str>,
+}
+
+impl Waiting<'_> {
+    /// (waiting for their parent, identity taken) for run `run_id`.
+    fn count(&self, client: &mut Client, run_id: &str) -> Result<(i64, i64)> {
+        let refused = count(client, self.refused_sql, run_id)?;
+        let taken = match self.taken_sql {
+            Some(sql) => count(client, sql, run_id)?,
+            None => 0,
+        };
+        Ok((refused, taken))
+    }
+}
+
+/// The refusal for archived rows that stay: waiting for their parent, or
+/// for the live row that has taken their identity to be dealt with.
 fn rows_left(
     client: &mut Client,
-    refused_sql: &str,
+    waiting: &Waiting<'_>,
     run_id: &str,
     left: i64,
     what: &str,
     env: &str,
 ) -> Result<Error> {
-    let refused_after = count(client, refused_sql, run_id)?;
+    let (refused_after, taken_after) = waiting.count(client, run_id)?;
+    let mut why = Vec::new();
+    if refused_after > 0 {
+        why.push(format!("{refused_after} still lack their parent row"));
+    }
+    if taken_after > 0 {
+        why.push(format!(
+            "{taken_after} have an identity a live row has taken since the rollback"
+        ));
+    }
     let mut e = Error::precondition(format!(
-        "{left} archived row(s){what} stay in the archive: their parent rows are still missing"
+        "{left} archived row(s){what} stay in the archive: {}",
+        why.join(", ")
     ))
     .with("environment", env);
-    if refused_after < left {
+    if refused_after + taken_after < left {
         e = e.with(
             "note",
             format!(
-                "{} of them have their parent now (it came back during the restore)",
-                left - refused_after
+                "{} of them could go back now (their parent came back, or the row holding their identity went, during the restore)",
+                left - refused_after - taken_after
             ),
         );
     }
-    Ok(e.next("restore the parent rows, then run the same restore again; the rows are safe in the archive"))
+    let mut next = Vec::new();
+    if refused_after > 0 {
+        next.push("restore the parent rows");
+    }
+    if taken_after > 0 {
+        next.push("compare each row whose identity is taken with its archived copy (fkctl.archive) and keep one: delete the live row, or leave the archived one where it is");
+    }
+    Ok(e.next(format!(
+        "{}, then run the same restore again; the rows are safe in the archive",
+        next.join("; ")
+    )))
 }
 
 /// Asks before rows move (a protected environment's name must be typed);
@@ -397,7 +442,7 @@ fn refuse_or_ask(
     r: &Restore<'_>,
     rows_to: &Rows,
     archived: i64,
-    refused_before: i64,
+    (refused_before, taken_before): (i64, i64),
     what: &str,
 ) -> Result<()> {
     let env = r.environment.name.as_str();
@@ -409,10 +454,18 @@ fn refuse_or_ask(
         .with("environment", env)
         .next("restore the parent rows first, then run restore again"));
     }
+    if archived == refused_before + taken_before {
+        return Err(Error::precondition(format!(
+            "none of the {archived} archived rows{what} can go back: {refused_before} still lack their parent row, {taken_before} have an identity a live row of {} has taken since the rollback",
+            rows_to.table
+        ))
+        .with("environment", env)
+        .next("compare each row whose identity is taken with its archived copy (fkctl.archive) and keep one, then run restore again"));
+    }
     if !r.options.yes {
         let question = format!(
             "Put {} row(s) back into {} on {env}?",
-            archived - refused_before,
+            archived - refused_before - taken_before,
             rows_to.table
         );
         ask(&question, r.environment)?;
@@ -462,18 +515,37 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
         .ok_or_else(|| Error::internal("the restore plan has no restore-rows step"))?;
     let refused_sql =
         purge::restore_refused_sql(&rows_to.query, schema, &columns.columns, &rows_to.set);
-    let refused_before = count(client, &refused_sql, run_id)?;
+    let taken_sql = purge::restore_taken_sql(
+        &rows_to.query,
+        schema,
+        &columns.columns,
+        &rows_to.set,
+        rows_to.identity.as_deref(),
+    );
+    let waiting = Waiting {
+        refused_sql: &refused_sql,
+        taken_sql: taken_sql.as_deref(),
+    };
+    let (refused_before, taken_before) = waiting.count(client, run_id)?;
     let what = match rows_to.level {
         None => String::new(),
         Some(_) => format!(" of {} (deleted by the cascade)", rows_to.table),
     };
     crate::say!("== restore on {env} ({}) ==", r.target.description);
-    crate::say!("  run {run_id}: {archived} archived row(s){what}; {} can go back now, {refused_before} still lack their parent", archived - refused_before);
+    crate::say!(
+        "  run {run_id}: {archived} archived row(s){what}; {} can go back now, {refused_before} still lack their parent{}",
+        archived - refused_before - taken_before,
+        if taken_before > 0 {
+            format!(", {taken_before} have an identity a live row has taken since the rollback")
+        } else {
+            String::new()
+        }
+    );
     for note in columns.notes() {
         crate::say!("  {note}");
     }
     crate::say!("{}", super::step_text(step));
-    refuse_or_ask(r, rows_to, archived, refused_before, &what)?;
+    refuse_or_ask(r, rows_to, archived, (refused_before, taken_before), &what)?;
     let exec = Executor::new(
         r.target,
         env,
@@ -520,7 +592,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
     finished?;
     crate::say!("  restored {moved} row(s) into {}; the archive of run {run_id} went from {archived} to {left} row(s){what}", rows_to.table);
     if left > 0 {
-        return Err(rows_left(client, &refused_sql, run_id, left, &what, env)?);
+        return Err(rows_left(client, &waiting, run_id, left, &what, env)?);
     }
     Ok(())
 }

@@ -365,7 +365,11 @@ pub fn restore_batch_sql(
     schema: &Ident,
     columns: &RestoreColumns,
     set: &ArchivedSet,
+    identity: Option<&[Ident]>,
 ) -> String {
+    let not_taken = identity_taken(query, identity)
+        .map(|taken| format!(" AND NOT {taken}"))
+        .unwrap_or_default();
     let archive = archive_table(schema).quoted();
     let child = query.child.quoted();
     let list = columns
@@ -381,11 +385,45 @@ pub fn restore_batch_sql(
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "WITH batch AS (SELECT a.id FROM {} AND NOT ({}) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS (INSERT INTO {child} ({list}) OVERRIDING SYSTEM VALUE SELECT {values} FROM moved CROSS JOIN LATERAL {} fk RETURNING 1) SELECT (CASE WHEN m.n = p.n THEN p.n ELSE ('fkctl: ' || m.n || ' archived row(s) left the archive but ' || p.n || ' went into the table (a trigger or rule skipped rows); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM put) p",
+        "WITH batch AS (SELECT a.id FROM {} AND NOT ({}){not_taken} ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS (INSERT INTO {child} ({list}) OVERRIDING SYSTEM VALUE SELECT {values} FROM moved CROSS JOIN LATERAL {} fk RETURNING 1) SELECT (CASE WHEN m.n = p.n THEN p.n ELSE ('fkctl: ' || m.n || ' archived row(s) left the archive but ' || p.n || ' went into the table (a trigger or rule skipped rows); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM put) p",
         archived_as_child(query, schema, columns, set),
         query.predicate(),
         archived_record(query, "moved.row_data", columns)
     )
+}
+
+/// A live row of the table already has the identity of the archived row
+/// `fk` (the application wrote it since the rollback): that row waits in
+/// the archive rather than stop every batch after it with a duplicate key.
+/// None when the table has no row identity.
+fn identity_taken(query: &OrphanQuery, identity: Option<&[Ident]>) -> Option<String> {
+    let identity = identity.filter(|columns| !columns.is_empty())?;
+    let same = identity
+        .iter()
+        .map(|c| format!("c.{0} = fk.{0}", c.quoted()))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    Some(format!(
+        "EXISTS (SELECT FROM {} WHERE {same})",
+        query.child_as("c")
+    ))
+}
+
+/// Archived rows of run `$1` whose parent is back but whose identity a live
+/// row has taken: they wait in the archive. None without a row identity.
+pub fn restore_taken_sql(
+    query: &OrphanQuery,
+    schema: &Ident,
+    columns: &RestoreColumns,
+    set: &ArchivedSet,
+    identity: Option<&[Ident]>,
+) -> Option<String> {
+    let taken = identity_taken(query, identity)?;
+    Some(format!(
+        "SELECT count(*) FROM {} AND NOT ({}) AND {taken}",
+        archived_as_child(query, schema, columns, set),
+        query.predicate()
+    ))
 }
 
 /// Archived rows of run `$1` that would still be orphans: refused by restore.

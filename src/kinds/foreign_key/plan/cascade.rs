@@ -288,8 +288,10 @@ pub fn restore_level_plan(
             )];
             step
         }
-        Archived::Deleted(columns) => restore_rows_step(&mut cx, Some(columns), &set),
-        Archived::Unknown => restore_rows_step(&mut cx, None, &set),
+        Archived::Deleted(columns) => {
+            restore_rows_step(&mut cx, Some(columns), &set, level.identity.as_deref())
+        }
+        Archived::Unknown => restore_rows_step(&mut cx, None, &set, None),
     };
     cx.notes.insert(0, format!(
         "Cascade level {} of {}: rows of {} that {} ON DELETE {} {} when the rollback purged orphans of {}; they go back once their {} rows are back.",

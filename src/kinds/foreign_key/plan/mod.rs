@@ -853,10 +853,13 @@ pub fn restore_plan(
         Archived::Nullified => {
             restore_keys_step(&mut cx, identity, &purge::ArchivedSet::nullified())
         }
-        Archived::Deleted(columns) => {
-            restore_rows_step(&mut cx, Some(columns), &purge::ArchivedSet::deleted())
-        }
-        Archived::Unknown => restore_rows_step(&mut cx, None, &purge::ArchivedSet::deleted()),
+        Archived::Deleted(columns) => restore_rows_step(
+            &mut cx,
+            Some(columns),
+            &purge::ArchivedSet::deleted(),
+            identity,
+        ),
+        Archived::Unknown => restore_rows_step(&mut cx, None, &purge::ArchivedSet::deleted(), None),
     };
     cx.finish(Operation::Restore, vec![step])
 }
@@ -874,6 +877,7 @@ fn restore_rows_step(
     cx: &mut Planner<'_>,
     columns: Option<&ColumnPlan>,
     set: &purge::ArchivedSet,
+    identity: Option<&[crate::sql::ident::Ident]>,
 ) -> Step {
     let schema = &cx.playbook.journal_schema;
     let batch = cx.playbook.rollback.batch_size;
@@ -895,6 +899,7 @@ fn restore_rows_step(
                 schema,
                 &columns.columns,
                 set,
+                identity,
             )];
             restore.status = Status::Pending;
             cx.notes.extend(columns.notes());
@@ -902,6 +907,13 @@ fn restore_rows_step(
             cx.notes.push(format!(
                 "Rows whose parent is still missing stay in the archive: {refused}"
             ));
+            if let Some(taken) =
+                purge::restore_taken_sql(&cx.orphans, schema, &columns.columns, set, identity)
+            {
+                cx.notes.push(format!(
+                    "So do rows whose identity a live row has taken since the rollback (each would fail with a duplicate key): {taken}"
+                ));
+            }
         }
         None => cx.notes.push(
             "The INSERT's column list comes from the table's live columns and the archived rows of the run, read when restore runs.".to_string(),
