@@ -100,6 +100,13 @@ impl Case {
         self.s.run(&args)
     }
 
+    /// `fkctl restore PLAYBOOK --run RUN --yes` with another playbook or run.
+    fn restore_run(&self, playbook: &str, run: &str) -> Output {
+        self.s.run(&[
+            "restore", playbook, "--env", "staging", "--run", run, "--yes",
+        ])
+    }
+
     fn archived(&self) -> i64 {
         scalar_i64(&self.s.staging, "SELECT count(*) FROM fkctl.archive")
     }
@@ -462,16 +469,7 @@ fn another_change_s_run_is_refused_and_stays_archived() {
     let renamed = text.replacen("change: ", "change: other-", 1);
     assert_ne!(renamed, text, "the playbook names its change");
     std::fs::write(&other, renamed).unwrap_or_else(|e| panic!("{e}"));
-    let path = other.display().to_string();
-    let out = case.s.run(&[
-        "restore",
-        &path,
-        "--env",
-        "staging",
-        "--run",
-        case.run_id.as_str(),
-        "--yes",
-    ]);
+    let out = case.restore_run(&other.display().to_string(), &case.run_id);
     assert_refused(&out, 4, "not of this playbook's change");
     case.assert_nothing_moved();
     assert_success(&case.restore(&[]));
@@ -965,15 +963,7 @@ fn deleted_rows_keep_their_own_shape_across_a_change_of_the_child_s_columns() {
         "INSERT INTO chat_names SELECT * FROM deleted_again",
     );
     assert_success(&case.restore(&[]));
-    let out = case.s.run(&[
-        "restore",
-        &path,
-        "--env",
-        "staging",
-        "--run",
-        &second_run,
-        "--yes",
-    ]);
+    let out = case.restore_run(&path, &second_run);
     assert_success(&out);
     assert_eq!(case.archived(), 0);
     assert_eq!(case.table_rows(), case.rows);
