@@ -230,7 +230,11 @@ fn rows_left(client: &mut Client, k: &KeysRun<'_>, identity: &[Ident], left: i64
             ),
         );
     }
-    Ok(e.next("the rows left are safe in the archive; run the same restore again once their parents are back"))
+    Ok(e.next(if after.parent_missing > 0 {
+        "the rows left are safe in the archive; run the same restore again once their parents are back"
+    } else {
+        "the rows left are safe in the archive; a restore cannot put their keys back as they are (see above): compare them with their archived values in fkctl.archive"
+    }))
 }
 
 /// The plan that puts the keys of `k` back: the child's, or a cascade level's.
