@@ -4,7 +4,7 @@
 
 use super::{query, relations};
 use crate::error::{Error, Result};
-use crate::kinds::foreign_key::catalog::{delete_set_columns, enforced_column, key_comparisons};
+use crate::kinds::foreign_key::catalog::{delete_set_columns, key_comparisons};
 use crate::kinds::foreign_key::definition::{FkAction, MatchType};
 use crate::model::{CascadeLevel, CascadeProblem, CascadeTree, UpdateAction};
 use crate::pg::Cell;
@@ -21,17 +21,19 @@ pub const MAX_DEPTH: usize = 16;
 /// constraint of a partitioned table (conparentid = 0): its copies on the
 /// partitions fire for it. The tree walk and each purge batch's check that
 /// the tree is still the one planned read the same keys.
-pub fn fires_on_delete(server_version: i32) -> String {
-    fires("confdeltype", server_version)
+pub fn fires_on_delete() -> String {
+    fires("confdeltype")
 }
 
 /// The keys of `pg_constraint c` whose action in `action_column`
 /// (confdeltype or confupdtype) changes rows: CASCADE, SET NULL, SET
-/// DEFAULT, of enforced top constraints.
-fn fires(action_column: &str, server_version: i32) -> String {
+/// DEFAULT, of enforced top constraints. `conenforced` (PostgreSQL 18) is
+/// read through `to_jsonb` so that one text serves every version (before
+/// 18 the column does not exist and every key is enforced): the check a
+/// plan renders is the same bytes whatever the server.
+fn fires(action_column: &str) -> String {
     format!(
-        "c.contype = 'f' AND c.conparentid = 0 AND c.{action_column} IN ('c', 'n', 'd') AND {}",
-        enforced_column(server_version)
+        "c.contype = 'f' AND c.conparentid = 0 AND c.{action_column} IN ('c', 'n', 'd') AND coalesce((pg_catalog.to_jsonb(c) ->> 'conenforced')::boolean, true)"
     )
 }
 
@@ -39,7 +41,7 @@ fn fires(action_column: &str, server_version: i32) -> String {
 // SET DEFAULT) on a referenced column among $2 (names) of table $1 or of one
 // of its partitions: writing those columns sets them off. Top constraints
 // only, as for ON DELETE.
-fn update_actions_sql(server_version: i32) -> String {
+fn update_actions_sql() -> String {
     format!(
         "\
 SELECT c.conname::text, n.nspname::text, r.relname::text, c.confupdtype::text
@@ -51,19 +53,18 @@ SELECT c.conname::text, n.nspname::text, r.relname::text, c.confupdtype::text
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum
                 WHERE a.attname = ANY ($2::text[]))
  ORDER BY 2, 3, 1",
-        fires("confupdtype", server_version)
+        fires("confupdtype")
     )
 }
 
 /// The keys whose ON UPDATE action writing `columns` of `table` sets off.
 pub fn update_actions(
     client: &mut impl GenericClient,
-    server_version: i32,
     table_oid: u32,
     table: &QualifiedName,
     columns: &[Ident],
 ) -> Result<Vec<UpdateAction>> {
-    let sql = update_actions_sql(server_version);
+    let sql = update_actions_sql();
     let names: Vec<&str> = columns.iter().map(Ident::as_str).collect();
     query(client, &sql, &[&table_oid, &names])?
         .iter()
@@ -86,7 +87,7 @@ pub fn update_actions(
 // A key that references one partition of the table is found too (confrelid
 // in the table's partition tree).
 fn referencing_sql(server_version: i32) -> String {
-    let fires = fires_on_delete(server_version);
+    let fires = fires_on_delete();
     let set_cols = delete_set_columns(server_version);
     format!(
         "\
@@ -214,7 +215,7 @@ pub fn tree(
             };
             if on_delete != FkAction::Cascade {
                 let written = level.written_columns();
-                for action in update_actions(client, server_version, oid, &level.table, &written)? {
+                for action in update_actions(client, oid, &level.table, &written)? {
                     found.problems.push(CascadeProblem::SetsOffUpdate(action));
                 }
             }
@@ -236,7 +237,7 @@ pub fn tree(
 
 /// Before a batch's delete, in its transaction: the keys whose ON DELETE
 /// action a delete of the child, or of a CASCADE level below it, sets off
-/// (`fires`, see [`fires_on_delete`]) must be the `levels`
+/// (see [`fires_on_delete`]) must be the `levels`
 /// the batch archives. A key added since the inspection would delete or
 /// change rows that no statement archives; the check then fails, naming
 /// it, and the batch rolls back before any delete. Two statements: the
@@ -245,11 +246,8 @@ pub fn tree(
 /// pass until the batch commits), then the check reads the catalog with a
 /// snapshot taken after the locks, which sees every key already there.
 /// The check returns no row.
-pub fn tree_unchanged_sql(
-    child: &QualifiedName,
-    levels: &[CascadeLevel],
-    fires: &str,
-) -> Vec<String> {
+pub fn tree_unchanged_sql(child: &QualifiedName, levels: &[CascadeLevel]) -> Vec<String> {
+    let fires = fires_on_delete();
     let reached: Vec<&QualifiedName> = std::iter::once(child)
         .chain(
             levels

@@ -250,7 +250,7 @@ fn surroundings(
     let (child, version) = (i.child.oid, i.server.version_num);
     i.referencing_child = dependents::referencing(tx, child)?;
     i.cascade = cascade::tree(tx, version, child, &fk.table)?;
-    i.child_key_updates = cascade::update_actions(tx, version, child, &fk.table, &fk.columns)?;
+    i.child_key_updates = cascade::update_actions(tx, child, &fk.table, &fk.columns)?;
     let attnums: Vec<i16> = i.child_columns.iter().map(|c| c.attnum).collect();
     i.child_indexes = indexes::on_columns(tx, child, &attnums)?;
     i.child_identity = relations::row_identity(tx, child)?;

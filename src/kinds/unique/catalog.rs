@@ -47,14 +47,14 @@ const LEAVES_SQL: &str = "SELECT n.nspname::text, c.relname::text, c.relkind = '
 
 /// Foreign keys whose ON DELETE action changes rows, referencing the table
 /// or any of its partitions (a partition's copies of one key count once).
-fn cascading_sql(version_num: i32) -> String {
+fn cascading_sql() -> String {
     format!(
         "SELECT c.conname::text, c.conrelid::regclass::text, pg_catalog.pg_get_constraintdef(c.oid) \
          FROM pg_catalog.pg_constraint c \
          WHERE {} \
            AND c.confrelid IN (SELECT $1::oid UNION SELECT relid FROM pg_catalog.pg_partition_tree($1::oid::regclass)) \
          ORDER BY 2, 1",
-        crate::catalog::cascade::fires_on_delete(version_num)
+        crate::catalog::cascade::fires_on_delete()
     )
 }
 
@@ -102,7 +102,7 @@ pub fn inspect(
         _ => None,
     };
     let dependents = dependents(&mut tx, table.oid, def)?;
-    let cascading = foreign_keys(&mut tx, &cascading_sql(server.version_num), table.oid)?;
+    let cascading = foreign_keys(&mut tx, &cascading_sql(), table.oid)?;
     let watched = oids(&mut tx, FAMILY_SQL, table.oid)?;
     let leaves = leaves(&mut tx, table.oid)?;
     let columns = names(&mut tx, COLUMNS_SQL, table.oid)?;

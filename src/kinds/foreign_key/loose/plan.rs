@@ -4,7 +4,7 @@
 
 use super::cleanup::{self, Duty};
 use super::{create_queue_sql, create_triggers_sql, remove_sql, triggers_count_sql, LooseObjects};
-use crate::catalog::cascade::{fires_on_delete, tree_unchanged_sql};
+use crate::catalog::cascade::tree_unchanged_sql;
 use crate::kinds::foreign_key::plan::{lock, short_ddl, step, timeouts};
 use crate::model::LooseState;
 use crate::plan::{Check, Expect, LockMode, Observed, Operation, Plan, Status, Step, StepKind};
@@ -149,12 +149,7 @@ fn pass(
         // Deleting children must not set off a cascade below them that the
         // cleanup does not archive (the drop refused one it saw; this
         // catches a key added since, before each batch's delete).
-        let version = observed.map_or(0, |o| o.inspection.server.version_num);
-        s.statements.extend(tree_unchanged_sql(
-            &query.child,
-            &[],
-            &fires_on_delete(version),
-        ));
+        s.statements.extend(tree_unchanged_sql(&query.child, &[]));
     }
     s.statements.push(cleanup::batch_sql(
         &objects,

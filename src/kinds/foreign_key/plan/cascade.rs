@@ -3,7 +3,7 @@
 //! restore of each level once the rows above it are back. Pure.
 
 use super::{lock, restore_keys_step, restore_rows_step, Archived, Planner};
-use crate::catalog::cascade::{fires_on_delete, tree_unchanged_sql};
+use crate::catalog::cascade::tree_unchanged_sql;
 use crate::kinds::foreign_key::definition::FkAction;
 use crate::kinds::foreign_key::repair::cascade as sql;
 use crate::kinds::foreign_key::violations::OrphanQuery;
@@ -226,8 +226,7 @@ pub(super) fn extend_purge(cx: &Planner<'_>, step: &mut Step) {
         return;
     }
     let levels = levels(cx).unwrap_or_default();
-    let version = cx.observed.map_or(0, |o| o.inspection.server.version_num);
-    let guard = tree_unchanged_sql(&cx.orphans.child, levels, &fires_on_delete(version));
+    let guard = tree_unchanged_sql(&cx.orphans.child, levels);
     if !levels.is_empty() {
         step.statements = sql::delete_batch_sql(&cx.orphans, &cx.playbook.journal_schema, levels);
         step.why.push_str(" Deleting them fires other tables' ON DELETE actions (the cascade tree shown with the plan): the batch's statement archives those rows too, before its delete fires them, and a second statement checks, level by level, that the rows archived are exactly those the cascade deleted or changed; otherwise the batch rolls back.");

@@ -222,7 +222,6 @@ pub fn rollback_plan(
             &query,
             max_duplicates,
             &dedupe_status,
-            observed.map_or(0, |o| o.inspection.server.version_num),
             &mut steps,
         );
     }
@@ -291,7 +290,6 @@ fn dedupe_steps(
     query: &DuplicateQuery,
     max_duplicates: u64,
     status: &Status,
-    server_version: i32,
     steps: &mut Vec<Step>,
 ) {
     let settings = &spec.rollback;
@@ -326,11 +324,7 @@ fn dedupe_steps(
         "Each batch is one statement: it locks the kept rows (FOR SHARE), deletes the listed rows that still have their kept row's key, and archives each deleted row whole; committed on its own. Before it, the batch locks the table (ROW EXCLUSIVE, as the delete would) and checks that still no foreign key with an ON DELETE action references it: one added since the inspection would delete or change rows in other tables that the dedupe does not archive, so the batch then rolls back before its delete.",
     );
     dedupe.transaction = true;
-    dedupe.statements = crate::catalog::cascade::tree_unchanged_sql(
-        &query.table,
-        &[],
-        &crate::catalog::cascade::fires_on_delete(server_version),
-    );
+    dedupe.statements = crate::catalog::cascade::tree_unchanged_sql(&query.table, &[]);
     dedupe.statements.push(repair::dedupe_batch_sql(
         query,
         settings.batch_size,
