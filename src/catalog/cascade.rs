@@ -294,7 +294,7 @@ planned (s, t, k) AS ({planned}), \
 differ AS (SELECT string_agg(what, '; ' ORDER BY what) AS what FROM (\
 SELECT format('%I on %I.%I is new', a.k, a.s, a.t) AS what FROM (TABLE live EXCEPT TABLE planned) a \
 UNION ALL SELECT format('%I on %I.%I is gone', g.k, g.s, g.t) FROM (TABLE planned EXCEPT TABLE live) g) d) \
-SELECT what FROM differ WHERE ('fkctl: the ON DELETE actions below ' || {} || ' changed since fkctl read them (' || what || '): a delete would reach rows the batch does not archive; the batch is rolled back before its delete, run the rollback again to plan the new tree')::int IS NULL AND what IS NOT NULL",
+SELECT what FROM differ WHERE ('fkctl: the ON DELETE actions below ' || {} || ' changed since fkctl read them (' || what || '): a delete would reach rows the batch does not archive; the batch is rolled back before its delete: run the same command again, which reads the keys again and archives or refuses what they set off')::int IS NULL AND what IS NOT NULL",
         quote_literal(&child.display())
     );
     vec![lock, check]
