@@ -19,10 +19,14 @@ struct Holder {
 }
 
 fn hold(db: &fkctl::testkit::TestDatabase, table: &str) -> Holder {
+    hold_in(db, table, "ACCESS EXCLUSIVE")
+}
+
+fn hold_in(db: &fkctl::testkit::TestDatabase, table: &str, mode: &str) -> Holder {
     let mut client = db.connect().unwrap_or_else(|e| panic!("{e}"));
     client
         .batch_execute(&format!(
-            "SET idle_in_transaction_session_timeout = '20s'; BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            "SET idle_in_transaction_session_timeout = '20s'; BEGIN; LOCK TABLE {table} IN {mode} MODE"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
     let pid = client
@@ -144,4 +148,43 @@ fn every_command_returns_within_its_bound_while_a_table_is_locked() {
     // Nothing changed: staging still has the FK, production still lacks it.
     assert!(present(&s.staging));
     assert!(!present(&s.production));
+}
+
+/// A step that waits for one of fkctl's own tables (here the archive,
+/// which the rollback's archive step alters, while a long report reads it)
+/// names the session that holds it, as for the application's tables.
+#[test]
+fn a_wait_for_fkctl_s_own_archive_names_its_holder() {
+    let s = Setup::new(
+        "bounded_archive",
+        "{ lock_timeout: 200ms, lock_retries: 2 }",
+    );
+    let path = s.playbook.display().to_string();
+    // A first drop and rollback make the journal and the archive; a second
+    // drop and other deleted parents leave orphans for the rollback below.
+    for (every, roll_back) in [(50, true), (47, false)] {
+        let out = s.run(&["drop", &path, "--env", "staging", "--yes"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        exec(
+            &s.staging,
+            &format!("DELETE FROM chat_names WHERE id % {every} = 0"),
+        );
+        if roll_back {
+            let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+    let holder = hold_in(&s.staging, "fkctl.archived_rows", "ACCESS SHARE");
+    let started = Instant::now();
+    let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
+    let took = started.elapsed();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(took < BOUND, "{took:?}:\n{text}");
+    assert!(
+        text.contains(&format!("pid {} ", holder.pid)),
+        "the holder of fkctl.archived_rows (pid {}) is named:\n{text}",
+        holder.pid
+    );
+    drop(holder.client);
 }

@@ -94,7 +94,17 @@ WITH RECURSIVE family AS (
     SELECT i.inhrelid FROM pg_inherits i JOIN family f ON i.inhparent = f.oid)
 SELECT oid FROM family ORDER BY 1";
 
-/// The tables named and all their partitions, at any depth. Reads only
+/// The tables of `schema` (fkctl's own, for naming who holds a lock on
+/// them while fkctl waits), read from pg_class without locking them.
+pub fn schema_tables(client: &mut impl GenericClient, schema: &str) -> Result<Vec<u32>> {
+    let sql = "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1";
+    query(client, sql, &[&schema])?
+        .iter()
+        .map(|r| r.cell::<u32>(0, sql))
+        .collect()
+}
+
+/// The oids of `tables` and of every partition below them, read from
 /// pg_class and pg_inherits, which takes no lock on the tables themselves:
 /// it works while another session holds ACCESS EXCLUSIVE on them, which is
 /// exactly when fkctl needs to say who that is.

@@ -341,7 +341,8 @@ fn drop_in(
         inspection: &inspection,
     };
     let plan = drop_plan(playbook, Some(&observed));
-    let exec = Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?;
+    let exec = Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?
+        .watching_journal(&playbook.journal_schema);
     let run = if dry_run {
         None
     } else {

@@ -551,7 +551,8 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
         env,
         r.inspection.watched.clone(),
         playbook.safety.lock_retries,
-    )?;
+    )?
+    .watching_journal(schema);
     r.journal.ensure(client)?;
     let run = r.journal.start_run(
         client,

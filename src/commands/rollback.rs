@@ -154,7 +154,8 @@ fn rollback_in(
         inspection: &inspection,
     };
     let plan = rollback_plan(playbook, Some(&observed));
-    let exec = Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?;
+    let exec = Executor::for_inspection(&target, env, &inspection, playbook.safety.lock_retries)?
+        .watching_journal(&playbook.journal_schema);
     let question = format!("Roll back {} on {env}?", playbook.constraint.name);
     if !options.yes && !ask(&question, environment.protected, env)? {
         summary.outcome = "declined";

@@ -19,6 +19,10 @@ pub enum Watched<'a> {
     /// These tables and all their partitions, looked up only when a lock
     /// wait times out (before the first inspection, nothing is known yet).
     Tables(&'a [&'a QualifiedName]),
+    /// These relations, and the tables of fkctl's own schema (its journal
+    /// and archive, which a step may wait for too), looked up when a lock
+    /// wait times out: they may not exist before the run makes them.
+    RelationsAndJournal(&'a [u32], &'a str),
 }
 
 impl Watched<'_> {
@@ -27,6 +31,11 @@ impl Watched<'_> {
             Watched::Relations(oids) => oids.to_vec(),
             Watched::Tables(tables) => {
                 crate::catalog::relation_family(client, tables).unwrap_or_default()
+            }
+            Watched::RelationsAndJournal(oids, schema) => {
+                let mut all = oids.to_vec();
+                all.extend(crate::catalog::schema_tables(client, schema).unwrap_or_default());
+                all
             }
         }
     }

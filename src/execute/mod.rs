@@ -90,6 +90,8 @@ pub struct Executor<'a> {
     pub watched: Vec<u32>,
     /// Lock-timeout retries for checks (reads), as for the playbook's DDL.
     pub read_retries: u32,
+    /// fkctl's own schema, whose tables' lock holders are named too.
+    journal: Option<String>,
 }
 
 impl<'a> Executor<'a> {
@@ -121,11 +123,27 @@ impl<'a> Executor<'a> {
             environment,
             watched,
             read_retries,
+            journal: None,
         })
+    }
+
+    /// Also names the holders of locks on the tables of fkctl's own schema
+    /// (journal, archive) when a step waits for one of them.
+    pub fn watching_journal(mut self, schema: &crate::sql::ident::Ident) -> Executor<'a> {
+        self.journal = Some(schema.as_str().to_string());
+        self
     }
 }
 
 impl Executor<'_> {
+    /// Whose lock holders to name when a wait times out.
+    fn watched_now(&self) -> lock_wait::Watched<'_> {
+        match &self.journal {
+            Some(schema) => lock_wait::Watched::RelationsAndJournal(&self.watched, schema),
+            None => lock_wait::Watched::Relations(&self.watched),
+        }
+    }
+
     /// The TLS connector, for cancelling a statement another part runs.
     pub fn tls(&self) -> &crate::connect::Tls {
         &self.tls
@@ -161,7 +179,7 @@ impl Executor<'_> {
             self.environment,
             &step.title,
             self.read_retries,
-            lock_wait::Watched::Relations(&self.watched),
+            self.watched_now(),
             |c| {
                 let _running = self.running(c)?;
                 c.query_one(check.sql.as_str(), &[])
@@ -290,7 +308,7 @@ impl Executor<'_> {
             self.environment,
             &step.title,
             step.lock_retries.unwrap_or(self.read_retries),
-            lock_wait::Watched::Relations(&self.watched),
+            self.watched_now(),
             |c| {
                 let bar = tui::spinner(format!("{}: {}", self.environment, step.title));
                 let done = work(c);

@@ -278,7 +278,8 @@ pub fn restore_keys(
         env,
         k.inspection.watched.clone(),
         k.playbook.safety.lock_retries,
-    )?;
+    )?
+    .watching_journal(&k.playbook.journal_schema);
     journal.ensure(client)?;
     let run = journal.start_run(
         client,

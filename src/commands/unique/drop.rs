@@ -257,6 +257,7 @@ fn steps(
         &env,
         inspection,
         session.playbook.safety.lock_retries,
+        &session.playbook.journal_schema,
     )?;
     let binds = BindValues {
         run_id: &run.id,

@@ -220,14 +220,16 @@ impl Session {
     }
 }
 
-/// An executor over the table and its partitions, as inspected.
+/// An executor over the table and its partitions, as inspected, and
+/// fkctl's own tables in `journal`.
 pub(super) fn executor<'a>(
     target: &'a Target,
     env: &'a str,
     inspection: &UniqueInspection,
     retries: u32,
+    journal: &crate::sql::ident::Ident,
 ) -> Result<Executor<'a>> {
-    Executor::new(target, env, inspection.watched.clone(), retries)
+    Ok(Executor::new(target, env, inspection.watched.clone(), retries)?.watching_journal(journal))
 }
 
 /// Refusals any command that changes the constraint makes before acting:

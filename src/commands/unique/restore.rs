@@ -121,7 +121,13 @@ fn put_back(
         &playbook.constraint,
     )?;
     let (target, env_name) = session.engine();
-    let exec = super::executor(&target, &env_name, inspection, playbook.safety.lock_retries)?;
+    let exec = super::executor(
+        &target,
+        &env_name,
+        inspection,
+        playbook.safety.lock_retries,
+        &playbook.journal_schema,
+    )?;
     let binds = BindValues {
         run_id: &run.id,
         change: &playbook.change,

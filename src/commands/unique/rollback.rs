@@ -429,6 +429,7 @@ impl Rollback<'_> {
             &env,
             self.inspection,
             self.session.playbook.safety.lock_retries,
+            &self.session.playbook.journal_schema,
         )?;
         let state = rollback_state(Some(&Observed {
             environment: self.session.env(),
