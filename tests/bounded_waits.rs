@@ -188,3 +188,84 @@ fn a_wait_for_fkctl_s_own_archive_names_its_holder() {
     );
     drop(holder.client);
 }
+
+/// A rollback with nothing to purge reads fkctl's archive once, at the end,
+/// to count what the run archived: a session holding the archive then (a
+/// rollback of another change altering it) makes that read wait within the
+/// lock timeout, retried, and the holder is named; it is not a raw error.
+#[test]
+fn the_rollback_s_count_of_its_archive_waits_bounded_and_names_the_holder() {
+    let s = Setup::new("bounded_count", "{ lock_timeout: 200ms, lock_retries: 2 }");
+    let path = s.playbook.display().to_string();
+    // A first drop and rollback make the archive; a second drop leaves no
+    // orphan, so the second rollback's only read of the archive is its count.
+    for roll_back in [true, false] {
+        let out = s.run(&["drop", &path, "--env", "staging", "--yes"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        if roll_back {
+            exec(&s.staging, "DELETE FROM chat_names WHERE id % 50 = 0");
+            let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    }
+    let holder = hold(&s.staging, "fkctl.archived_rows");
+    let started = Instant::now();
+    let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
+    let took = started.elapsed();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(took < BOUND, "{took:?}:\n{text}");
+    assert!(
+        text.contains(&format!("pid {} ", holder.pid)),
+        "the holder of fkctl.archived_rows (pid {}) is named:\n{text}",
+        holder.pid
+    );
+    assert!(text.contains("the rollback itself is complete"), "{text}");
+    drop(holder.client);
+}
+
+/// `restore` reads fkctl's archive before anything else (which run, how many
+/// rows): with another session holding it, each read waits within the lock
+/// timeout, retried, names the holder, and nothing moves.
+#[test]
+fn a_restore_waiting_for_the_archive_is_bounded_and_names_the_holder() {
+    let s = Setup::new(
+        "bounded_restore",
+        "{ lock_timeout: 200ms, lock_retries: 2 }",
+    );
+    let path = s.playbook.display().to_string();
+    let out = s.run(&["drop", &path, "--env", "staging", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(
+        &s.staging,
+        "CREATE TABLE gone AS SELECT * FROM chat_names WHERE id % 50 = 0;
+         DELETE FROM chat_names WHERE id % 50 = 0;",
+    );
+    let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(&s.staging, "INSERT INTO chat_names SELECT * FROM gone");
+    let archived = "SELECT count(*) FROM fkctl.archive";
+    let before = scalar_i64(&s.staging, archived);
+    assert!(before > 0);
+    let holder = hold(&s.staging, "fkctl.archived_rows");
+    let started = Instant::now();
+    let out = s.run(&[
+        "restore", &path, "--env", "staging", "--run", "latest", "--yes",
+    ]);
+    let took = started.elapsed();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(took < BOUND, "{took:?}:\n{text}");
+    assert!(
+        text.contains(&format!("pid {} ", holder.pid)),
+        "the holder of fkctl.archived_rows (pid {}) is named:\n{text}",
+        holder.pid
+    );
+    drop(holder.client);
+    assert_eq!(scalar_i64(&s.staging, archived), before, "nothing moved");
+    let out = s.run(&[
+        "restore", &path, "--env", "staging", "--run", "latest", "--yes",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(scalar_i64(&s.staging, archived), 0);
+}

@@ -458,6 +458,68 @@ fn a_rollback_then_restore_gives_back_the_original_rows() {
     );
 }
 
+/// Values jsonb would rewrite come back as they were: a `json` column's
+/// text (spacing, key order, a repeated key), an array whose lower bound is
+/// not 1, a floating-point `-0`. The rows stay in the rollback's table of
+/// the child's shape until they go back: a restore refused (no parent back
+/// yet) leaves them there, the general archive empty.
+#[test]
+fn values_jsonb_would_rewrite_come_back_as_they_were() {
+    let case = Case::rolled_back(
+        "rs_exact",
+        r#"ALTER TABLE ci_pipeline_chat_data
+             ADD COLUMN doc json, ADD COLUMN from_zero int[], ADD COLUMN minus_zero float8;
+           UPDATE ci_pipeline_chat_data SET
+             doc = '{"b" : 1,   "a": [1.50, 2e3], "a": "\u0041"}',
+             from_zero = '[0:2]={7,8,9}',
+             minus_zero = '-0';"#,
+    );
+    let archive_rows = "SELECT count(*) FROM fkctl.archived_rows";
+    let typed_rows = || {
+        typed_tables(&case.s.staging)
+            .iter()
+            .map(|t| t.1)
+            .sum::<i64>()
+    };
+    assert_eq!(typed_rows(), case.orphans);
+    exec(
+        &case.s.staging,
+        "DELETE FROM chat_names WHERE id IN (SELECT id FROM deleted_parents)",
+    );
+    let out = case.restore(&[]);
+    assert_refused(&out, 4, "has its parent back");
+    assert_eq!(
+        typed_rows(),
+        case.orphans,
+        "still in the table of the child's shape"
+    );
+    assert_eq!(
+        scalar_i64(&case.s.staging, archive_rows),
+        0,
+        "nothing filed"
+    );
+    exec(
+        &case.s.staging,
+        "INSERT INTO chat_names SELECT * FROM deleted_parents",
+    );
+    assert_success(&case.restore(&[]));
+    assert_eq!(case.archived(), 0);
+    assert_eq!(scalar_i64(&case.s.staging, archive_rows), 0);
+    assert_eq!(case.table_rows(), case.rows);
+    assert_eq!(
+        case.differing_rows("id, doc::text, from_zero::text, minus_zero::text"),
+        0,
+        "every value's text as it was"
+    );
+    assert_eq!(
+        scalar_i64(
+            &case.s.staging,
+            "SELECT count(*) FROM ci_pipeline_chat_data WHERE minus_zero::text = '-0' AND array_lower(from_zero, 1) = 0 AND doc::text LIKE '%\\u0041%'"
+        ),
+        case.rows
+    );
+}
+
 /// A run named with `--run` belongs to one change: another playbook's
 /// restore of it is refused before any row moves (it would put rows back
 /// by that playbook's table and keys), and the right playbook still can.

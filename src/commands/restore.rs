@@ -10,7 +10,7 @@ use crate::execute::{guard, interrupt, BindValues, Executor};
 use crate::journal::{record_step, Journal};
 use crate::kinds::foreign_key::plan::cascade;
 use crate::kinds::foreign_key::plan::restore::{ArchivedKey, ColumnPlan};
-use crate::kinds::foreign_key::repair::{self as purge, ArchivedSet};
+use crate::kinds::foreign_key::repair::{self as purge, typed, ArchivedSet};
 use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::model::Inspection;
 use crate::model::TableColumn;
@@ -46,8 +46,10 @@ struct Report {
     restored: i64,
 }
 
-fn count(client: &mut Client, sql: &str, run_id: &str) -> Result<i64> {
-    crate::pg::query_scalar(client, sql, &[&run_id])
+/// Archived rows of run `run_id` that `sql` counts; a lock wait on the
+/// archive is retried and its holder named.
+fn count(exec: &Executor<'_>, client: &mut Client, sql: &str, run_id: &str) -> Result<i64> {
+    exec.read_count(client, sql, &[&run_id], "count the run's archived rows")
 }
 
 /// Where archived rows go back: the child, or one cascade level's table.
@@ -63,6 +65,9 @@ struct Rows {
     level: Option<usize>,
     /// The columns that find one of its rows (see `Inspection::child_identity`).
     identity: Option<Vec<Ident>>,
+    /// The table of the child's own shape that holds the rows, read as they
+    /// are; None: the general archive, read through jsonb.
+    from: Option<QualifiedName>,
 }
 
 impl Rows {
@@ -75,6 +80,23 @@ impl Rows {
             set: ArchivedSet::deleted(),
             level: None,
             identity: inspection.child_identity.clone(),
+            from: None,
+        }
+    }
+
+    /// The child's rows kept in `table`, a table of the child's shape.
+    fn child_in(playbook: &Playbook, inspection: &Inspection, table: QualifiedName) -> Rows {
+        Rows {
+            from: Some(table),
+            ..Rows::child(playbook, inspection)
+        }
+    }
+
+    /// How many rows of run `run_id` are still archived where these come from.
+    fn left_sql(&self, schema: &Ident) -> String {
+        match &self.from {
+            Some(table) => typed::rows_of_run_sql(table),
+            None => purge::archived_left_sql(schema, &self.set),
         }
     }
 
@@ -88,6 +110,7 @@ impl Rows {
             set: purge::cascade::archived_set(level),
             level: Some(index),
             identity: level.identity.clone(),
+            from: None,
         })
     }
 }
@@ -102,21 +125,61 @@ fn compare_columns(
     discard_dropped: bool,
 ) -> Result<(ColumnPlan, Vec<TableColumn>)> {
     let table = relations::table_columns(client, rows_to.oid)?;
-    let sql = purge::archived_keys_sql(&playbook.journal_schema, &rows_to.set);
-    let keys: Vec<ArchivedKey> = client
-        .query(sql.as_str(), &[&run_id])
+    let keys = match &rows_to.from {
+        Some(from) => typed_columns(client, from, &rows_to.table, rows)?,
+        None => {
+            let sql = purge::archived_keys_sql(&playbook.journal_schema, &rows_to.set);
+            client
+                .query(sql.as_str(), &[&run_id])
+                .map_err(|e| Error::from_postgres(&e, &sql))?
+                .iter()
+                .map(|r| {
+                    Ok(ArchivedKey {
+                        name: Ident::from_catalog(r.cell::<String>(0, &sql)?),
+                        rows: r.cell(1, &sql)?,
+                    })
+                })
+                .collect::<Result<_>>()?
+        }
+    };
+    let mut plan = ColumnPlan::compare(&table, &keys, rows, &rows_to.keys, discard_dropped);
+    plan.columns.from = rows_to.from.clone();
+    plan.triggers = relations::insert_triggers(client, rows_to.oid)?;
+    Ok((plan, table))
+}
+
+/// The child's columns in `from`, a table of its shape, each held by all
+/// `rows` rows; refused when they no longer match the child's (its columns
+/// changed since the restore filed the tables that did not match: the same
+/// restore then files this one too).
+fn typed_columns(
+    client: &mut Client,
+    from: &QualifiedName,
+    child: &QualifiedName,
+    rows: i64,
+) -> Result<Vec<ArchivedKey>> {
+    let same = typed::same_shape_sql();
+    let (from_name, child_name) = (from.quoted(), child.quoted());
+    let matches: bool = crate::pg::query_scalar(client, &same, &[&from_name, &child_name])?;
+    if !matches {
+        return Err(Error::new(
+            Kind::FailedMidway,
+            format!("the columns of {child} changed while the restore read {from}, which holds its archived rows; nothing was restored from it"),
+        )
+        .next("run the same restore again: it puts the rows into the general archive first and converts them to the new columns"));
+    }
+    let sql = typed::columns_sql();
+    client
+        .query(sql.as_str(), &[&from_name])
         .map_err(|e| Error::from_postgres(&e, &sql))?
         .iter()
         .map(|r| {
             Ok(ArchivedKey {
                 name: Ident::from_catalog(r.cell::<String>(0, &sql)?),
-                rows: r.cell(1, &sql)?,
+                rows,
             })
         })
-        .collect::<Result<_>>()?;
-    let mut plan = ColumnPlan::compare(&table, &keys, rows, &rows_to.keys, discard_dropped);
-    plan.triggers = relations::insert_triggers(client, rows_to.oid)?;
-    Ok((plan, table))
+        .collect()
 }
 
 /// Reads every archived row of the run as a row of the table's current type,
@@ -130,6 +193,10 @@ fn check_conversion(
     table: &[TableColumn],
     run_id: &str,
 ) -> Result<()> {
+    if rows_to.from.is_some() {
+        // Copied from a table of the same column types: nothing converts.
+        return Ok(());
+    }
     let query = &rows_to.query;
     let sql = purge::restore_convert_sql(query, schema, &columns.columns, &rows_to.set);
     let whole = match client.query_one(sql.as_str(), &[&run_id]) {
@@ -190,31 +257,45 @@ fn explain_batch(mut e: Error, culprit: &str) -> Error {
 }
 
 /// How many rows run `run_id` archived here: (deleted, nullified, by the
-/// cascade below the child); refused when it archived none.
-fn archived_rows(
+/// cascade below the child), wherever they are kept.
+fn run_counts(
     client: &mut Client,
+    exec: &Executor<'_>,
     schema: &Ident,
     run_id: &str,
-    env: &str,
 ) -> Result<(i64, i64, i64)> {
-    let archive = purge::archive_table(schema);
-    if !crate::pg::relation_exists(client, &archive.quoted())? {
+    let Some(archive) = crate::journal::archive::readable(client, schema)? else {
         return Err(Error::precondition(format!(
-            "there is no archive ({archive}) in the {env} database: no rollback purged rows here"
+            "there is no archive ({}) in the {} database: no rollback purged rows here",
+            purge::archive_table(schema),
+            exec.environment
         )));
-    }
-    let by_run = purge::archived_by_run_sql(schema);
-    let row = client
-        .query_one(by_run.as_str(), &[&run_id])
-        .map_err(|e| Error::from_postgres(&e, &by_run))?;
-    let (deleted, nullified, cascaded): (i64, i64, i64) = (
-        row.cell(0, &by_run)?,
-        row.cell(1, &by_run)?,
-        row.cell(2, &by_run)?,
-    );
+    };
+    let by_run = purge::archived_by_run_sql(&archive);
+    exec.bounded(client, "count the run's archived rows", |c| {
+        let row = c
+            .query_one(by_run.as_str(), &[&run_id])
+            .map_err(|e| Error::from_postgres(&e, &by_run))?;
+        Ok((
+            row.cell(0, &by_run)?,
+            row.cell(1, &by_run)?,
+            row.cell(2, &by_run)?,
+        ))
+    })
+}
+
+/// [`run_counts`], refused when the run archived nothing here.
+fn archived_rows(
+    client: &mut Client,
+    exec: &Executor<'_>,
+    schema: &Ident,
+    run_id: &str,
+) -> Result<(i64, i64, i64)> {
+    let (deleted, nullified, cascaded) = run_counts(client, exec, schema, run_id)?;
     if deleted == 0 && nullified == 0 && cascaded == 0 {
         return Err(Error::precondition(format!(
-            "run {run_id} has no rows in the archive of {env}"
+            "run {run_id} has no rows in the archive of {}",
+            exec.environment
         ))
         .next("fkctl status lists the runs; the archive is the table above"));
     }
@@ -289,7 +370,7 @@ fn move_rows(
         moved += n;
         batches += 1;
     }
-    let left = count(c, archived_left, run_id)?;
+    let left = count(exec, c, archived_left, run_id)?;
     if deleted - left != moved {
         return Err(Error::new(Kind::Internal, format!("the archive of run {run_id} went from {deleted} to {left} row(s), but {moved} row(s) went back into the table"))
             .with("environment", env)
@@ -311,6 +392,9 @@ struct Restore<'a> {
     journal: &'a Journal,
     run_id: &'a str,
     options: &'a Options,
+    /// Runs the batches and the reads of the archive (lock waits bounded,
+    /// retried, their holders named).
+    exec: &'a Executor<'a>,
 }
 
 /// Archived rows of the run that came from a cascade level the live tree no
@@ -365,10 +449,10 @@ struct Waiting<'a> {
 
 impl Waiting<'_> {
     /// (waiting for their parent, identity taken) for run `run_id`.
-    fn count(&self, client: &mut Client, run_id: &str) -> Result<(i64, i64)> {
-        let refused = count(client, self.refused_sql, run_id)?;
+    fn count(&self, exec: &Executor<'_>, client: &mut Client, run_id: &str) -> Result<(i64, i64)> {
+        let refused = count(exec, client, self.refused_sql, run_id)?;
         let taken = match self.taken_sql {
-            Some(sql) => count(client, sql, run_id)?,
+            Some(sql) => count(exec, client, sql, run_id)?,
             None => 0,
         };
         Ok((refused, taken))
@@ -379,13 +463,14 @@ impl Waiting<'_> {
 /// for the live row that has taken their identity to be dealt with.
 fn rows_left(
     client: &mut Client,
+    exec: &Executor<'_>,
     waiting: &Waiting<'_>,
     run_id: &str,
     left: i64,
     what: &str,
     env: &str,
 ) -> Result<Error> {
-    let (refused_after, taken_after) = waiting.count(client, run_id)?;
+    let (refused_after, taken_after) = waiting.count(exec, client, run_id)?;
     let mut why = Vec::new();
     if refused_after > 0 {
         why.push(format!("{refused_after} still lack their parent row"));
@@ -526,7 +611,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
         refused_sql: &refused_sql,
         taken_sql: taken_sql.as_deref(),
     };
-    let (refused_before, taken_before) = waiting.count(client, run_id)?;
+    let (refused_before, taken_before) = waiting.count(r.exec, client, run_id)?;
     let what = match rows_to.level {
         None => String::new(),
         Some(_) => format!(" of {} (deleted by the cascade)", rows_to.table),
@@ -546,13 +631,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
     }
     crate::say!("{}", super::step_text(step));
     refuse_or_ask(r, rows_to, archived, (refused_before, taken_before), &what)?;
-    let exec = Executor::new(
-        r.target,
-        env,
-        r.inspection.watched.clone(),
-        playbook.safety.lock_retries,
-    )?
-    .watching_journal(schema);
+    let exec = r.exec;
     r.journal.ensure(client)?;
     let run = r.journal.start_run(
         client,
@@ -561,7 +640,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
         env,
         &playbook.constraint,
     )?;
-    let archived_left = purge::archived_left_sql(schema, &rows_to.set);
+    let archived_left = rows_to.left_sql(schema);
     let values = BindValues {
         run_id: &run.id,
         change: &playbook.change,
@@ -572,7 +651,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
     let result = record_step(client, Some(&run), step, |c| {
         let (moved, left, detail) = move_rows(
             c,
-            &exec,
+            exec,
             step,
             &params,
             &archived_left,
@@ -593,7 +672,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
     finished?;
     crate::say!("  restored {moved} row(s) into {}; the archive of run {run_id} went from {archived} to {left} row(s){what}", rows_to.table);
     if left > 0 {
-        return Err(rows_left(client, &waiting, run_id, left, &what, env)?);
+        return Err(rows_left(client, exec, &waiting, run_id, left, &what, env)?);
     }
     Ok(())
 }
@@ -629,7 +708,12 @@ fn restore_levels(client: &mut Client, r: &Restore<'_>, waiting: &mut Vec<Error>
     let schema = &r.playbook.journal_schema;
     for (index, level) in r.inspection.cascade.levels.iter().enumerate() {
         let set = purge::cascade::archived_set(level);
-        let archived = count(client, &purge::archived_left_sql(schema, &set), r.run_id)?;
+        let archived = count(
+            r.exec,
+            client,
+            &purge::archived_left_sql(schema, &set),
+            r.run_id,
+        )?;
         if archived == 0 {
             continue;
         }
@@ -687,14 +771,20 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
     let mut nothing = false;
     let result = (|| -> Result<()> {
         let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
-        file_typed_rows(&mut client, &playbook, env)?;
-        let Some(resolved) = crate::journal::archive::resolve_run(
-            &mut client,
-            &playbook.journal_schema,
-            &playbook.change,
-            &playbook.constraint.name,
-            run_id,
-        )?
+        // Reads fkctl's archive before the tables are inspected: lock
+        // holders named on fkctl's own tables only.
+        let reader = Executor::new(&target, env, Vec::new(), playbook.safety.lock_retries)?
+            .watching_journal(&playbook.journal_schema);
+        file_typed_rows(&mut client, &reader, &playbook)?;
+        let Some(resolved) = reader.bounded(&mut client, "find the run to restore", |c| {
+            crate::journal::archive::resolve_run(
+                c,
+                &playbook.journal_schema,
+                &playbook.change,
+                &playbook.constraint.name,
+                run_id,
+            )
+        })?
         else {
             crate::say!(
                 "{env}: nothing of change {} is waiting in the archive; nothing to restore",
@@ -705,21 +795,20 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
         };
         let run_id = resolved.as_str();
         report.run_id = run_id.to_string();
-        let before = archived_rows(&mut client, &playbook.journal_schema, run_id, env)?;
+        let before = archived_rows(&mut client, &reader, &playbook.journal_schema, run_id)?;
         report.archived_before = before.0 + before.1 + before.2;
         report.archived_after = report.archived_before;
         let result = restore_in(
             &mut client,
             &target,
+            &reader,
             &playbook,
             &environment,
             run_id,
             &options,
         );
-        let by_run = purge::archived_by_run_sql(&playbook.journal_schema);
-        if let Ok(row) = client.query_one(by_run.as_str(), &[&run_id]) {
-            let left: Result<Vec<i64>> = (0..3).map(|i| row.cell(i, &by_run)).collect();
-            report.archived_after = left.map_or(report.archived_before, |l| l.iter().sum());
+        if let Ok(after) = run_counts(&mut client, &reader, &playbook.journal_schema, run_id) {
+            report.archived_after = after.0 + after.1 + after.2;
         }
         result
     })();
@@ -737,14 +826,18 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
     result.map_err(|e| label(e, env, "restore"))
 }
 
-/// The change's deleted rows kept in tables of the child's shape go into
-/// the general archive first, where every restore reads (under the change's
-/// lock, so no rollback adds rows meanwhile). fkctl's own tables only: no
-/// row of the application's tables moves.
-fn file_typed_rows(client: &mut Client, playbook: &Playbook, env: &str) -> Result<()> {
+/// Takes the change's lock (no rollback adds rows meanwhile), then files
+/// the deleted rows kept in tables whose columns no longer match the
+/// child's into the general archive, where restore converts them. fkctl's
+/// own tables only: no row of the application's tables moves.
+fn file_typed_rows(client: &mut Client, reader: &Executor<'_>, playbook: &Playbook) -> Result<()> {
+    let env = reader.environment;
     guard::lock_change(client, &playbook.change, &playbook.constraint, env)?;
     let schema = &playbook.journal_schema;
-    let filed = crate::journal::archive::file_typed(client, playbook)?;
+    // One transaction per table: a retry files the tables still to file.
+    let filed = reader.bounded(client, "file archived rows for the restore", |c| {
+        crate::journal::archive::file_typed(c, playbook)
+    })?;
     if filed > 0 {
         crate::say!(
             "{env}: {filed} archived row(s) filed into {} for the restore",
@@ -754,10 +847,36 @@ fn file_typed_rows(client: &mut Client, playbook: &Playbook, env: &str) -> Resul
     Ok(())
 }
 
+/// Where the run's `deleted` rows of the child are, with how many each
+/// holds: the tables of the child's shape (the typical rollback's), then
+/// the general archive.
+fn child_sources(client: &mut Client, r: &Restore<'_>, deleted: i64) -> Result<Vec<(Rows, i64)>> {
+    let (playbook, inspection) = (r.playbook, r.inspection);
+    let mut sources = Vec::new();
+    let mut typed_rows = 0;
+    for table in crate::journal::archive::typed_tables(
+        client,
+        &playbook.journal_schema,
+        &playbook.change,
+        &playbook.constraint.name,
+    )? {
+        let rows = count(r.exec, client, &typed::rows_of_run_sql(&table), r.run_id)?;
+        if rows > 0 {
+            typed_rows += rows;
+            sources.push((Rows::child_in(playbook, inspection, table), rows));
+        }
+    }
+    if deleted > typed_rows {
+        sources.push((Rows::child(playbook, inspection), deleted - typed_rows));
+    }
+    Ok(sources)
+}
+
 /// The restore itself, on a connection whose archive was counted.
 fn restore_in(
     client: &mut Client,
     target: &crate::connect::Target,
+    reader: &Executor<'_>,
     playbook: &Playbook,
     environment: &crate::playbook::Environment,
     run_id: &str,
@@ -767,9 +886,12 @@ fn restore_in(
     let env = environment.name.as_str();
     let schema = &playbook.journal_schema;
     let journal = Journal::new(schema);
-    let (deleted, nullified, cascaded) = archived_rows(client, schema, run_id, env)?;
+    let (deleted, nullified, cascaded) = archived_rows(client, reader, schema, run_id)?;
     let inspection = inspect_live(client, playbook, env, "pre-checks")?;
+    let exec = Executor::for_inspection(target, env, &inspection, playbook.safety.lock_retries)?
+        .watching_journal(schema);
     let r = Restore {
+        exec: &exec,
         playbook,
         environment,
         inspection: &inspection,
@@ -791,8 +913,8 @@ fn restore_in(
     }
     refuse_unknown_levels(client, &r)?;
     let mut waiting = Vec::new();
-    if deleted > 0 {
-        let done = restore_rows(client, &r, &Rows::child(playbook, &inspection), deleted).map_err(|mut e| {
+    for (rows_to, archived) in child_sources(client, &r, deleted)? {
+        let done = restore_rows(client, &r, &rows_to, archived).map_err(|mut e| {
             if e.kind == Kind::Precondition && cascaded > 0 {
                 e = e.with("cascade", format!("the run also archived {cascaded} row(s) of tables below {} (its cascade): those under a child row still archived wait with it", playbook.constraint.table));
             }

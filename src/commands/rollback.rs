@@ -201,7 +201,7 @@ fn rollback_in(
     let finished = run.finish(&mut client, label_text, message.as_deref());
     outcome?;
     finished?;
-    summary.rows_archived = archived(&mut client, playbook, &run)?;
+    summary.rows_archived = archived(&mut client, &exec, playbook, &run)?;
     Ok(())
 }
 
@@ -439,13 +439,23 @@ fn verify_restored(
     Ok(())
 }
 
-fn archived(client: &mut Client, playbook: &Playbook, run: &Run) -> Result<i64> {
+/// The rows the run archived, whichever archive table holds them.
+fn archived(
+    client: &mut Client,
+    exec: &Executor<'_>,
+    playbook: &Playbook,
+    run: &Run,
+) -> Result<i64> {
     // With no orphan to purge, the archive may never have been created.
     let Some(table) = crate::journal::archive::readable(client, &playbook.journal_schema)? else {
         return Ok(0);
     };
     let sql = format!("SELECT count(*) FROM {table} WHERE run_id = $1");
-    crate::pg::query_scalar(client, sql.as_str(), &[&run.id])
+    exec.read_count(client, &sql, &[&run.id], "count the rows the rollback archived")
+        .map_err(|mut e| {
+            e.next = Some("the rollback itself is complete: the constraint is back and validated (see above); only this count was not read. Once the blocking session is gone, fkctl status shows the rows the run archived".to_string());
+            e
+        })
 }
 
 struct RollbackRun<'a> {

@@ -195,6 +195,41 @@ impl Executor<'_> {
         }
     }
 
+    /// Runs `work` (reads outside any step: fkctl's archive, mostly) with
+    /// its lock waits bounded and retried like a check's, naming who holds
+    /// the lock (a rollback of another change altering the archive). `what`
+    /// says what was being read.
+    pub fn bounded<T>(
+        &self,
+        client: &mut Client,
+        what: &str,
+        mut work: impl FnMut(&mut Client) -> Result<T>,
+    ) -> Result<T> {
+        let (value, _) = lock_wait::with_lock_retries(
+            client,
+            self.environment,
+            what,
+            self.read_retries,
+            self.watched_now(),
+            |c| {
+                let _running = self.running(c)?;
+                work(c).map_err(|e| e.with("environment", self.environment))
+            },
+        )?;
+        Ok(value)
+    }
+
+    /// One count, [`Executor::bounded`].
+    pub fn read_count(
+        &self,
+        client: &mut Client,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+    ) -> Result<i64> {
+        self.bounded(client, what, |c| crate::pg::query_scalar(c, sql, params))
+    }
+
     /// Runs a check and compares its single value with the expectation.
     pub fn check(&self, client: &mut Client, check: &Check, step: &Step) -> Result<Value> {
         let value = self.measure(client, check, step)?;

@@ -46,10 +46,14 @@ pub fn typed_tables(
         .collect()
 }
 
-/// Files every row of the change's typed tables into the general archive,
-/// one transaction per table, where a restore reads them: the rows that
-/// left must be the rows that arrived, and the table must be empty after,
-/// or nothing moves. Returns the rows filed.
+/// Files the rows of the change's typed tables whose columns no longer
+/// match the child's (the child changed since the rollback) into the
+/// general archive, one transaction per table: a restore converts them from
+/// jsonb there, column by column. The rows that left must be the rows that
+/// arrived, and the table must be empty after, or nothing moves. A table
+/// that still matches stays: restore copies its rows back as they are,
+/// which jsonb would not (a `json` column's text, an array's bounds, `-0`).
+/// Returns the rows filed.
 pub fn file_typed(client: &mut Client, playbook: &crate::playbook::Playbook) -> Result<i64> {
     let (schema, change, constraint) = (
         &playbook.journal_schema,
@@ -63,7 +67,13 @@ pub fn file_typed(client: &mut Client, playbook: &crate::playbook::Playbook) -> 
         crate::playbook::duration::human(playbook.safety.lock_timeout)
     );
     let mut filed = 0;
+    let (same_shape, child) = (typed::same_shape_sql(), playbook.constraint.table.quoted());
     for table in typed_tables(client, schema, change, constraint)? {
+        let matches: bool =
+            crate::pg::query_scalar(client, &same_shape, &[&table.quoted(), &child])?;
+        if matches {
+            continue;
+        }
         let sql = typed::file_sql(schema, &table);
         let mut tx = client
             .transaction()

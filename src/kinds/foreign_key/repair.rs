@@ -309,6 +309,9 @@ pub struct RestoreColumns {
     /// columns, which PostgreSQL recomputes, so a value of an older type never
     /// has to convert.
     pub unread: Vec<Ident>,
+    /// The table of the child's own shape the rows are read from, value for
+    /// value (`typed`); None: the general archive, through jsonb.
+    pub from: Option<QualifiedName>,
 }
 
 pub fn text_array(names: &[Ident]) -> String {
@@ -342,6 +345,9 @@ fn archived_as_child(
     columns: &RestoreColumns,
     set: &ArchivedSet,
 ) -> String {
+    if let Some(table) = &columns.from {
+        return typed::as_child(table);
+    }
     format!(
         "{} a CROSS JOIN LATERAL {} fk WHERE {}",
         archive_table(schema).quoted(),
@@ -370,26 +376,47 @@ pub fn restore_batch_sql(
     let not_taken = identity_taken(query, identity)
         .map(|taken| format!(" AND NOT {taken}"))
         .unwrap_or_default();
+    let candidates = format!(
+        "{} AND NOT ({}){not_taken}",
+        archived_as_child(query, schema, columns, set),
+        query.predicate()
+    );
+    let insert = insert_sql(&query.child, &columns.insert, "fk");
+    if let Some(table) = &columns.from {
+        return typed::restore_batch_sql(table, &candidates, batch_size, &insert);
+    }
     let archive = archive_table(schema).quoted();
-    let child = query.child.quoted();
+    format!(
+        "WITH batch AS (SELECT a.id FROM {candidates} ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS ({insert} FROM moved CROSS JOIN LATERAL {} fk RETURNING 1) {}",
+        archived_record(query, "moved.row_data", columns),
+        moved_as_put()
+    )
+}
+
+/// `INSERT INTO table (columns) OVERRIDING SYSTEM VALUE SELECT alias.column, ...`:
+/// a restore's insert of archived rows (aliased `alias`), identity values kept.
+pub(crate) fn insert_sql(table: &QualifiedName, columns: &[Ident], alias: &str) -> String {
     let list = columns
-        .insert
         .iter()
         .map(Ident::quoted)
         .collect::<Vec<_>>()
         .join(", ");
     let values = columns
-        .insert
         .iter()
-        .map(|c| format!("fk.{}", c.quoted()))
+        .map(|c| format!("{alias}.{}", c.quoted()))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "WITH batch AS (SELECT a.id FROM {} AND NOT ({}){not_taken} ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS (INSERT INTO {child} ({list}) OVERRIDING SYSTEM VALUE SELECT {values} FROM moved CROSS JOIN LATERAL {} fk RETURNING 1) SELECT (CASE WHEN m.n = p.n THEN p.n ELSE ('fkctl: ' || m.n || ' archived row(s) left the archive but ' || p.n || ' went into the table (a trigger or rule skipped rows); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM put) p",
-        archived_as_child(query, schema, columns, set),
-        query.predicate(),
-        archived_record(query, "moved.row_data", columns)
+        "INSERT INTO {} ({list}) OVERRIDING SYSTEM VALUE SELECT {values}",
+        table.quoted()
     )
+}
+
+/// The restore batch's result: the rows it moved, as text, or an error
+/// (rolling the batch back) when the table took fewer rows (`put`) than
+/// left the archive (`moved`): a trigger or rule that skips rows.
+pub(crate) fn moved_as_put() -> &'static str {
+    "SELECT (CASE WHEN m.n = p.n THEN p.n ELSE ('fkctl: ' || m.n || ' archived row(s) left the archive but ' || p.n || ' went into the table (a trigger or rule skipped rows); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM put) p"
 }
 
 /// A live row of the table already has the identity of the archived row
@@ -480,11 +507,12 @@ pub fn archived_keys_sql(schema: &Ident, set: &ArchivedSet) -> String {
     )
 }
 
-/// Archived rows of run `$1`, by action: deleted, nullified, archived from the cascade below the child.
-pub fn archived_by_run_sql(schema: &Ident) -> String {
+/// Archived rows of run `$1` in `archive` (a quoted name: the general
+/// archive, or the view over every archive table), by action: deleted,
+/// nullified, archived from the cascade below the child.
+pub fn archived_by_run_sql(archive: &str) -> String {
     format!(
-        "SELECT count(*) FILTER (WHERE action = 'delete'), count(*) FILTER (WHERE action = 'nullify'), count(*) FILTER (WHERE action LIKE 'cascade-%') FROM {} WHERE run_id = $1",
-        archive_table(schema).quoted()
+        "SELECT count(*) FILTER (WHERE action = 'delete'), count(*) FILTER (WHERE action = 'nullify'), count(*) FILTER (WHERE action LIKE 'cascade-%') FROM {archive} WHERE run_id = $1"
     )
 }
 

@@ -171,22 +171,14 @@ pub fn restore_batch_sql(
     columns: &[Ident],
 ) -> String {
     let archive = archive_table(schema).quoted();
-    let list = columns
-        .iter()
-        .map(Ident::quoted)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let values = columns
-        .iter()
-        .map(|c| format!("r.{}", c.quoted()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let insert = crate::kinds::foreign_key::repair::insert_sql(&query.table, columns, "r");
     format!(
-        "WITH first AS (SELECT DISTINCT ON ({key}) a.id FROM {rows} AND NOT {collides} ORDER BY {key}, a.id), batch AS (SELECT a.id FROM {archive} a WHERE a.id IN (SELECT id FROM first) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS (INSERT INTO {table} ({list}) OVERRIDING SYSTEM VALUE SELECT {values} FROM moved CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, moved.row_data) r RETURNING 1) SELECT (CASE WHEN m.n = p.n THEN p.n ELSE ('fkctl: ' || m.n || ' archived row(s) left the archive but ' || p.n || ' went into the table (a trigger or rule skipped rows); the batch is rolled back')::int8 END)::text FROM (SELECT count(*) AS n FROM moved) m, (SELECT count(*) AS n FROM put) p",
+        "WITH first AS (SELECT DISTINCT ON ({key}) a.id FROM {rows} AND NOT {collides} ORDER BY {key}, a.id), batch AS (SELECT a.id FROM {archive} a WHERE a.id IN (SELECT id FROM first) ORDER BY a.id LIMIT {batch_size} FOR UPDATE OF a), moved AS (DELETE FROM {archive} a USING batch WHERE a.id = batch.id RETURNING a.row_data), put AS ({insert} FROM moved CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, moved.row_data) r RETURNING 1) {moved_as_put}",
         key = query.key("r"),
         rows = archived_rows(&query.table, schema),
         collides = collides(query),
         table = query.table.quoted(),
+        moved_as_put = crate::kinds::foreign_key::repair::moved_as_put(),
     )
 }
 

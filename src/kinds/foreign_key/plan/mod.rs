@@ -901,6 +901,7 @@ fn restore_rows_step(
                 set,
                 identity,
             )];
+            restore.without_jit();
             restore.status = Status::Pending;
             cx.notes.extend(columns.notes());
             let refused = purge::restore_refused_sql(&cx.orphans, schema, &columns.columns, set);
@@ -943,6 +944,7 @@ fn restore_keys_step(
             restore.binds = vec![Bind::RestoreRunId];
             restore.statements =
                 purge::restore_keys_batch_sql(&cx.orphans, batch, schema, identity, set);
+            restore.without_jit();
             restore.status = Status::Pending;
             let names = identity
                 .iter()

@@ -64,6 +64,7 @@ impl ColumnPlan {
             columns: RestoreColumns {
                 insert: Vec::new(),
                 unread: Vec::new(),
+                from: None,
             },
             rows,
             recomputed: Vec::new(),
@@ -300,7 +301,9 @@ mod tests {
         let columns = ColumnPlan::compare(&table, &keys, 3, &[Ident::from_catalog("k")], false);
         let plan =
             crate::plan::restore_plan(&playbook, None, crate::plan::Archived::Deleted(&columns));
-        let sql = &plan.steps[0].statements[0];
+        let statements = &plan.steps[0].statements;
+        assert_eq!(statements[0], "SET LOCAL jit = off");
+        let sql = &statements[1];
         assert!(
             sql.contains(r#"INSERT INTO "public"."child" ("id", "k") OVERRIDING SYSTEM VALUE SELECT fk."id", fk."k" FROM moved"#),
             "{sql}"

@@ -232,6 +232,63 @@ pub fn file_sql(schema: &Ident, table: &QualifiedName) -> String {
     )
 }
 
+/// The rows of run `$1` in `table`, aliased `fk`: each already a row of the
+/// child's columns (same names and types), so the orphan check and the
+/// INSERT read them as they are.
+pub fn as_child(table: &QualifiedName) -> String {
+    format!(
+        "{} fk WHERE fk.{} = $1",
+        table.quoted(),
+        Ident::from_catalog(RUN).quoted()
+    )
+}
+
+/// Rows of run `$1` still in `table`.
+pub fn rows_of_run_sql(table: &QualifiedName) -> String {
+    format!("SELECT count(*) FROM {}", as_child(table))
+}
+
+/// Moves one batch of `candidates` (rows of `table` aliased `fk` that may go
+/// back, as a FROM ... WHERE) into the child with `insert` (`INSERT ...
+/// SELECT` of `fk`'s columns), removing them from `table` in the same
+/// statement; the rows are copied as they are, no value converted. Each
+/// batch takes the first rows the scan meets (the table has no index: the
+/// rows of earlier batches are gone, so it does not read them again once
+/// their pages are pruned) and finds them again by address.
+pub fn restore_batch_sql(
+    table: &QualifiedName,
+    candidates: &str,
+    batch_size: u32,
+    insert: &str,
+) -> String {
+    format!(
+        "WITH batch AS (SELECT fk.ctid AS row_id FROM {candidates} LIMIT {batch_size} FOR UPDATE OF fk), moved AS (DELETE FROM {} fk WHERE fk.ctid OPERATOR(pg_catalog.=) ANY ((SELECT array_agg(row_id) FROM batch)::tid[]) RETURNING fk.*), put AS ({insert} FROM moved fk RETURNING 1) {}",
+        table.quoted(),
+        super::moved_as_put()
+    )
+}
+
+/// The child's columns in `table` ($1, its quoted name), fkctl's left out:
+/// what the rows of a table of the child's shape can fill.
+pub fn columns_sql() -> String {
+    format!(
+        "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped AND NOT attname = ANY ({}) ORDER BY attnum",
+        fkctl_columns()
+    )
+}
+
+/// Whether `table` still has the child's columns, names and types in order
+/// ($1: the table, $2: the child, quoted names): its rows then go back
+/// straight from it; else they are filed into the general archive first and
+/// converted from jsonb.
+pub fn same_shape_sql() -> String {
+    format!(
+        "SELECT {} IS NOT DISTINCT FROM {}",
+        shape("$1::text::regclass"),
+        shape("$2::text::regclass")
+    )
+}
+
 /// The rows a table holds, and its run column: what prune removes.
 pub fn run_column() -> Ident {
     Ident::from_catalog(RUN)

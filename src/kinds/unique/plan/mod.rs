@@ -447,6 +447,7 @@ pub fn restore_plan(
         &playbook.journal_schema,
         columns,
     )];
+    restore.without_jit();
     restore.binds = vec![Bind::RestoreRunId];
     restore.repeat = Some("per batch until no archived row can go back".to_string());
     restore.locks = vec![lock(&def.table.display(), LockMode::RowExclusive)];
