@@ -674,7 +674,7 @@ fn an_orphan_written_after_the_census_is_purged_when_validate_finds_it() {
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{said}\n{}", stderr(&out));
     assert!(
-        said.contains("round 2: VALIDATE found rows orphaned after the census"),
+        said.contains("round 2: VALIDATE found orphaned rows the purge did not handle"),
         "{said}"
     );
     assert_eq!(

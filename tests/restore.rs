@@ -520,6 +520,68 @@ fn values_jsonb_would_rewrite_come_back_as_they_were() {
     );
 }
 
+/// Whole batches whose rows must all wait (their parent is missing again)
+/// do not end the restore: every batch of the list is taken, every row
+/// that can go back does, the others stay archived, exit 4 with the count.
+/// Deleted rows (copied back from the table of the child's shape) and
+/// nullified keys (found by identity in the jsonb archive) alike.
+#[test]
+fn batches_whose_rows_all_wait_do_not_end_the_restore() {
+    for (tag, rollback, schema) in [
+        ("rs_wait_rows", "{ batch_size: 50 }", ""),
+        (
+            "rs_wait_keys",
+            "{ orphans: nullify, batch_size: 50 }",
+            NULLABLE_KEY,
+        ),
+    ] {
+        let case = Case::rolled_back_with(tag, rollback, schema);
+        // The parents of the first three batches' rows (in the order
+        // restore lists them) go missing again.
+        let nullify = rollback.contains("nullify");
+        let first_rows = if nullify {
+            "SELECT (row_data->>'chat_name_id')::int8 FROM fkctl.archived_rows ORDER BY id LIMIT 150".to_string()
+        } else {
+            let table = quote(&typed_tables(&case.s.staging)[0].0);
+            format!("SELECT chat_name_id FROM fkctl.{table} ORDER BY ctid LIMIT 150")
+        };
+        exec(
+            &case.s.staging,
+            &format!("DELETE FROM chat_names WHERE id IN ({first_rows})"),
+        );
+        let waiting = scalar_i64(
+            &case.s.staging,
+            "SELECT count(*) FROM fkctl.archive a WHERE NOT EXISTS (SELECT FROM chat_names WHERE id = (a.row_data->>'chat_name_id')::int8)",
+        );
+        assert!(
+            waiting >= 150 && waiting < case.orphans,
+            "{waiting} of {}",
+            case.orphans
+        );
+        let out = case.restore(&[]);
+        // "N still lack their parent row" / "N row(s): their parent row is still missing"
+        assert_refused(&out, 4, &format!("{waiting} "));
+        assert!(stderr(&out).contains("parent row"), "{}", stderr(&out));
+        assert_eq!(
+            case.archived(),
+            waiting,
+            "{tag}: only the rows that wait stay"
+        );
+        if nullify {
+            assert_eq!(
+                scalar_i64(
+                    &case.s.staging,
+                    "SELECT count(*) FROM ci_pipeline_chat_data WHERE chat_name_id IS NULL"
+                ),
+                waiting,
+                "{tag}"
+            );
+        } else {
+            assert_eq!(case.table_rows(), case.rows - waiting, "{tag}");
+        }
+    }
+}
+
 /// A run named with `--run` belongs to one change: another playbook's
 /// restore of it is refused before any row moves (it would put rows back
 /// by that playbook's table and keys), and the right playbook still can.

@@ -153,7 +153,7 @@ fn an_orphan_written_after_the_census_is_archived_when_validate_finds_it() {
     let out = rollback(&s, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("round 2: VALIDATE found rows orphaned after the census"),
+        stderr(&out).contains("round 2: VALIDATE found orphaned rows the purge did not handle"),
         "{}",
         stderr(&out)
     );

@@ -1008,3 +1008,55 @@ ANALYZE events;
     );
     assert!(!analyzed.contains("Seq Scan on events_"), "{analyzed}");
 }
+
+/// Restore works through a list of the run's archived rows: batches whose
+/// rows all collide with a live row (here every batch but the last, of one
+/// row each) do not end it, and the rows after them still go back.
+#[test]
+fn restore_goes_past_batches_whose_rows_all_collide() {
+    let (db, dir, _) = setup("uqrestore_list");
+    let path = dir.write(
+        "one.yml",
+        &unique_playbook("").replace("batch_size: 7", "batch_size: 1"),
+    );
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(&db, DUPLICATES);
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The key archived last: its live row goes, so that its first archived
+    // row can go back; every row archived before that one collides.
+    let last_key = scalar_text(
+        &db,
+        "SELECT row_data->>'email' FROM fkctl.archived_rows GROUP BY 1 ORDER BY min(id) DESC LIMIT 1",
+    );
+    let archived_before_it = scalar_i64(
+        &db,
+        &format!("SELECT count(*) FROM fkctl.archived_rows WHERE id < (SELECT min(id) FROM fkctl.archived_rows WHERE row_data->>'email' = '{last_key}')"),
+    );
+    assert!(archived_before_it >= 2, "{archived_before_it}");
+    exec(
+        &db,
+        &format!("DELETE FROM accounts WHERE email = '{last_key}'"),
+    );
+    let out = run_env("restore", &path, &db, &["--run", "latest", "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("1 row(s) put back; 5 still archived"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            &format!("SELECT count(*) FROM accounts WHERE email = '{last_key}'")
+        ),
+        1
+    );
+}

@@ -330,8 +330,9 @@ fn refuse_columns(
     Ok(())
 }
 
-/// Moves the run's rows (or keys) back batch by batch until none can move,
-/// then checks the archive shrank by exactly the rows that went back.
+/// Lists the run's rows (`list`, one scan), then moves them (or their keys)
+/// back batch by batch until the list is done, then checks the archive
+/// shrank by exactly the rows that went back.
 /// `archived_left` counts the run's rows of this kind still archived, of
 /// which there were `deleted` before. Returns (rows moved, rows left in the
 /// archive, a line for the journal).
@@ -339,6 +340,7 @@ fn refuse_columns(
 fn move_rows(
     c: &mut Client,
     exec: &Executor<'_>,
+    list: &crate::plan::Step,
     step: &crate::plan::Step,
     params: &[&(dyn postgres::types::ToSql + Sync)],
     archived_left: &str,
@@ -351,6 +353,7 @@ fn move_rows(
     } else {
         "drops inserted rows"
     };
+    exec.run(c, list, params)?;
     let mut moved = 0i64;
     let mut batches = 0u32;
     loop {
@@ -359,14 +362,13 @@ fn move_rows(
         let outcome = exec
             .run(c, step, params)
             .map_err(|e| explain_batch(e, culprit))?;
-        let n: i64 = outcome
-            .returned
-            .as_deref()
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| Error::internal("the restore batch did not return its row count"))?;
-        if n == 0 {
+        // No row: the list is done. A batch whose rows all wait moves 0.
+        let Some(returned) = outcome.returned.as_deref() else {
             break;
-        }
+        };
+        let n: i64 = returned
+            .parse()
+            .map_err(|_| Error::internal("the restore batch did not return its row count"))?;
         moved += n;
         batches += 1;
     }
@@ -593,11 +595,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
                 .ok_or_else(|| Error::internal("no such cascade level"))?
         }
     };
-    let step = plan
-        .steps
-        .iter()
-        .find(|s| s.kind == StepKind::RestoreRows)
-        .ok_or_else(|| Error::internal("the restore plan has no restore-rows step"))?;
+    let (list, step) = steps_of(&plan, StepKind::RestoreRows)?;
     let refused_sql =
         purge::restore_refused_sql(&rows_to.query, schema, &columns.columns, &rows_to.set);
     let taken_sql = purge::restore_taken_sql(
@@ -629,7 +627,9 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
     for note in columns.notes() {
         crate::say!("  {note}");
     }
-    crate::say!("{}", super::step_text(step));
+    for step in [list, step] {
+        crate::say!("{}", super::step_text(step));
+    }
     refuse_or_ask(r, rows_to, archived, (refused_before, taken_before), &what)?;
     let exec = r.exec;
     r.journal.ensure(client)?;
@@ -652,6 +652,7 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
         let (moved, left, detail) = move_rows(
             c,
             exec,
+            list,
             step,
             &params,
             &archived_left,
@@ -675,6 +676,22 @@ fn restore_rows(client: &mut Client, r: &Restore<'_>, rows_to: &Rows, archived: 
         return Err(rows_left(client, exec, &waiting, run_id, left, &what, env)?);
     }
     Ok(())
+}
+
+/// A restore plan's list step and the batch step of `kind` after it.
+pub(super) fn steps_of(
+    plan: &crate::plan::Plan,
+    kind: StepKind,
+) -> Result<(&crate::plan::Step, &crate::plan::Step)> {
+    let find = |wanted: StepKind| {
+        plan.steps
+            .iter()
+            .find(|s| s.kind == wanted && !s.statements.is_empty())
+            .ok_or_else(|| {
+                Error::internal(format!("the restore plan has no {} statement", wanted.id()))
+            })
+    };
+    Ok((find(StepKind::ListArchived)?, find(kind)?))
 }
 
 /// Keeps going past a table whose rows must wait (a refusal: exit 4), so

@@ -747,7 +747,7 @@ impl RollbackRun<'_> {
                 return Err(e.next("orphans keep appearing while fkctl purges them: find what writes them (the constraint is NOT VALID, so new rows are already checked), then run the rollback again"));
             }
             self.say.line(format!(
-                "   round {}: VALIDATE found rows orphaned after the census; listing and purging them too",
+                "   round {}: VALIDATE found orphaned rows the purge did not handle (written before NOT VALID took effect, or moved by an UPDATE while listed); listing and purging them too",
                 round + 1
             ));
             if !self.options.yes

@@ -97,6 +97,8 @@ pub enum StepKind {
     ValidatePartition,
     /// ADD on the partitioned table that attaches the leaves' validated copies.
     AttachConstraint,
+    /// List, in one scan, the archived rows a restore works through.
+    ListArchived,
     /// Move archived rows back batch by batch.
     RestoreRows,
     /// Put nullified keys back batch by batch, each row found by its identity.
@@ -149,6 +151,7 @@ impl StepKind {
             StepKind::ValidateConstraint => "validate-constraint",
             StepKind::ValidatePartition => "validate-partition",
             StepKind::AttachConstraint => "attach-constraint",
+            StepKind::ListArchived => "list-archived",
             StepKind::RestoreRows => "restore-rows",
             StepKind::RestoreKeys => "restore-keys",
             StepKind::InstallLoose => "install-loose",

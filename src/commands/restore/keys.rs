@@ -171,7 +171,7 @@ fn identity<'a>(client: &mut Client, k: &KeysRun<'a>, env: &str) -> Result<&'a [
 fn announce_and_ask(
     k: &KeysRun<'_>,
     target: &Target,
-    step: &crate::plan::Step,
+    steps: &[&crate::plan::Step],
     before: &State,
     identity: &[Ident],
 ) -> Result<()> {
@@ -188,7 +188,9 @@ fn announce_and_ask(
     for (what, why) in before.describe() {
         crate::say!("  {what}: {why}");
     }
-    crate::say!("{}", super::super::step_text(step));
+    for step in steps {
+        crate::say!("{}", super::super::step_text(step));
+    }
     if before.ready() == 0 {
         let mut e = Error::precondition(format!(
             "none of the {} nullified row(s) of run {} can get its key back now",
@@ -267,12 +269,8 @@ pub fn restore_keys(
         inspection: k.inspection,
     };
     let plan = keys_plan(k, &observed)?;
-    let step = plan
-        .steps
-        .iter()
-        .find(|s| s.kind == StepKind::RestoreKeys && !s.statements.is_empty())
-        .ok_or_else(|| Error::internal("the restore plan has no restore-keys statement"))?;
-    announce_and_ask(k, target, step, &before, identity)?;
+    let (list, step) = super::steps_of(&plan, StepKind::RestoreKeys)?;
+    announce_and_ask(k, target, &[list, step], &before, identity)?;
     let exec = Executor::new(
         target,
         env,
@@ -300,6 +298,7 @@ pub fn restore_keys(
         let (moved, left, detail) = move_rows(
             c,
             &exec,
+            list,
             step,
             &params,
             &archived_left,

@@ -160,18 +160,17 @@ fn run_steps(
     binds: &BindValues<'_>,
     moved: &mut i64,
 ) -> Result<()> {
+    // The list runs once (it returns nothing); the batches until the list
+    // is done (no row), a batch whose rows all collide moving 0.
     for step in steps {
         loop {
             let outcome = run_step(&mut session.client, exec, Some(run), step, binds)?;
-            let n: i64 = outcome
-                .returned
-                .as_deref()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            if n == 0 {
+            let Some(returned) = outcome.returned.as_deref() else {
                 break;
-            }
-            *moved += n;
+            };
+            *moved += returned
+                .parse::<i64>()
+                .map_err(|_| Error::internal("the restore batch did not return its row count"))?;
         }
     }
     Ok(())

@@ -276,16 +276,16 @@ pub fn restore_level_plan(
     cx.child = level.table.display();
     cx.parent = level.references.display();
     let set = sql::archived_set(level);
-    let step = match archived {
+    let steps = match archived {
         Archived::Nullified => {
-            let step = restore_keys_step(&mut cx, level.identity.as_deref(), &set);
+            let steps = restore_keys_step(&mut cx, level.identity.as_deref(), &set);
             cx.notes = vec![format!(
                 "Rows of {} are found by ({}), its row identity recorded with them when the cascade of {} set their key to NULL.",
                 level.table,
                 level.identity.as_deref().map_or("none".to_string(), names),
                 level.constraint
             )];
-            step
+            steps
         }
         Archived::Deleted(columns) => {
             restore_rows_step(&mut cx, Some(columns), &set, level.identity.as_deref())
@@ -303,5 +303,5 @@ pub fn restore_level_plan(
         playbook.constraint.table,
         level.references
     ));
-    Some(cx.finish(Operation::Restore, vec![step]))
+    Some(cx.finish(Operation::Restore, steps))
 }

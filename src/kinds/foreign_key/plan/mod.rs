@@ -849,7 +849,7 @@ pub fn restore_plan(
 ) -> Plan {
     let mut cx = Planner::new(playbook, observed);
     let identity = cx.identity();
-    let step = match archived {
+    let steps = match archived {
         Archived::Nullified => {
             restore_keys_step(&mut cx, identity, &purge::ArchivedSet::nullified())
         }
@@ -861,16 +861,37 @@ pub fn restore_plan(
         ),
         Archived::Unknown => restore_rows_step(&mut cx, None, &purge::ArchivedSet::deleted(), None),
     };
-    cx.finish(Operation::Restore, vec![step])
+    cx.finish(Operation::Restore, steps)
 }
 
 /// A restore step: one transaction per batch, row locks on the child.
-fn batched_restore_step(cx: &Planner<'_>, mut restore: Step, until: &str) -> Step {
+fn batched_restore_step(cx: &Planner<'_>, mut restore: Step, what: &str) -> Step {
     let batch = cx.playbook.rollback.batch_size;
     restore.transaction = true;
-    restore.repeat = Some(format!("per batch of up to {batch} rows until {until}"));
+    restore.repeat = Some(format!(
+        "per listed batch of up to {batch} rows until the list is done; $1 = the run id whose {what} are restored"
+    ));
     restore.locks = vec![lock(&cx.child, LockMode::RowExclusive)];
     restore
+}
+
+/// The step before a restore's batches: its list, made in one scan of the
+/// run's archived rows (see `purge::restore_list_sql`); none when the
+/// restore has no statements (a plan from the playbook alone).
+pub(crate) fn with_list(restore: Step, list: Vec<String>) -> Vec<Step> {
+    if restore.statements.is_empty() {
+        return vec![restore];
+    }
+    let mut listing = step(
+        StepKind::ListArchived,
+        "List the run's archived rows",
+        "One scan of the archive lists every row of the run, in batches; each batch below takes the next one and finds its rows by address. Each archived row is read once, however many must wait for their parent, and no planner estimate can make a batch sort the whole archive. The list lives in the session only.",
+    );
+    listing.statements = list;
+    listing.transaction = true;
+    listing.binds = vec![Bind::RestoreRunId];
+    listing.status = Status::Pending;
+    vec![listing, restore]
 }
 
 fn restore_rows_step(
@@ -878,9 +899,10 @@ fn restore_rows_step(
     columns: Option<&ColumnPlan>,
     set: &purge::ArchivedSet,
     identity: Option<&[crate::sql::ident::Ident]>,
-) -> Step {
+) -> Vec<Step> {
     let schema = &cx.playbook.journal_schema;
     let batch = cx.playbook.rollback.batch_size;
+    let mut list = Vec::new();
     let mut restore = batched_restore_step(
         cx,
         step(
@@ -888,19 +910,19 @@ fn restore_rows_step(
             "Put archived rows back",
             "Only rows whose parent exists again go back; each batch moves its rows out of the archive and into the table in one statement, so a row is never in both or in neither. The INSERT names its columns: generated columns are computed again, columns added since the rollback get their default, identity values are kept (OVERRIDING SYSTEM VALUE). A batch that would put fewer rows into the table than it takes from the archive fails and rolls back.",
         ),
-        "none can move; $1 = the run id whose rows are restored",
+        "rows",
     );
     match columns {
         Some(columns) => {
             restore.binds = vec![Bind::RestoreRunId];
             restore.statements = vec![purge::restore_batch_sql(
                 &cx.orphans,
-                batch,
                 schema,
                 &columns.columns,
                 set,
                 identity,
             )];
+            list = purge::restore_rows_list_sql(schema, &columns.columns, set, batch);
             restore.without_jit();
             restore.status = Status::Pending;
             cx.notes.extend(columns.notes());
@@ -920,16 +942,17 @@ fn restore_rows_step(
             "The INSERT's column list comes from the table's live columns and the archived rows of the run, read when restore runs.".to_string(),
         ),
     }
-    restore
+    with_list(restore, list)
 }
 
 fn restore_keys_step(
     cx: &mut Planner<'_>,
     identity: Option<&[crate::sql::ident::Ident]>,
     set: &purge::ArchivedSet,
-) -> Step {
+) -> Vec<Step> {
     let schema = &cx.playbook.journal_schema;
     let batch = cx.playbook.rollback.batch_size;
+    let mut list = Vec::new();
     let mut restore = batched_restore_step(
         cx,
         step(
@@ -937,13 +960,13 @@ fn restore_keys_step(
             "Put nullified keys back",
             "Each archived row finds its row in the table by the row identity recorded with it, and gets its old key values back only where those key columns are all still NULL (as the rollback left them) and the parent exists again; each batch first locks its rows (waiting, within the lock timeout, for an application transaction that holds one), then updates them as the application left them and removes them from the archive in one statement. Rows the application changed since, rows that no longer exist and rows whose parent is still missing stay in the archive. A batch that would change fewer rows than it takes from the archive fails and rolls back.",
         ),
-        "none can go back; $1 = the run id whose keys are restored",
+        "keys",
     );
     match identity {
         Some(identity) => {
             restore.binds = vec![Bind::RestoreRunId];
-            restore.statements =
-                purge::restore_keys_batch_sql(&cx.orphans, batch, schema, identity, set);
+            restore.statements = purge::restore_keys_batch_sql(&cx.orphans, schema, identity, set);
+            list = purge::restore_keys_list_sql(schema, identity, set, batch);
             restore.without_jit();
             restore.status = Status::Pending;
             let names = identity
@@ -961,7 +984,7 @@ fn restore_keys_step(
             cx.playbook.constraint.table
         )),
     }
-    restore
+    with_list(restore, list)
 }
 
 #[cfg(test)]

@@ -249,22 +249,21 @@ pub fn rows_of_run_sql(table: &QualifiedName) -> String {
 }
 
 /// Moves one batch of `candidates` (rows of `table` aliased `fk` that may go
-/// back, as a FROM ... WHERE) into the child with `insert` (`INSERT ...
+/// back, as a FROM ... WHERE, limited to the batch `take` lists: see
+/// `super::restore_list_sql`) into the child with `insert` (`INSERT ...
 /// SELECT` of `fk`'s columns), removing them from `table` in the same
-/// statement; the rows are copied as they are, no value converted. Each
-/// batch takes the first rows the scan meets (the table has no index: the
-/// rows of earlier batches are gone, so it does not read them again once
-/// their pages are pruned) and finds them again by address.
+/// statement: the rows are copied as they are, no value converted. No row
+/// once the list is done.
 pub fn restore_batch_sql(
     table: &QualifiedName,
+    take: &str,
     candidates: &str,
-    batch_size: u32,
     insert: &str,
 ) -> String {
     format!(
-        "WITH batch AS (SELECT fk.ctid AS row_id FROM {candidates} LIMIT {batch_size} FOR UPDATE OF fk), moved AS (DELETE FROM {} fk WHERE fk.ctid OPERATOR(pg_catalog.=) ANY ((SELECT array_agg(row_id) FROM batch)::tid[]) RETURNING fk.*), put AS ({insert} FROM moved fk RETURNING 1) {}",
+        "WITH {take}, batch AS (SELECT fk.ctid AS row_id FROM {candidates} FOR UPDATE OF fk), moved AS (DELETE FROM {} fk WHERE fk.ctid OPERATOR(pg_catalog.=) ANY ((SELECT array_agg(row_id) FROM batch)::tid[]) RETURNING fk.*), put AS ({insert} FROM moved fk RETURNING 1) {}",
         table.quoted(),
-        super::moved_as_put()
+        super::listed_moved_as_put()
     )
 }
 

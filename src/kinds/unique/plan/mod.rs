@@ -443,21 +443,24 @@ pub fn restore_plan(
     restore.transaction = true;
     restore.statements = vec![repair::restore_batch_sql(
         &query,
-        playbook.rollback.batch_size,
         &playbook.journal_schema,
         columns,
     )];
     restore.without_jit();
     restore.binds = vec![Bind::RestoreRunId];
-    restore.repeat = Some("per batch until no archived row can go back".to_string());
+    restore.repeat = Some(format!(
+        "per listed batch of up to {} rows until the list is done",
+        playbook.rollback.batch_size
+    ));
     restore.locks = vec![lock(&def.table.display(), LockMode::RowExclusive)];
     restore.status = Status::Pending;
+    let list = repair::restore_list_sql(&playbook.journal_schema, playbook.rollback.batch_size);
     finish(
         Operation::Restore,
         playbook,
         def,
         observed,
-        vec![restore],
+        crate::kinds::foreign_key::plan::with_list(restore, list),
         Vec::new(),
     )
 }
