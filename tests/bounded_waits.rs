@@ -36,6 +36,23 @@ fn hold_in(db: &fkctl::testkit::TestDatabase, table: &str, mode: &str) -> Holder
     Holder { client, pid }
 }
 
+/// Runs fkctl with `args` while `holder` holds fkctl's archive: it gives
+/// up with exit 5 within [`BOUND`], naming the holder. Returns what it said.
+fn waits_bounded_naming(s: &Setup, args: &[&str], holder: &Holder) -> String {
+    let started = Instant::now();
+    let out = s.run(args);
+    let took = started.elapsed();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(took < BOUND, "{took:?}:\n{text}");
+    assert!(
+        text.contains(&format!("pid {} ", holder.pid)),
+        "the holder of fkctl.archived_rows (pid {}) is named:\n{text}",
+        holder.pid
+    );
+    text
+}
+
 fn check_bounded(s: &Setup, table: &str) {
     let staging = hold(&s.staging, table);
     let production = hold(&s.production, table);
@@ -175,16 +192,10 @@ fn a_wait_for_fkctl_s_own_archive_names_its_holder() {
         }
     }
     let holder = hold_in(&s.staging, "fkctl.archived_rows", "ACCESS SHARE");
-    let started = Instant::now();
-    let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
-    let took = started.elapsed();
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(5), "{text}");
-    assert!(took < BOUND, "{took:?}:\n{text}");
-    assert!(
-        text.contains(&format!("pid {} ", holder.pid)),
-        "the holder of fkctl.archived_rows (pid {}) is named:\n{text}",
-        holder.pid
+    waits_bounded_naming(
+        &s,
+        &["rollback", &path, "--env", "staging", "--yes"],
+        &holder,
     );
     drop(holder.client);
 }
@@ -209,16 +220,10 @@ fn the_rollback_s_count_of_its_archive_waits_bounded_and_names_the_holder() {
         }
     }
     let holder = hold(&s.staging, "fkctl.archived_rows");
-    let started = Instant::now();
-    let out = s.run(&["rollback", &path, "--env", "staging", "--yes"]);
-    let took = started.elapsed();
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(5), "{text}");
-    assert!(took < BOUND, "{took:?}:\n{text}");
-    assert!(
-        text.contains(&format!("pid {} ", holder.pid)),
-        "the holder of fkctl.archived_rows (pid {}) is named:\n{text}",
-        holder.pid
+    let text = waits_bounded_naming(
+        &s,
+        &["rollback", &path, "--env", "staging", "--yes"],
+        &holder,
     );
     assert!(text.contains("the rollback itself is complete"), "{text}");
     drop(holder.client);
@@ -248,18 +253,12 @@ fn a_restore_waiting_for_the_archive_is_bounded_and_names_the_holder() {
     let before = scalar_i64(&s.staging, archived);
     assert!(before > 0);
     let holder = hold(&s.staging, "fkctl.archived_rows");
-    let started = Instant::now();
-    let out = s.run(&[
-        "restore", &path, "--env", "staging", "--run", "latest", "--yes",
-    ]);
-    let took = started.elapsed();
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(5), "{text}");
-    assert!(took < BOUND, "{took:?}:\n{text}");
-    assert!(
-        text.contains(&format!("pid {} ", holder.pid)),
-        "the holder of fkctl.archived_rows (pid {}) is named:\n{text}",
-        holder.pid
+    waits_bounded_naming(
+        &s,
+        &[
+            "restore", &path, "--env", "staging", "--run", "latest", "--yes",
+        ],
+        &holder,
     );
     drop(holder.client);
     assert_eq!(scalar_i64(&s.staging, archived), before, "nothing moved");
