@@ -1054,3 +1054,50 @@ fn restore_goes_past_batches_whose_rows_all_collide() {
         1
     );
 }
+
+/// The UNIQUE restore's reads of fkctl's archive wait within the lock
+/// timeout, retried, and name the session holding the archive; nothing
+/// moves, and the same restore finishes once it is gone.
+#[test]
+fn a_restore_waiting_for_the_archive_is_bounded_and_names_the_holder() {
+    let (db, _dir, path) = setup("uqrestore_wait");
+    let out = run_env("drop", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(&db, DUPLICATES);
+    let out = run_env("rollback", &path, &db, &["--yes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    exec(
+        &db,
+        "DELETE FROM accounts WHERE email = 'user1@example.com'",
+    );
+    let mut holder = db.connect().unwrap_or_else(|e| panic!("{e}"));
+    holder
+        .batch_execute("SET idle_in_transaction_session_timeout = '20s'; BEGIN; LOCK TABLE fkctl.archived_rows IN ACCESS EXCLUSIVE MODE")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .map(|r| r.get(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let out = run_env("restore", &path, &db, &["--run", "latest", "--yes"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    // 300 ms x 4 attempts and three backoffs of at most 375 + 750 + 1500 ms.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{text}"
+    );
+    assert!(text.contains(&format!("pid {pid} ")), "{text}");
+    drop(holder);
+    assert_eq!(
+        scalar_i64(&db, "SELECT count(*) FROM fkctl.archived_rows"),
+        6,
+        "nothing moved"
+    );
+    let out = run_env("restore", &path, &db, &["--run", "latest", "--yes"]);
+    assert!(
+        stdout(&out).contains("1 row(s) put back; 5 still archived"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -48,13 +48,19 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
         crate::say!("  {env} has no fkctl archive (schema {schema}): nothing to restore");
         return Ok(());
     }
-    let Some(resolved) = crate::journal::archive::resolve_run(
-        &mut session.client,
+    // Reads of the archive wait within the lock timeout, retried, the
+    // holder named (a rollback of another change may be altering it).
+    let (target, env_name) = session.engine();
+    let exec = super::executor(
+        &target,
+        &env_name,
+        &inspection,
+        playbook.safety.lock_retries,
         schema,
-        &playbook.change,
-        &def.name,
-        run_id,
-    )?
+    )?;
+    let Some(resolved) = exec.bounded(&mut session.client, "find the run to restore", |c| {
+        crate::journal::archive::resolve_run(c, schema, &playbook.change, &def.name, run_id)
+    })?
     else {
         crate::say!(
             "  {env}: nothing of change {} is waiting in the archive; nothing to restore",
@@ -64,10 +70,18 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
     };
     let run_id = resolved.as_str();
     let left_sql = repair::archived_left_sql(&query, schema);
-    let before: i64 =
-        crate::pg::query_scalar(&mut session.client, &left_sql, &[&run_id]).map_err(|e| {
-            e.with("environment", env.as_str())
-                .next("is the run id right? fkctl status lists the runs")
+    let before = exec
+        .read_count(
+            &mut session.client,
+            &left_sql,
+            &[&run_id],
+            "count the run's archived rows",
+        )
+        .map_err(|e| {
+            if e.next.is_some() {
+                return e;
+            }
+            e.next("is the run id right? fkctl status lists the runs")
         })?;
     if before == 0 {
         crate::say!(
@@ -83,7 +97,7 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
     {
         return Err(Error::declined("at your request; nothing was restored"));
     }
-    let (moved, after, message) = put_back(session, &def, &inspection, run_id, &left_sql)?;
+    let (moved, after, message) = put_back(session, &exec, &def, &inspection, run_id, &left_sql)?;
     if before - after != moved {
         return Err(Error::new(crate::error::Kind::FailedMidway, format!("the archive of run {run_id} went from {before} to {after} rows but {moved} went back; another restore may be running")).with("environment", env.as_str()));
     }
@@ -98,6 +112,7 @@ fn restore_in(session: &mut Session, run_id: &str, yes: bool) -> Result<()> {
 /// still archived afterwards, and the run's closing message.
 fn put_back(
     session: &mut Session,
+    exec: &Executor<'_>,
     def: &UniqueDef,
     inspection: &UniqueInspection,
     run_id: &str,
@@ -120,14 +135,6 @@ fn put_back(
         &env,
         &playbook.constraint,
     )?;
-    let (target, env_name) = session.engine();
-    let exec = super::executor(
-        &target,
-        &env_name,
-        inspection,
-        playbook.safety.lock_retries,
-        &playbook.journal_schema,
-    )?;
     let binds = BindValues {
         run_id: &run.id,
         change: &playbook.change,
@@ -135,8 +142,13 @@ fn put_back(
         restore_run_id: Some(run_id),
     };
     let mut moved = 0;
-    let result = run_steps(session, &exec, &run, &plan.steps, &binds, &mut moved);
-    let after: i64 = crate::pg::query_scalar(&mut session.client, left_sql, &[&run_id])?;
+    let result = run_steps(session, exec, &run, &plan.steps, &binds, &mut moved);
+    let after = exec.read_count(
+        &mut session.client,
+        left_sql,
+        &[&run_id],
+        "count the run's archived rows",
+    )?;
     let message = format!(
         "{moved} row(s) put back; {after} still archived (their key is taken by a live row)"
     );
