@@ -362,13 +362,9 @@ fn move_rows(
         let outcome = exec
             .run(c, step, params)
             .map_err(|e| explain_batch(e, culprit))?;
-        // No row: the list is done. A batch whose rows all wait moves 0.
-        let Some(returned) = outcome.returned.as_deref() else {
+        let Some(n) = outcome.listed_batch_moved()? else {
             break;
         };
-        let n: i64 = returned
-            .parse()
-            .map_err(|_| Error::internal("the restore batch did not return its row count"))?;
         moved += n;
         batches += 1;
     }

@@ -80,6 +80,21 @@ pub struct StepOutcome {
     pub returned: Option<String>,
 }
 
+impl StepOutcome {
+    /// The rows a batch of a restore list moved (see
+    /// `repair::listed_moved_as_put`): None once the list is done; 0 for a
+    /// batch whose rows all had to wait.
+    pub fn listed_batch_moved(&self) -> Result<Option<i64>> {
+        self.returned
+            .as_deref()
+            .map(|text| {
+                text.parse()
+                    .map_err(|_| Error::internal("the restore batch did not return its row count"))
+            })
+            .transpose()
+    }
+}
+
 pub struct Executor<'a> {
     pub target: &'a Target,
     /// Built once: creating a TLS context loads the system's root

@@ -177,12 +177,10 @@ fn run_steps(
     for step in steps {
         loop {
             let outcome = run_step(&mut session.client, exec, Some(run), step, binds)?;
-            let Some(returned) = outcome.returned.as_deref() else {
+            let Some(n) = outcome.listed_batch_moved()? else {
                 break;
             };
-            *moved += returned
-                .parse::<i64>()
-                .map_err(|_| Error::internal("the restore batch did not return its row count"))?;
+            *moved += n;
         }
     }
     Ok(())
