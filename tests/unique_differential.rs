@@ -217,7 +217,7 @@ fn the_census_is_what_create_unique_index_judges() {
         .batch_execute("CREATE COLLATION fkctl_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
         .is_ok();
     for sql in
-        fkctl::kinds::foreign_key::repair::create_archive_sql(&Ident::from_catalog("fkctl"), None)
+        fkctl::kinds::foreign_key::repair::create_archive_sql(&Ident::from_catalog("fkctl"), &[])
     {
         client.batch_execute(&sql).unwrap_or_else(|e| panic!("{e}"));
     }
@@ -292,7 +292,7 @@ fn dedupe_batches_read_only_their_own_entries_of_the_list() {
     let query = DuplicateQuery::new(&def, None);
     list_by_id(&mut client, &query);
     let schema = Ident::from_catalog("fkctl");
-    for sql in fkctl::kinds::foreign_key::repair::create_archive_sql(&schema, None) {
+    for sql in fkctl::kinds::foreign_key::repair::create_archive_sql(&schema, &[]) {
         client
             .batch_execute(&sql)
             .unwrap_or_else(|e| panic!("{e}\n{sql}"));

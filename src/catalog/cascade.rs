@@ -212,6 +212,12 @@ pub fn tree(
                     .map(Ident::from_catalog)
                     .collect(),
                 identity: relations::row_identity(client, oid)?,
+                copyable: relations::not_copyable(
+                    client,
+                    oid,
+                    &crate::kinds::foreign_key::repair::typed::RESERVED,
+                )?
+                .is_empty(),
             };
             if on_delete != FkAction::Cascade {
                 let written = level.written_columns();

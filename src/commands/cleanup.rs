@@ -242,7 +242,7 @@ impl Worker<'_> {
         let fail =
             |e: postgres::Error, sql: &str| Error::from_postgres(&e, sql).with("environment", env);
         let mut tx = self.client.transaction().map_err(|e| fail(e, "BEGIN"))?;
-        for sql in create_archive_sql(schema, None) {
+        for sql in create_archive_sql(schema, &[]) {
             tx.batch_execute(&sql).map_err(|e| fail(e, &sql))?;
         }
         tx.commit().map_err(|e| fail(e, "COMMIT"))

@@ -116,7 +116,7 @@ fn archive_tables(
     let change = &playbook.change;
     let constraint = &playbook.constraint.name;
     for t in crate::journal::archive::typed_tables(client, schema, change, constraint)? {
-        hold.push((t.quoted(), typed::run_column()));
+        hold.push((t.table.quoted(), typed::run_column()));
     }
     Ok(ArchiveTables { read, hold })
 }

@@ -53,6 +53,7 @@ fn count(exec: &Executor<'_>, client: &mut Client, sql: &str, run_id: &str) -> R
 }
 
 /// Where archived rows go back: the child, or one cascade level's table.
+#[derive(Clone)]
 struct Rows {
     table: QualifiedName,
     oid: u32,
@@ -81,14 +82,6 @@ impl Rows {
             level: None,
             identity: inspection.child_identity.clone(),
             from: None,
-        }
-    }
-
-    /// The child's rows kept in `table`, a table of the child's shape.
-    fn child_in(playbook: &Playbook, inspection: &Inspection, table: QualifiedName) -> Rows {
-        Rows {
-            from: Some(table),
-            ..Rows::child(playbook, inspection)
         }
     }
 
@@ -399,7 +392,11 @@ struct Restore<'a> {
 /// longer has (a foreign key dropped or changed since): refused before any
 /// row moves, since fkctl no longer knows what they reference.
 fn refuse_unknown_levels(client: &mut Client, r: &Restore<'_>) -> Result<()> {
-    let sql = purge::cascade::archived_levels_sql(&r.playbook.journal_schema);
+    let Some(archive) = crate::journal::archive::readable(client, &r.playbook.journal_schema)?
+    else {
+        return Ok(());
+    };
+    let sql = purge::cascade::archived_levels_sql(&archive);
     let rows = client
         .query(sql.as_str(), &[&r.run_id])
         .map_err(|e| Error::from_postgres(&e, &sql))?;
@@ -721,20 +718,22 @@ fn restore_levels(client: &mut Client, r: &Restore<'_>, waiting: &mut Vec<Error>
     let schema = &r.playbook.journal_schema;
     for (index, level) in r.inspection.cascade.levels.iter().enumerate() {
         let set = purge::cascade::archived_set(level);
-        let archived = count(
-            r.exec,
-            client,
-            &purge::archived_left_sql(schema, &set),
-            r.run_id,
-        )?;
-        if archived == 0 {
-            continue;
-        }
-        let done = if set.action == "cascade-delete" {
-            let rows_to = Rows::level(r.inspection, index)
+        if set.action == "cascade-delete" {
+            let rows = Rows::level(r.inspection, index)
                 .ok_or_else(|| Error::internal("no such cascade level"))?;
-            restore_rows(client, r, &rows_to, archived)
+            for (rows_to, archived) in sources(client, r, &rows)? {
+                wait_or_stop(restore_rows(client, r, &rows_to, archived), waiting)?;
+            }
         } else {
+            let archived = count(
+                r.exec,
+                client,
+                &purge::archived_left_sql(schema, &set),
+                r.run_id,
+            )?;
+            if archived == 0 {
+                continue;
+            }
             let query = cascade::level_query(r.inspection, index)
                 .ok_or_else(|| Error::internal("no such cascade level"))?;
             let keys = KeysRun {
@@ -752,9 +751,8 @@ fn restore_levels(client: &mut Client, r: &Restore<'_>, waiting: &mut Vec<Error>
                     r.options.yes,
                 )
             };
-            restore_keys(client, r.target, r.journal, &keys)
-        };
-        wait_or_stop(done, waiting)?;
+            wait_or_stop(restore_keys(client, r.target, r.journal, &keys), waiting)?;
+        }
     }
     Ok(())
 }
@@ -860,27 +858,39 @@ fn file_typed_rows(client: &mut Client, reader: &Executor<'_>, playbook: &Playbo
     Ok(())
 }
 
-/// Where the run's `deleted` rows of the child are, with how many each
-/// holds: the tables of the child's shape (the typical rollback's), then
-/// the general archive.
-fn child_sources(client: &mut Client, r: &Restore<'_>, deleted: i64) -> Result<Vec<(Rows, i64)>> {
-    let (playbook, inspection) = (r.playbook, r.inspection);
+/// Where the run's rows of `rows` wait, with how many each holds: the
+/// tables of their own table's shape (the typical rollback's), then the
+/// general archive.
+fn sources(client: &mut Client, r: &Restore<'_>, rows: &Rows) -> Result<Vec<(Rows, i64)>> {
+    let playbook = r.playbook;
+    let schema = &playbook.journal_schema;
     let mut sources = Vec::new();
-    let mut typed_rows = 0;
-    for table in crate::journal::archive::typed_tables(
+    for typed in crate::journal::archive::typed_tables(
         client,
-        &playbook.journal_schema,
+        schema,
         &playbook.change,
         &playbook.constraint.name,
     )? {
-        let rows = count(r.exec, client, &typed::rows_of_run_sql(&table), r.run_id)?;
-        if rows > 0 {
-            typed_rows += rows;
-            sources.push((Rows::child_in(playbook, inspection, table), rows));
+        if !typed.keeps(&rows.table, &rows.set.action) {
+            continue;
+        }
+        let held = count(
+            r.exec,
+            client,
+            &typed::rows_of_run_sql(&typed.table),
+            r.run_id,
+        )?;
+        if held > 0 {
+            let from = Rows {
+                from: Some(typed.table),
+                ..rows.clone()
+            };
+            sources.push((from, held));
         }
     }
-    if deleted > typed_rows {
-        sources.push((Rows::child(playbook, inspection), deleted - typed_rows));
+    let general = count(r.exec, client, &rows.left_sql(schema), r.run_id)?;
+    if general > 0 {
+        sources.push((rows.clone(), general));
     }
     Ok(sources)
 }
@@ -926,7 +936,7 @@ fn restore_in(
     }
     refuse_unknown_levels(client, &r)?;
     let mut waiting = Vec::new();
-    for (rows_to, archived) in child_sources(client, &r, deleted)? {
+    for (rows_to, archived) in sources(client, &r, &Rows::child(playbook, &inspection))? {
         let done = restore_rows(client, &r, &rows_to, archived).map_err(|mut e| {
             if e.kind == Kind::Precondition && cascaded > 0 {
                 e = e.with("cascade", format!("the run also archived {cascaded} row(s) of tables below {} (its cascade): those under a child row still archived wait with it", playbook.constraint.table));

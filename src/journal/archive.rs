@@ -21,14 +21,31 @@ pub fn readable(client: &mut Client, schema: &Ident) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// The tables that keep the deleted rows of a change and constraint (more
-/// than one when the child's columns changed between rollbacks).
+/// A table of one change's deleted rows, as the registry describes it.
+pub struct TypedTable {
+    pub table: QualifiedName,
+    /// The table whose rows it keeps, as a name PostgreSQL reads.
+    pub source: String,
+    /// Their action in the archive (`delete`, `cascade-delete`).
+    pub action: String,
+}
+
+impl TypedTable {
+    /// Whether it keeps the rows of `source` that had `action`.
+    pub fn keeps(&self, source: &QualifiedName, action: &str) -> bool {
+        self.source == source.display() && self.action == action
+    }
+}
+
+/// The tables that keep the deleted rows of a change and constraint: the
+/// child's and its cascade levels' (more than one for a table whose columns
+/// changed between rollbacks).
 pub fn typed_tables(
     client: &mut Client,
     schema: &Ident,
     change: &str,
     constraint: &Ident,
-) -> Result<Vec<QualifiedName>> {
+) -> Result<Vec<TypedTable>> {
     if !crate::pg::relation_exists(client, &typed::registry(schema).quoted())? {
         return Ok(Vec::new());
     }
@@ -38,16 +55,20 @@ pub fn typed_tables(
         .map_err(|e| Error::from_postgres(&e, &sql))?
         .iter()
         .map(|r| {
-            Ok(QualifiedName::new(
-                schema.clone(),
-                Ident::from_catalog(r.cell::<String>(0, &sql)?),
-            ))
+            Ok(TypedTable {
+                table: QualifiedName::new(
+                    schema.clone(),
+                    Ident::from_catalog(r.cell::<String>(0, &sql)?),
+                ),
+                source: r.cell(1, &sql)?,
+                action: r.cell(2, &sql)?,
+            })
         })
         .collect()
 }
 
 /// Files the rows of the change's typed tables whose columns no longer
-/// match the child's (the child changed since the rollback) into the
+/// match their table's (it changed since the rollback) into the
 /// general archive, one transaction per table: a restore converts them from
 /// jsonb there, column by column. The rows that left must be the rows that
 /// arrived, and the table must be empty after, or nothing moves. A table
@@ -67,10 +88,15 @@ pub fn file_typed(client: &mut Client, playbook: &crate::playbook::Playbook) -> 
         crate::playbook::duration::human(playbook.safety.lock_timeout)
     );
     let mut filed = 0;
-    let (same_shape, child) = (typed::same_shape_sql(), playbook.constraint.table.quoted());
-    for table in typed_tables(client, schema, change, constraint)? {
+    let same_shape = typed::same_shape_sql();
+    for TypedTable {
+        table,
+        source,
+        action,
+    } in typed_tables(client, schema, change, constraint)?
+    {
         let matches: bool =
-            crate::pg::query_scalar(client, &same_shape, &[&table.quoted(), &child])?;
+            crate::pg::query_scalar(client, &same_shape, &[&table.quoted(), &source])?;
         if matches {
             continue;
         }
@@ -81,7 +107,7 @@ pub fn file_typed(client: &mut Client, playbook: &crate::playbook::Playbook) -> 
         tx.batch_execute(&settings)
             .map_err(|e| Error::from_postgres(&e, &settings))?;
         let row = tx
-            .query_one(sql.as_str(), &[&change, &constraint.as_str()])
+            .query_one(sql.as_str(), &[&change, &constraint.as_str(), &action])
             .map_err(|e| Error::from_postgres(&e, &sql))?;
         let (left, arrived): (i64, i64) = (row.cell(0, &sql)?, row.cell(1, &sql)?);
         let count = format!("SELECT count(*) FROM {}", table.quoted());

@@ -36,6 +36,11 @@ pub struct CascadeLevel {
     /// The columns that find one of its rows again (see
     /// `Inspection::child_identity`); None when it has none.
     pub identity: Option<Vec<Ident>>,
+    /// Its rows can be copied into a table of its own columns (every column
+    /// of PostgreSQL's own types, no name of fkctl's): a purge then archives
+    /// the rows its CASCADE deletes there, value for value, not as jsonb.
+    #[serde(skip)]
+    pub copyable: bool,
 }
 
 impl CascadeLevel {

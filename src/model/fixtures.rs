@@ -554,6 +554,7 @@ pub fn seed_with_cascade(playbook: &Playbook) -> Inspection {
         keys: vec![key(column, "id")],
         set_columns: Vec::new(),
         identity: Some(vec![ident("id")]),
+        copyable: true,
     };
     let mut i = seed(playbook, Seen::Absent, PG16);
     i.cascade = CascadeTree {

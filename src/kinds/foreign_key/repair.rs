@@ -73,9 +73,9 @@ pub fn archive_table(schema: &Ident) -> QualifiedName {
 }
 
 /// The general archive, the registry of tables of deleted rows (with
-/// `typed`'s, when a rollback deletes into one), and the view over all:
+/// `typed`'s, the tables a rollback deletes into), and the view over all:
 /// one transaction, under `typed::LOCK_SQL`.
-pub fn create_archive_sql(schema: &Ident, typed: Option<&typed::Typed<'_>>) -> Vec<String> {
+pub fn create_archive_sql(schema: &Ident, typed: &[typed::Typed<'_>]) -> Vec<String> {
     let mut sql = vec![
         typed::LOCK_SQL.to_string(),
         format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted()),
@@ -89,9 +89,9 @@ pub fn create_archive_sql(schema: &Ident, typed: Option<&typed::Typed<'_>>) -> V
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS identity_columns text[]",
             archive_table(schema).quoted()
         ),
-        typed::registry_sql(schema),
     ];
-    if let Some(typed) = typed {
+    sql.extend(typed::registry_sql(schema));
+    for typed in typed {
         sql.extend(typed::prepare_sql(schema, typed));
     }
     sql.push(typed::view_sql(schema));

@@ -60,7 +60,7 @@ pub fn install_step(playbook: &Playbook, observed: Option<&Observed<'_>>) -> Opt
     );
     // The archive too: cleanups running side by side must not race to create it.
     let mut ddl =
-        crate::kinds::foreign_key::repair::create_archive_sql(&playbook.journal_schema, None);
+        crate::kinds::foreign_key::repair::create_archive_sql(&playbook.journal_schema, &[]);
     ddl.extend(create_queue_sql(&objects, fk).into_iter().skip(1));
     ddl.push(super::capture_function_sql(&objects, fk));
     let found = loose_state(observed)

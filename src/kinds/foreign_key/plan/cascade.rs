@@ -6,10 +6,12 @@ use super::{lock, restore_keys_step, restore_rows_step, Archived, Planner};
 use crate::catalog::cascade::tree_unchanged_sql;
 use crate::kinds::foreign_key::definition::FkAction;
 use crate::kinds::foreign_key::repair::cascade as sql;
+use crate::kinds::foreign_key::repair::typed::Typed;
 use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::model::{CascadeLevel, CascadeProblem, Inspection};
 use crate::plan::{LockMode, Observed, Operation, Plan, Step};
 use crate::playbook::{OrphanPolicy, Playbook};
+use crate::sql::ident::QualifiedName;
 use serde::Serialize;
 
 fn names(columns: &[crate::sql::ident::Ident]) -> String {
@@ -123,8 +125,11 @@ fn push_below(i: &Inspection, above: Option<usize>, depth: usize, out: &mut Vec<
             continue;
         }
         let what = match level.on_delete {
+            FkAction::Cascade if level.copyable => {
+                "its rows are deleted: archived whole, value for value, in a table of its columns (cascade-delete)".to_string()
+            }
             FkAction::Cascade => {
-                "its rows are deleted: archived whole (cascade-delete)".to_string()
+                "its rows are deleted: archived whole as jsonb, its columns using the application's own types (cascade-delete)".to_string()
             }
             FkAction::SetNull | FkAction::SetDefault => {
                 let set = if level.on_delete == FkAction::SetNull {
@@ -210,6 +215,57 @@ pub(super) fn fires(cx: &Planner<'_>) -> bool {
     levels(cx).is_some_and(|l| !l.is_empty())
 }
 
+/// Per level, the table of its own columns its deleted rows go to (None:
+/// the general archive).
+fn level_tables(cx: &Planner<'_>) -> Vec<Option<QualifiedName>> {
+    let (playbook, levels) = (cx.playbook, levels(cx).unwrap_or_default());
+    levels
+        .iter()
+        .map(|level| {
+            sql::level_table(
+                &playbook.journal_schema,
+                &playbook.change,
+                &playbook.constraint.name,
+                level,
+            )
+        })
+        .collect()
+}
+
+/// The tables of their own columns the archive step makes for the levels.
+pub(super) fn typed_levels<'a>(cx: &Planner<'a>) -> Vec<Typed<'a>> {
+    let levels = levels(cx).unwrap_or_default();
+    levels
+        .iter()
+        .zip(level_tables(cx))
+        .filter_map(|(level, table)| {
+            Some(Typed {
+                table: table?,
+                change: &cx.playbook.change,
+                constraint: &cx.playbook.constraint.name,
+                source: &level.table,
+                action: sql::action(level),
+            })
+        })
+        .collect()
+}
+
+/// Whether the purge's statement binds the change and constraint name
+/// besides the run id; None when the purge fires no cascade.
+pub(super) fn names_bound(cx: &Planner<'_>, child: Option<&QualifiedName>) -> Option<bool> {
+    if !fires(cx) {
+        return None;
+    }
+    let levels = level_tables(cx);
+    Some(
+        sql::Destinations {
+            child,
+            levels: &levels,
+        }
+        .names_bound(),
+    )
+}
+
 fn levels<'a>(cx: &Planner<'a>) -> Option<&'a [CascadeLevel]> {
     if cx.playbook.rollback.orphans != OrphanPolicy::ArchiveDelete {
         return None;
@@ -228,7 +284,13 @@ pub(super) fn extend_purge(cx: &Planner<'_>, step: &mut Step) {
     let levels = levels(cx).unwrap_or_default();
     let guard = tree_unchanged_sql(&cx.orphans.child, levels);
     if !levels.is_empty() {
-        step.statements = sql::delete_batch_sql(&cx.orphans, &cx.playbook.journal_schema, levels);
+        let (child, level_tables) = (cx.typed_archive(), level_tables(cx));
+        let to = sql::Destinations {
+            child: child.as_ref(),
+            levels: &level_tables,
+        };
+        step.statements =
+            sql::delete_batch_sql(&cx.orphans, &cx.playbook.journal_schema, levels, &to);
         step.why.push_str(" Deleting them fires other tables' ON DELETE actions (the cascade tree shown with the plan): the batch's statement archives those rows too, before its delete fires them, and a second statement checks, level by level, that the rows archived are exactly those the cascade deleted or changed; otherwise the batch rolls back.");
         step.locks.extend(
             levels

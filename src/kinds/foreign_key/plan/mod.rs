@@ -56,25 +56,21 @@ struct Planner<'a> {
 impl<'a> Planner<'a> {
     /// Where deleted orphans are archived when not in the general archive:
     /// a table of the child's own columns (see `repair::typed`). Nullified
-    /// rows, a purge that fires a cascade, and a child with columns of the
-    /// application's own types use the general archive (a plan without a
-    /// catalog assumes the table).
+    /// rows and a child with columns of the application's own types use the
+    /// general archive (a plan without a catalog assumes the table).
     fn typed_archive(&self) -> Option<crate::sql::ident::QualifiedName> {
         let fk = &self.playbook.constraint;
         let copyable = self
             .observed
             .is_none_or(|o| o.inspection.child_not_copyable.is_empty());
-        (self.playbook.rollback.orphans == OrphanPolicy::ArchiveDelete
-            && !cascade::fires(self)
-            && copyable)
-            .then(|| {
-                purge::typed::table(
-                    &self.playbook.journal_schema,
-                    &self.playbook.change,
-                    &fk.name,
-                    &self.orphans.child,
-                )
-            })
+        (self.playbook.rollback.orphans == OrphanPolicy::ArchiveDelete && copyable).then(|| {
+            purge::typed::table(
+                &self.playbook.journal_schema,
+                &self.playbook.change,
+                &fk.name,
+                &self.orphans.child,
+            )
+        })
     }
 
     fn new(playbook: &'a Playbook, observed: Option<&'a Observed<'a>>) -> Planner<'a> {
@@ -628,9 +624,13 @@ fn archive_step(cx: &Planner<'_>, status: &Status) -> Step {
         table,
         change: &cx.playbook.change,
         constraint: &fk.name,
-        child: &cx.orphans.child,
+        source: &cx.orphans.child,
+        action: "delete",
     });
-    archive.statements = purge::create_archive_sql(&cx.playbook.journal_schema, typed.as_ref());
+    let mut tables: Vec<purge::typed::Typed<'_>> = typed.into_iter().collect();
+    tables.extend(cascade::typed_levels(cx));
+    archive.statements = purge::create_archive_sql(&cx.playbook.journal_schema, &tables);
+    let typed = tables.first().filter(|t| t.source == &cx.orphans.child);
     cascade::extend_archive(cx, &mut archive);
     let view = purge::typed::view(&cx.playbook.journal_schema);
     let not_copyable = cx
@@ -680,15 +680,17 @@ fn purge_batch_step(cx: &Planner<'_>, policy: OrphanPolicy, status: &Status) -> 
     );
     purge_step.transaction = true;
     purge_step.statements = vec![sql];
-    let typed = cx.typed_archive().is_some();
-    purge_step.binds = if typed {
+    let child_typed = cx.typed_archive();
+    let names_bound =
+        cascade::names_bound(cx, child_typed.as_ref()).unwrap_or(child_typed.is_none());
+    purge_step.binds = if !names_bound {
         vec![Bind::RunId]
     } else {
         vec![Bind::RunId, Bind::Change, Bind::ConstraintName]
     };
     purge_step.repeat = Some(format!(
         "per batch of up to {batch} rows until a batch takes none (each returns how many it took off the list); {}",
-        if typed {
+        if !names_bound {
             "$1 = run id"
         } else {
             "$1 = run id, $2 = change, $3 = constraint name"

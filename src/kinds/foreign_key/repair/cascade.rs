@@ -1,7 +1,8 @@
 //! The purge batch when deleting child rows sets off other tables' ON DELETE
 //! actions: the same statement that deletes the batch also archives, level
-//! by level, the rows the cascade will delete (whole) or change (whole, with
-//! the columns that find them again). The statement reads them before its
+//! by level, the rows the cascade will delete (whole: into a table of the
+//! level's own columns where it can have one, see `typed`) or change
+//! (whole, with the columns that find them again). The statement reads them before its
 //! delete fires the cascade (RI actions run at the end of the statement), and
 //! locks them, so that what is archived is what the cascade finds.
 //!
@@ -12,12 +13,42 @@
 //! and roll back instead of disappearing unarchived.
 
 use super::{
-    archive_table, batch_rows, source_table, take_batch, taken, text_array, ArchivedSet, BATCH_SIZE,
+    archive_table, batch_rows, source_table, take_batch, taken, text_array, typed, ArchivedSet,
+    BATCH_SIZE,
 };
 use crate::kinds::foreign_key::definition::FkAction;
 use crate::kinds::foreign_key::violations::OrphanQuery;
 use crate::model::CascadeLevel;
-use crate::sql::ident::{quote_literal, Ident};
+use crate::sql::ident::{quote_literal, Ident, QualifiedName};
+
+/// Where a purge batch archives what it deletes: the child's rows, and
+/// each level's (aligned with the levels), in a table of their own columns
+/// (`Some`) or in the general archive as jsonb (`None`; always for the rows
+/// a SET NULL / SET DEFAULT changes, which restore finds again by identity).
+pub struct Destinations<'a> {
+    pub child: Option<&'a QualifiedName>,
+    pub levels: &'a [Option<QualifiedName>],
+}
+
+impl Destinations<'_> {
+    /// Whether some row goes into the general archive, whose rows also
+    /// carry the change ($2) and constraint name ($3).
+    pub fn names_bound(&self) -> bool {
+        self.child.is_none() || self.levels.iter().any(Option::is_none)
+    }
+}
+
+/// The table of its own columns that a level's deleted rows go to, if any:
+/// CASCADE levels whose columns allow one (`CascadeLevel::copyable`).
+pub fn level_table(
+    schema: &Ident,
+    change: &str,
+    constraint: &Ident,
+    level: &CascadeLevel,
+) -> Option<QualifiedName> {
+    (level.on_delete == FkAction::Cascade && level.copyable)
+        .then(|| typed::table(schema, change, constraint, &level.table))
+}
 
 /// Session-local counts of the running batch, level by level (level 0: the
 /// addresses the batch took off the list).
@@ -101,8 +132,26 @@ fn level_rows(levels: &[CascadeLevel], index: usize) -> Option<String> {
     ))
 }
 
-fn level_archive(levels: &[CascadeLevel], index: usize, schema: &Ident) -> Option<String> {
+fn level_archive(
+    levels: &[CascadeLevel],
+    index: usize,
+    schema: &Ident,
+    to: &Destinations<'_>,
+) -> Option<String> {
     let level = levels.get(index)?;
+    if let Some(table) = to.levels.get(index).and_then(Option::as_ref) {
+        return Some(format!(
+            "{0}_archived AS ({1})",
+            rows_cte(index),
+            typed::copy_sql(
+                table,
+                &level.table,
+                &format!("{} c", rows_cte(index)),
+                "c.fkctl_row",
+                &quote_literal(&level.table.display())
+            )
+        ));
+    }
     let identity = match (&level.identity, level.on_delete) {
         (Some(identity), FkAction::SetNull | FkAction::SetDefault) => text_array(identity),
         _ => "NULL::text[]".to_string(),
@@ -129,29 +178,38 @@ fn level_archive(levels: &[CascadeLevel], index: usize, schema: &Ident) -> Optio
 
 /// Deletes one batch of the child, archiving its rows and every row the
 /// cascade below will delete or change, in one statement, then checks the
-/// counts in a second one (same transaction). Parameters: $1 run id, $2
-/// change, $3 constraint name (the first statement only).
+/// counts in a second one (same transaction). Parameters: $1 run id, and
+/// when [`Destinations::names_bound`], $2 change, $3 constraint name (the
+/// first statement only).
 pub fn delete_batch_sql(
     query: &OrphanQuery,
     schema: &Ident,
     levels: &[CascadeLevel],
+    to: &Destinations<'_>,
 ) -> Vec<String> {
-    let mut ctes = vec![
-        take_batch(),
-        format!(
-            "purged AS (DELETE FROM {} WHERE {} AND {} RETURNING {} AS source_table, to_jsonb(fk) AS row_data, fk AS fkctl_row)",
-            query.child_from(),
-            batch_rows(query),
-            query.predicate(),
-            source_table(query)
+    let purged = format!(
+        "purged AS (DELETE FROM {} WHERE {} AND {} RETURNING {} AS source_table, fk AS fkctl_row)",
+        query.child_from(),
+        batch_rows(query),
+        query.predicate(),
+        source_table(query)
+    );
+    let archived = match to.child {
+        Some(table) => typed::copy_sql(
+            table,
+            &query.child,
+            "purged p",
+            "p.fkctl_row",
+            "p.source_table",
         ),
-        format!(
-            "archived AS (INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'delete', row_data FROM purged)",
+        None => format!(
+            "INSERT INTO {} (run_id, change, constraint_name, source_table, action, row_data) SELECT $1, $2, $3, source_table, 'delete', to_jsonb(fkctl_row) FROM purged",
             archive_table(schema).quoted()
         ),
-    ];
+    };
+    let mut ctes = vec![take_batch(), purged, format!("archived AS ({archived})")];
     ctes.extend((0..levels.len()).filter_map(|i| level_rows(levels, i)));
-    ctes.extend((0..levels.len()).filter_map(|i| level_archive(levels, i, schema)));
+    ctes.extend((0..levels.len()).filter_map(|i| level_archive(levels, i, schema, to)));
     let mut counts = vec![format!("(0, NULL, NULL, {BATCH_SIZE}, NULL)")];
     counts.extend(levels.iter().enumerate().map(|(i, level)| {
         format!(
@@ -237,10 +295,11 @@ fn verify_sql(levels: &[CascadeLevel], schema: &Ident) -> String {
     )
 }
 
-/// The cascade levels run `$1` archived rows of: (source_table, action).
-pub fn archived_levels_sql(schema: &Ident) -> String {
+/// The cascade levels run `$1` archived rows of, in `archive` (the view
+/// over every archive table, see `journal::archive::readable`):
+/// (source_table, action).
+pub fn archived_levels_sql(archive: &str) -> String {
     format!(
-        "SELECT DISTINCT source_table, action FROM {} WHERE run_id = $1 AND action LIKE 'cascade-%' ORDER BY 1, 2",
-        archive_table(schema).quoted()
+        "SELECT DISTINCT source_table, action FROM {archive} WHERE run_id = $1 AND action LIKE 'cascade-%' ORDER BY 1, 2"
     )
 }

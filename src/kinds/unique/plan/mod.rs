@@ -315,7 +315,7 @@ fn dedupe_steps(
         "fkctl's archive of removed rows (shared with foreign keys): every duplicate is kept there, whole, and fkctl restore puts rows back.",
     );
     archive.transaction = true;
-    archive.statements = create_archive_sql(&playbook.journal_schema, None);
+    archive.statements = create_archive_sql(&playbook.journal_schema, &[]);
     archive.status = status.clone();
     steps.push(archive);
     let mut dedupe = step(
