@@ -231,7 +231,7 @@ fn the_rollback_s_count_of_its_archive_waits_bounded_and_names_the_holder() {
 
 /// `restore` reads fkctl's archive before anything else (which run, how many
 /// rows): with another session holding it, each read waits within the lock
-/// timeout, retried, names the holder, and nothing moves.
+/// timeout, retried, names the holder, and nothing moves. `status` and `prune` the same.
 #[test]
 fn a_restore_waiting_for_the_archive_is_bounded_and_names_the_holder() {
     let s = Setup::new(
@@ -257,6 +257,25 @@ fn a_restore_waiting_for_the_archive_is_bounded_and_names_the_holder() {
         &s,
         &[
             "restore", &path, "--env", "staging", "--run", "latest", "--yes",
+        ],
+        &holder,
+    );
+    // `status` reads the archive too: within the bound, the holder named.
+    let started = Instant::now();
+    let status = s.run(&["status", &path, "--env", "staging"]);
+    let text = format!("{}{}", stdout(&status), stderr(&status));
+    assert!(started.elapsed() < BOUND, "{text}");
+    assert!(text.contains(&format!("pid {} ", holder.pid)), "{text}");
+    waits_bounded_naming(
+        &s,
+        &[
+            "prune",
+            &path,
+            "--env",
+            "staging",
+            "--older-than",
+            "1s",
+            "--yes",
         ],
         &holder,
     );

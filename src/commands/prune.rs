@@ -7,7 +7,7 @@
 use super::{connect, load_with_env, write_json, write_stdout};
 use crate::cli::args::Connection;
 use crate::error::{Error, Result};
-use crate::execute::guard;
+use crate::execute::{guard, Executor};
 use crate::journal::Journal;
 use crate::kinds::foreign_key::repair::{archive_table, typed};
 use crate::pg::Cell;
@@ -67,7 +67,11 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
     if json {
         super::narrate_to_stderr();
     }
-    let (_, mut client) = connect(&playbook, &environment, &connection.dsn)?;
+    let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
+    // Reads and removals on fkctl's own tables wait within the lock
+    // timeout, retried, naming whoever holds them.
+    let reader = Executor::new(&target, env, Vec::new(), playbook.safety.lock_retries)?
+        .watching_journal(&playbook.journal_schema);
     let journal = Journal::new(&playbook.journal_schema);
     let mut outcome = Outcome {
         environment: env.to_string(),
@@ -78,7 +82,7 @@ pub fn run(path: &Path, connection: &Connection, options: Options) -> Result<()>
     };
     if journal.exists(&mut client)? {
         guard::lock_change(&mut client, &playbook.change, &playbook.constraint, env)?;
-        outcome.removed = prune(&mut client, &playbook, &environment, &options)?;
+        outcome.removed = prune(&mut client, &reader, &playbook, &environment, &options)?;
     } else {
         crate::say!("nothing to prune on {env}: fkctl has no journal there");
     }
@@ -123,22 +127,21 @@ fn archive_tables(
 
 fn prune(
     client: &mut Client,
+    reader: &Executor<'_>,
     playbook: &crate::playbook::Playbook,
     environment: &crate::playbook::Environment,
     options: &Options,
 ) -> Result<Counts> {
     let env = environment.name.as_str();
     let schema = &playbook.journal_schema;
-    let archive = archive_tables(client, playbook)?;
+    let archive = reader.bounded(client, "read the archive's tables", |c| {
+        archive_tables(c, playbook)
+    })?;
     let age = options.older_than.as_secs_f64();
     let change = playbook.change.as_str();
-    let preview = counts(
-        client,
-        &prune_preview_sql(schema, &archive),
-        change,
-        age,
-        options.force,
-    )?;
+    let preview_sql = prune_preview_sql(schema, &archive);
+    let count_old = |c: &mut Client| counts(c, &preview_sql, change, age, options.force);
+    let preview = reader.bounded(client, "count what prune would remove", count_old)?;
     crate::say!(
         "{env}: {} run(s) of {change} older than {}, with {} step record(s){}",
         preview.runs,
@@ -160,28 +163,25 @@ fn prune(
         return Err(Error::declined("at your request; nothing was removed"));
     }
     let sql = prune_sql(schema, &archive);
-    let mut tx = client
-        .transaction()
-        .map_err(|e| Error::from_postgres(&e, "BEGIN"))?;
-    let removed = counts(&mut tx, &sql, change, age, options.force)?;
-    if removed != preview {
-        // Something changed between the count and the removal (a run
-        // finished, a restore ran): remove nothing rather than guess.
-        return Err(Error::precondition(format!(
-            "the journal changed while pruning (counted {preview:?}, the statement would remove {removed:?}); nothing was removed"
-        ))
-        .with("environment", env)
-        .next("run the same command again"));
-    }
-    tx.commit()
-        .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
-    let left = counts(
-        client,
-        &prune_preview_sql(schema, &archive),
-        change,
-        age,
-        options.force,
-    )?;
+    let removed = reader.bounded(client, "remove the old runs", |c| {
+        let mut tx = c
+            .transaction()
+            .map_err(|e| Error::from_postgres(&e, "BEGIN"))?;
+        let removed = counts(&mut tx, &sql, change, age, options.force)?;
+        if removed != preview {
+            // Something changed between the count and the removal (a run
+            // finished, a restore ran): remove nothing rather than guess.
+            return Err(Error::precondition(format!(
+                "the journal changed while pruning (counted {preview:?}, the statement would remove {removed:?}); nothing was removed"
+            ))
+            .with("environment", env)
+            .next("run the same command again"));
+        }
+        tx.commit()
+            .map_err(|e| Error::from_postgres(&e, "COMMIT"))?;
+        Ok(removed)
+    })?;
+    let left = reader.bounded(client, "count what is left", count_old)?;
     if left != Counts::default() {
         return Err(Error::new(
             crate::error::Kind::FailedMidway,

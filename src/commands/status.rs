@@ -4,6 +4,7 @@
 use super::{connect, inspect_live, select_environments, write_json, write_stdout};
 use crate::cli::args::Output;
 use crate::error::{Error, Kind, Result};
+use crate::execute::Executor;
 use crate::journal::{Journal, RunRecord, Snapshot};
 use crate::pg::Cell;
 use crate::playbook;
@@ -64,20 +65,38 @@ fn one(
     environment: &playbook::Environment,
     dsn: &[(String, String)],
 ) -> Result<EnvironmentStatus> {
-    let (_, mut client) = connect(playbook, environment, dsn)?;
+    let (target, mut client) = connect(playbook, environment, dsn)?;
     let inspection = inspect_live(&mut client, playbook, &environment.name, "status")?;
     let journal = Journal::new(&playbook.journal_schema);
+    // A rollback rebuilding the archive's view, or a restore filing rows,
+    // holds fkctl's tables briefly: wait within the lock timeout, retried,
+    // and name the holder rather than fail on the first wait.
+    let reader = Executor::new(
+        &target,
+        &environment.name,
+        Vec::new(),
+        playbook.safety.lock_retries,
+    )?
+    .watching_journal(&playbook.journal_schema);
+    let (snapshot, runs, retention) =
+        reader.bounded(&mut client, "read the journal and archive", |c| {
+            Ok((
+                journal.snapshot(c, &playbook.change, &playbook.constraint)?,
+                journal.recent_runs(c, &playbook.change, 5)?,
+                retention(c, playbook, &journal)?,
+            ))
+        })?;
     Ok(EnvironmentStatus {
         environment: environment.name.clone(),
         reachable: true,
         error: None,
         constraint: Some(state_of(&inspection.constraint)),
         definition: inspection.live().map(|l| l.pg_definition.clone()),
-        snapshot: journal.snapshot(&mut client, &playbook.change, &playbook.constraint)?,
-        runs: journal.recent_runs(&mut client, &playbook.change, 5)?,
+        snapshot,
+        runs,
         loose: (playbook.loose.is_some() || inspection.loose.any_installed())
             .then(|| inspection.loose.clone()),
-        retention: retention(&mut client, playbook, &journal)?,
+        retention,
         error_kind: None,
     })
 }
