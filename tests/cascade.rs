@@ -296,8 +296,15 @@ INSERT INTO reactions SELECT g, g, 'sad' FROM generate_series(1, 300) g;"
         "a table of their shape"
     );
     assert_eq!(
-        t.count("SELECT count(*) FROM fkctl.archive_tables WHERE source_table = 'public.grandchildren' AND action = 'cascade-delete'"),
+        t.count("SELECT count(*) FROM fkctl.cascade_archive_tables WHERE source_table = 'public.grandchildren' AND action = 'cascade-delete'"),
         1
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM fkctl.archive_tables WHERE source_table <> 'public.children'"
+        ),
+        0,
+        "an older fkctl takes every table registered here for the child's"
     );
     exec(
         &t.db,
@@ -321,6 +328,37 @@ INSERT INTO reactions SELECT g, g, 'sad' FROM generate_series(1, 300) g;"
         30,
         "the added column's default"
     );
+    assert_eq!(t.count("SELECT count(*) FROM fkctl.archive"), 0);
+}
+
+/// An archive an older fkctl made has no registry of cascade levels' tables:
+/// restore and prune read it as it is.
+#[test]
+fn an_archive_without_the_cascade_levels_registry_is_read_as_it_is() {
+    let schema = "
+CREATE TABLE parents (id bigint PRIMARY KEY, name text);
+CREATE TABLE children (id bigint PRIMARY KEY, parent_id bigint NOT NULL, note text);
+INSERT INTO parents SELECT g, 'p' || g FROM generate_series(1, 100) g;
+INSERT INTO children SELECT g, g, 'c' || g FROM generate_series(1, 100) g;";
+    let t = Tree::new("cascade_older", schema, &["children"]);
+    t.orphan();
+    let run_id = t.rollback();
+    exec(&t.db, "DROP TABLE fkctl.cascade_archive_tables");
+    let pb = t.playbook.display().to_string();
+    let prune = run_env(
+        "prune",
+        &t.playbook,
+        &t.db,
+        &["--older-than", "1s", "--dry-run"],
+    );
+    assert!(prune.status.success(), "{pb}: {}", stderr(&prune));
+    exec(
+        &t.db,
+        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
+    );
+    let out = t.restore(&run_id);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    t.assert_as_before();
     assert_eq!(t.count("SELECT count(*) FROM fkctl.archive"), 0);
 }
 

@@ -46,25 +46,28 @@ pub fn typed_tables(
     change: &str,
     constraint: &Ident,
 ) -> Result<Vec<TypedTable>> {
-    if !crate::pg::relation_exists(client, &typed::registry(schema).quoted())? {
-        return Ok(Vec::new());
-    }
-    let sql = typed::tables_sql(schema);
-    client
-        .query(sql.as_str(), &[&change, &constraint.as_str()])
-        .map_err(|e| Error::from_postgres(&e, &sql))?
-        .iter()
-        .map(|r| {
-            Ok(TypedTable {
+    let mut tables = Vec::new();
+    // The cascade levels' registry is missing from archives an older fkctl made.
+    for (registry, action) in typed::registries(schema) {
+        if !crate::pg::relation_exists(client, &registry.quoted())? {
+            continue;
+        }
+        let sql = typed::tables_sql(schema, &registry, &action);
+        for r in client
+            .query(sql.as_str(), &[&change, &constraint.as_str()])
+            .map_err(|e| Error::from_postgres(&e, &sql))?
+        {
+            tables.push(TypedTable {
                 table: QualifiedName::new(
                     schema.clone(),
                     Ident::from_catalog(r.cell::<String>(0, &sql)?),
                 ),
                 source: r.cell(1, &sql)?,
                 action: r.cell(2, &sql)?,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(tables)
 }
 
 /// Files the rows of the change's typed tables whose columns no longer

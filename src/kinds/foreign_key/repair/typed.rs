@@ -20,15 +20,21 @@
 //! archive (one statement deletes its rows here and inserts them there,
 //! counted) and read as every archived row.
 //!
-//! The registry (`archive_tables`) says which change, table and action each
-//! such table serves, and the view `archive` shows every archived row in the
-//! general archive's columns, whichever table holds it: what a person,
-//! `status` and `prune` read.
+//! The registries say which change and table each such table serves:
+//! `archive_tables` for a child's deleted rows, `cascade_archive_tables`
+//! (with the rows' action) for a cascade level's. Two, so that an older
+//! fkctl, which takes every table in `archive_tables` for the child's,
+//! never reads a level's rows as the child's. The view `archive` shows every
+//! archived row in the general archive's columns, whichever table holds it:
+//! what a person, `status` and `prune` read.
 
 use super::archive_table;
 use crate::sql::ident::{quote_literal, Ident, QualifiedName};
 
 const REGISTRY: &str = "archive_tables";
+const LEVEL_REGISTRY: &str = "cascade_archive_tables";
+/// The action of the rows a table in `archive_tables` keeps.
+const CHILD_ACTION: &str = "delete";
 const VIEW: &str = "archive";
 /// The columns fkctl adds before the child's own, in this order. Spaces
 /// keep them clear of any application column name.
@@ -43,8 +49,31 @@ fn fkctl_columns() -> String {
     format!("ARRAY[{}]::text[]", names.join(", "))
 }
 
+/// The registry of the tables of a child's deleted rows.
 pub fn registry(schema: &Ident) -> QualifiedName {
     QualifiedName::new(schema.clone(), Ident::from_catalog(REGISTRY))
+}
+
+/// The registry of the tables of the rows a cascade deleted.
+pub fn level_registry(schema: &Ident) -> QualifiedName {
+    QualifiedName::new(schema.clone(), Ident::from_catalog(LEVEL_REGISTRY))
+}
+
+/// Both registries, each with the SQL of its tables' action.
+pub fn registries(schema: &Ident) -> [(QualifiedName, String); 2] {
+    [
+        (registry(schema), quote_literal(CHILD_ACTION)),
+        (level_registry(schema), "action".to_string()),
+    ]
+}
+
+/// The registry of tables that keep rows of `action`.
+fn registry_for(schema: &Ident, action: &str) -> QualifiedName {
+    if action == CHILD_ACTION {
+        registry(schema)
+    } else {
+        level_registry(schema)
+    }
 }
 
 /// Every archived row, whichever table holds it.
@@ -80,8 +109,7 @@ pub fn table(
     )
 }
 
-/// The registry, and its `action` column (added to registries made before
-/// cascade levels had tables: theirs all hold a child's deleted rows).
+/// Both registries.
 pub fn registry_sql(schema: &Ident) -> Vec<String> {
     vec![
         format!(
@@ -89,8 +117,8 @@ pub fn registry_sql(schema: &Ident) -> Vec<String> {
             registry(schema).quoted()
         ),
         format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS action text NOT NULL DEFAULT 'delete'",
-            registry(schema).quoted()
+            "CREATE TABLE IF NOT EXISTS {} (table_name text PRIMARY KEY, change text NOT NULL, constraint_name text NOT NULL, source_table text NOT NULL, action text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())",
+            level_registry(schema).quoted()
         ),
     ]
 }
@@ -107,7 +135,7 @@ pub fn view_sql(schema: &Ident) -> String {
         fkctl_columns()
     );
     let body = format!(
-        "BEGIN EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', {view}, concat_ws(' UNION ALL ', {general}, (SELECT string_agg(format({each}, quote_ident({schema}) || '.' || quote_ident(r.table_name), {run}, r.change, r.constraint_name, {source}, {at}, r.action), ' UNION ALL ' ORDER BY r.created_at, r.table_name) FROM {registry} r WHERE to_regclass(quote_ident({schema}) || '.' || quote_ident(r.table_name)) IS NOT NULL))); END",
+        "BEGIN EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', {view}, concat_ws(' UNION ALL ', {general}, (SELECT string_agg(format({each}, quote_ident({schema}) || '.' || quote_ident(r.table_name), {run}, r.change, r.constraint_name, {source}, {at}, r.action), ' UNION ALL ' ORDER BY r.created_at, r.table_name) FROM (SELECT table_name, change, constraint_name, created_at, {child_action}::text AS action FROM {registry} UNION ALL SELECT table_name, change, constraint_name, created_at, action FROM {level_registry}) r WHERE to_regclass(quote_ident({schema}) || '.' || quote_ident(r.table_name)) IS NOT NULL))); END",
         view = quote_literal(&view(schema).quoted()),
         general = quote_literal(&general),
         each = quote_literal(&each),
@@ -116,6 +144,8 @@ pub fn view_sql(schema: &Ident) -> String {
         source = quote_literal(SOURCE),
         at = quote_literal(AT),
         registry = registry(schema).quoted(),
+        level_registry = level_registry(schema).quoted(),
+        child_action = quote_literal(CHILD_ACTION),
     );
     do_block(&body)
 }
@@ -160,13 +190,14 @@ pub struct Typed<'a> {
 /// resolve the table's name before the check that it exists.
 pub fn prepare_sql(schema: &Ident, typed: &Typed<'_>) -> Vec<String> {
     let table = &typed.table;
+    let registry = registry_for(schema, typed.action);
     let quoted = quote_literal(&table.quoted());
     let name = quote_literal(table.name.as_str());
     let body = format!(
         "DECLARE kept text; holds boolean; BEGIN IF to_regclass({quoted}) IS NOT NULL AND {} IS DISTINCT FROM {} THEN EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', {quoted}) INTO holds; IF holds THEN kept := {name} || '_' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISS'); EXECUTE format('ALTER TABLE %s RENAME TO %I', {quoted}, kept); UPDATE {registry} SET table_name = kept WHERE table_name = {name}; ELSE EXECUTE format('DROP VIEW IF EXISTS %s', {view}); EXECUTE format('DROP TABLE %s', {quoted}); DELETE FROM {registry} WHERE table_name = {name}; END IF; END IF; END",
         shape(&format!("to_regclass({quoted})")),
         shape(&format!("to_regclass({})", quote_literal(&typed.source.quoted()))),
-        registry = registry(schema).quoted(),
+        registry = registry.quoted(),
         view = quote_literal(&view(schema).quoted()),
     );
     vec![
@@ -182,14 +213,24 @@ pub fn prepare_sql(schema: &Ident, typed: &Typed<'_>) -> Vec<String> {
             Ident::from_catalog(SOURCE).quoted(),
             typed.source.quoted()
         ),
-        format!(
-            "INSERT INTO {} (table_name, change, constraint_name, source_table, action) VALUES ({name}, {}, {}, {}, {}) ON CONFLICT (table_name) DO NOTHING",
-            registry(schema).quoted(),
-            quote_literal(typed.change),
-            quote_literal(typed.constraint.as_str()),
-            quote_literal(&typed.source.display()),
-            quote_literal(typed.action)
-        ),
+        if typed.action == CHILD_ACTION {
+            format!(
+                "INSERT INTO {} (table_name, change, constraint_name, source_table) VALUES ({name}, {}, {}, {}) ON CONFLICT (table_name) DO NOTHING",
+                registry.quoted(),
+                quote_literal(typed.change),
+                quote_literal(typed.constraint.as_str()),
+                quote_literal(&typed.source.display()),
+            )
+        } else {
+            format!(
+                "INSERT INTO {} (table_name, change, constraint_name, source_table, action) VALUES ({name}, {}, {}, {}, {}) ON CONFLICT (table_name) DO NOTHING",
+                registry.quoted(),
+                quote_literal(typed.change),
+                quote_literal(typed.constraint.as_str()),
+                quote_literal(&typed.source.display()),
+                quote_literal(typed.action)
+            )
+        },
     ]
 }
 
@@ -245,12 +286,13 @@ pub fn copy_sql(
     )
 }
 
-/// The tables of a change's deleted rows, each with the table whose rows
-/// it keeps and their action: $1 change, $2 constraint.
-pub fn tables_sql(schema: &Ident) -> String {
+/// The tables `registry` lists for a change, each with the table whose
+/// rows it keeps and their action (`action`, SQL: see [`registries`]):
+/// $1 change, $2 constraint.
+pub fn tables_sql(schema: &Ident, registry: &QualifiedName, action: &str) -> String {
     format!(
-        "SELECT table_name, source_table, action FROM {} WHERE change = $1 AND constraint_name = $2 AND to_regclass(quote_ident({}) || '.' || quote_ident(table_name)) IS NOT NULL ORDER BY created_at, table_name",
-        registry(schema).quoted(),
+        "SELECT table_name, source_table, {action} FROM {} WHERE change = $1 AND constraint_name = $2 AND to_regclass(quote_ident({}) || '.' || quote_ident(table_name)) IS NOT NULL ORDER BY created_at, table_name",
+        registry.quoted(),
         quote_literal(schema.as_str())
     )
 }
