@@ -80,6 +80,26 @@ impl Tree {
         )
     }
 
+    /// Parents 91..100 come back, then the restore of `run_id`, which must
+    /// succeed; returns what it printed.
+    fn bring_back(&self, run_id: &str) -> String {
+        exec(
+            &self.db,
+            "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
+        );
+        let out = self.restore(run_id);
+        assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    }
+
+    /// [`Tree::bring_back`], then every table as before and nothing left
+    /// in the archive.
+    fn bring_back_all(&self, run_id: &str) {
+        self.bring_back(run_id);
+        self.assert_as_before();
+        assert_eq!(self.count("SELECT count(*) FROM fkctl.archive"), 0);
+    }
+
     /// Every copied table holds exactly the rows it held at the start, each
     /// value's text as it was.
     fn assert_as_before(&self) {
@@ -127,14 +147,7 @@ fn grandchildren_deleted_by_the_cascade_are_archived_and_restored_exactly() {
         t.count("SELECT count(*) FROM fkctl.archive WHERE action = 'cascade-delete' AND source_table = 'public.grandchildren' AND (row_data->>'child_id')::int > 90"),
         30
     );
-    exec(
-        &t.db,
-        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
-    );
-    let out = t.restore(&run_id);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    t.assert_as_before();
-    assert_eq!(t.count("SELECT count(*) FROM fkctl.archive"), 0);
+    t.bring_back_all(&run_id);
 }
 
 #[test]
@@ -254,14 +267,7 @@ INSERT INTO watchers SELECT g, 1 + (g - 1) % 100 FROM generate_series(1, 200) g;
     assert_eq!(t.count("SELECT count(*) FROM grandchildren"), 270);
     assert_eq!(t.archived("cascade-delete"), 30);
     assert_eq!(t.archived("cascade-set-null"), 20);
-    exec(
-        &t.db,
-        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
-    );
-    let out = t.restore(&run_id);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    t.assert_as_before();
-    assert_eq!(t.count("SELECT count(*) FROM fkctl.archive"), 0);
+    t.bring_back_all(&run_id);
 }
 
 #[test]
@@ -310,17 +316,8 @@ INSERT INTO reactions SELECT g, g, 'sad' FROM generate_series(1, 300) g;"
         &t.db,
         "ALTER TABLE grandchildren ADD COLUMN extra int DEFAULT 7",
     );
-    exec(
-        &t.db,
-        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
-    );
-    let out = t.restore(&run_id);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(
-        stdout(&out).contains("30 archived row(s) filed"),
-        "{}",
-        stdout(&out)
-    );
+    let said = t.bring_back(&run_id);
+    assert!(said.contains("30 archived row(s) filed"), "{said}");
     t.assert_as_before();
     assert_eq!(t.count("SELECT count(*) FROM grandchildren"), 300);
     assert_eq!(
@@ -352,14 +349,7 @@ INSERT INTO children SELECT g, g, 'c' || g FROM generate_series(1, 100) g;";
         &["--older-than", "1s", "--dry-run"],
     );
     assert!(prune.status.success(), "{pb}: {}", stderr(&prune));
-    exec(
-        &t.db,
-        "INSERT INTO parents SELECT g, 'p' || g FROM generate_series(91, 100) g",
-    );
-    let out = t.restore(&run_id);
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    t.assert_as_before();
-    assert_eq!(t.count("SELECT count(*) FROM fkctl.archive"), 0);
+    t.bring_back_all(&run_id);
 }
 
 #[test]

@@ -191,6 +191,12 @@ pub struct Typed<'a> {
 pub fn prepare_sql(schema: &Ident, typed: &Typed<'_>) -> Vec<String> {
     let table = &typed.table;
     let registry = registry_for(schema, typed.action);
+    // Only the cascade levels' registry records an action.
+    let (action_column, action) = if typed.action == CHILD_ACTION {
+        ("", String::new())
+    } else {
+        (", action", format!(", {}", quote_literal(typed.action)))
+    };
     let quoted = quote_literal(&table.quoted());
     let name = quote_literal(table.name.as_str());
     let body = format!(
@@ -213,24 +219,13 @@ pub fn prepare_sql(schema: &Ident, typed: &Typed<'_>) -> Vec<String> {
             Ident::from_catalog(SOURCE).quoted(),
             typed.source.quoted()
         ),
-        if typed.action == CHILD_ACTION {
-            format!(
-                "INSERT INTO {} (table_name, change, constraint_name, source_table) VALUES ({name}, {}, {}, {}) ON CONFLICT (table_name) DO NOTHING",
-                registry.quoted(),
-                quote_literal(typed.change),
-                quote_literal(typed.constraint.as_str()),
-                quote_literal(&typed.source.display()),
-            )
-        } else {
-            format!(
-                "INSERT INTO {} (table_name, change, constraint_name, source_table, action) VALUES ({name}, {}, {}, {}, {}) ON CONFLICT (table_name) DO NOTHING",
-                registry.quoted(),
-                quote_literal(typed.change),
-                quote_literal(typed.constraint.as_str()),
-                quote_literal(&typed.source.display()),
-                quote_literal(typed.action)
-            )
-        },
+        format!(
+            "INSERT INTO {} (table_name, change, constraint_name, source_table{action_column}) VALUES ({name}, {}, {}, {}{action}) ON CONFLICT (table_name) DO NOTHING",
+            registry.quoted(),
+            quote_literal(typed.change),
+            quote_literal(typed.constraint.as_str()),
+            quote_literal(&typed.source.display()),
+        ),
     ]
 }
 
