@@ -757,6 +757,22 @@ fn restore_levels(client: &mut Client, r: &Restore<'_>, waiting: &mut Vec<Error>
     Ok(())
 }
 
+/// The restore's session. Restore reads fkctl's archive, whose tables
+/// autovacuum may not have analyzed yet: the planner then costs a count of
+/// 100,000 archived rows past jit_above_cost and compiles for a third of a
+/// second (measured), in every count and batch. Nothing here gains from JIT.
+fn connect_without_jit(
+    playbook: &Playbook,
+    environment: &crate::playbook::Environment,
+    dsn: &[(String, String)],
+) -> Result<(crate::connect::Target, Client)> {
+    let (target, mut client) = connect(playbook, environment, dsn)?;
+    client
+        .batch_execute("SET jit = off")
+        .map_err(|e| Error::from_postgres(&e, "SET jit = off"))?;
+    Ok((target, client))
+}
+
 pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options) -> Result<()> {
     let env = connection.env.as_str();
     let (playbook, environment) = load_with_env(path, env)?;
@@ -781,15 +797,7 @@ pub fn run(path: &Path, connection: &Connection, run_id: &str, options: Options)
     };
     let mut nothing = false;
     let result = (|| -> Result<()> {
-        let (target, mut client) = connect(&playbook, &environment, &connection.dsn)?;
-        // Restore reads fkctl's archive, whose tables autovacuum may not
-        // have analyzed yet: the planner then costs a count of 100,000
-        // archived rows past jit_above_cost and compiles for a third of a
-        // second (measured), in every count and batch. Nothing here gains
-        // from JIT.
-        client
-            .batch_execute("SET jit = off")
-            .map_err(|e| Error::from_postgres(&e, "SET jit = off"))?;
+        let (target, mut client) = connect_without_jit(&playbook, &environment, &connection.dsn)?;
         // Reads fkctl's archive before the tables are inspected: lock
         // holders named on fkctl's own tables only.
         let reader = Executor::new(&target, env, Vec::new(), playbook.safety.lock_retries)?
