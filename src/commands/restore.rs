@@ -7,6 +7,7 @@ use crate::catalog::relations;
 use crate::cli::args::Connection;
 use crate::error::{describe_postgres, Error, Kind, Result};
 use crate::execute::{guard, interrupt, BindValues, Executor};
+use crate::journal::archive::{typed_tables, TypedTable};
 use crate::journal::{record_step, Journal};
 use crate::kinds::foreign_key::plan::cascade;
 use crate::kinds::foreign_key::plan::restore::{ArchivedKey, ColumnPlan};
@@ -122,17 +123,7 @@ fn compare_columns(
         Some(from) => typed_columns(client, from, &rows_to.table, rows)?,
         None => {
             let sql = purge::archived_keys_sql(&playbook.journal_schema, &rows_to.set);
-            client
-                .query(sql.as_str(), &[&run_id])
-                .map_err(|e| Error::from_postgres(&e, &sql))?
-                .iter()
-                .map(|r| {
-                    Ok(ArchivedKey {
-                        name: Ident::from_catalog(r.cell::<String>(0, &sql)?),
-                        rows: r.cell(1, &sql)?,
-                    })
-                })
-                .collect::<Result<_>>()?
+            archived_keys(client, &sql, &[&run_id], None)?
         }
     };
     let mut plan = ColumnPlan::compare(&table, &keys, rows, &rows_to.keys, discard_dropped);
@@ -161,15 +152,28 @@ fn typed_columns(
         )
         .next("run the same restore again: it puts the rows into the general archive first and converts them to the new columns"));
     }
-    let sql = typed::columns_sql();
+    archived_keys(client, &typed::columns_sql(), &[&from_name], Some(rows))
+}
+
+/// The archived keys `sql` lists: each key's name, then how many rows have
+/// it, or `rows` for every key when the table's columns say so.
+fn archived_keys(
+    client: &mut Client,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+    rows: Option<i64>,
+) -> Result<Vec<ArchivedKey>> {
     client
-        .query(sql.as_str(), &[&from_name])
-        .map_err(|e| Error::from_postgres(&e, &sql))?
+        .query(sql, params)
+        .map_err(|e| Error::from_postgres(&e, sql))?
         .iter()
         .map(|r| {
             Ok(ArchivedKey {
-                name: Ident::from_catalog(r.cell::<String>(0, &sql)?),
-                rows,
+                name: Ident::from_catalog(r.cell::<String>(0, sql)?),
+                rows: match rows {
+                    Some(rows) => rows,
+                    None => r.cell(1, sql)?,
+                },
             })
         })
         .collect()
@@ -386,6 +390,9 @@ struct Restore<'a> {
     /// Runs the batches and the reads of the archive (lock waits bounded,
     /// retried, their holders named).
     exec: &'a Executor<'a>,
+    /// The change's tables of deleted rows (the child's and its cascade
+    /// levels'), read once: the change's lock keeps them as they are.
+    typed: &'a [TypedTable],
 }
 
 /// Archived rows of the run that came from a cascade level the live tree no
@@ -878,15 +885,9 @@ fn file_typed_rows(client: &mut Client, reader: &Executor<'_>, playbook: &Playbo
 /// tables of their own table's shape (the typical rollback's), then the
 /// general archive.
 fn sources(client: &mut Client, r: &Restore<'_>, rows: &Rows) -> Result<Vec<(Rows, i64)>> {
-    let playbook = r.playbook;
-    let schema = &playbook.journal_schema;
+    let schema = &r.playbook.journal_schema;
     let mut sources = Vec::new();
-    for typed in crate::journal::archive::typed_tables(
-        client,
-        schema,
-        &playbook.change,
-        &playbook.constraint.name,
-    )? {
+    for typed in r.typed {
         if !typed.keeps(&rows.table, &rows.set.action) {
             continue;
         }
@@ -898,7 +899,7 @@ fn sources(client: &mut Client, r: &Restore<'_>, rows: &Rows) -> Result<Vec<(Row
         )?;
         if held > 0 {
             let from = Rows {
-                from: Some(typed.table),
+                from: Some(typed.table.clone()),
                 ..rows.clone()
             };
             sources.push((from, held));
@@ -929,6 +930,9 @@ fn restore_in(
     let inspection = inspect_live(client, playbook, env, "pre-checks")?;
     let exec = Executor::for_inspection(target, env, &inspection, playbook.safety.lock_retries)?
         .watching_journal(schema);
+    let typed = reader.bounded(client, "read the archive's tables", |c| {
+        typed_tables(c, schema, &playbook.change, &playbook.constraint.name)
+    })?;
     let r = Restore {
         exec: &exec,
         playbook,
@@ -938,6 +942,7 @@ fn restore_in(
         journal: &journal,
         run_id,
         options,
+        typed: &typed,
     };
     if deleted == 0 && cascaded == 0 {
         let keys = KeysRun::child(
